@@ -1,0 +1,146 @@
+//! The agent's command line (DESIGN, "Agent CLI"): the contract used by the
+//! operator's Jobs, the tests and the docs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keeper-agent",
+    version,
+    about = "MySQL Keeper backup agent: consistent dumps to files or S3, verified restores"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log as JSON lines (the default inside Kubernetes).
+    #[arg(long, global = true, env = "KEEPER_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dump the server's databases to URL/NAME/ (dump.sql.gz + manifest.json).
+    Backup(BackupArgs),
+    /// Restore a backup folder into a server.
+    Restore(RestoreArgs),
+    /// Check a backup's every byte against its manifest, without a server.
+    Verify(VerifyArgs),
+    /// List the backups at a location.
+    List(ListArgs),
+    /// Delete expired backups at a location (never the newest good one).
+    Prune(PruneArgs),
+}
+
+/// How to reach the server. The password comes from `MYSQL_PWD` or
+/// `--password-file`, never from an argument.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    #[arg(long)]
+    pub host: String,
+    #[arg(long, default_value_t = 3306)]
+    pub port: u16,
+    #[arg(long)]
+    pub user: String,
+    /// A file holding the password (its first line); otherwise `MYSQL_PWD`.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// S3 options beyond the standard AWS environment variables.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Args {
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
+    #[arg(long)]
+    pub s3_force_path_style: bool,
+    /// A PEM file of CA certificates to trust for the S3 endpoint.
+    #[arg(long)]
+    pub s3_ca_bundle: Option<PathBuf>,
+}
+
+/// Retention rules: a backup is kept when any rule keeps it; the newest good
+/// backup is always kept.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionArgs {
+    /// Keep the N newest good backups.
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Keep backups younger than this (a number and m, h, d or w: `30d`).
+    #[arg(long)]
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Comma-separated databases (default: every user database).
+    #[arg(long, value_delimiter = ',')]
+    pub databases: Vec<String>,
+    /// Connections that dump in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+    /// gzip level 1 (fastest) to 9 (smallest).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub compression_level: u32,
+    /// Where backups live: file:///dir or s3://bucket/prefix.
+    #[arg(long)]
+    pub to: String,
+    /// The backup's folder name (default: UTC yyyymmddThhmmssZ, or <instance>-<stamp> in Kubernetes).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The backup folder: file:///dir/NAME or s3://bucket/prefix/NAME.
+    #[arg(long)]
+    pub from: String,
+    /// Connections that replay data members in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+    /// Replace tables that already exist in the target.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The backup folder to check.
+    #[arg(long)]
+    pub from: String,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// The location that holds backups.
+    #[arg(long)]
+    pub from: String,
+    /// Also check every backup's bytes (reads them all).
+    #[arg(long)]
+    pub verify: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// The location that holds backups.
+    #[arg(long)]
+    pub from: String,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+}

@@ -1,0 +1,66 @@
+//! `keeper-agent`: parse, set up logging and the runtime, run, report one line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keeper_agent::{AgentContext, Cli};
+
+/// Kubernetes shows this file's content as the container's termination message.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let result = runtime.block_on(async move {
+        let kube = if env.contains_key("KEEPER_NAMESPACE") {
+            match kube::Client::try_default().await {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot reach the Kubernetes API to report status: {e}"
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        keeper_agent::run_cli(cli, AgentContext { env, kube })
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    // One line: the first line of the message, which names what failed and what to do.
+    let line = message.lines().next().unwrap_or("failed");
+    eprintln!("keeper-agent: error: {line}");
+    if std::path::Path::new(TERMINATION_LOG).exists() {
+        let _ = std::fs::write(TERMINATION_LOG, line);
+    }
+    ExitCode::FAILURE
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,259 @@
+//! `manifest.json`: what a backup holds and how to check every byte of it.
+//!
+//! A backup without a manifest is incomplete and is never listed as good. The
+//! manifest is written last, after `dump.sql.gz` is complete in storage.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a reader of an older version could misread a newer manifest.
+pub const FORMAT_VERSION: u32 = 1;
+/// The dump's file name inside a backup folder.
+pub const DUMP_FILE: &str = "dump.sql.gz";
+/// The manifest's file name inside a backup folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Present while a backup runs, refreshed every minute, removed after the manifest.
+pub const IN_PROGRESS_FILE: &str = "in-progress.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format_version: u32,
+    pub agent_version: String,
+    /// The backup's name (its folder under the location).
+    pub name: String,
+    pub server: ServerInfo,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub snapshot: Snapshot,
+    /// The source's `max_allowed_packet`, in bytes.
+    pub max_allowed_packet: u64,
+    /// The longest single statement written, in bytes; a restore target needs
+    /// a `max_allowed_packet` at least this large.
+    pub largest_statement: u64,
+    pub databases: Vec<DatabaseEntry>,
+    /// Members in replay order.
+    pub members: Vec<Member>,
+    pub file: FileInfo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mysql,
+    Mariadb,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub flavor: Flavor,
+    /// `SELECT VERSION()`, e.g. `10.11.6-MariaDB-log` or `8.4.3`.
+    pub version: String,
+}
+
+/// How the point in time was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Consistency {
+    /// Every worker opened its snapshot under a brief global lock.
+    GlobalLock,
+    /// No privilege for the lock: one connection, one snapshot, no parallelism.
+    SingleTransaction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub consistency: Consistency,
+    /// How long the global lock was held, in milliseconds (None without a lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_held_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_executed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogPosition>,
+    /// Why the snapshot is weaker than usual, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogPosition {
+    pub file: String,
+    pub position: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseEntry {
+    pub name: String,
+    pub charset: String,
+    pub collation: String,
+    pub tables: Vec<TableEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TableKind {
+    Table,
+    Sequence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableEntry {
+    pub name: String,
+    pub kind: TableKind,
+    pub engine: String,
+    pub rows: u64,
+    /// False for MyISAM, Aria and other engines without MVCC snapshots.
+    pub transactional: bool,
+    /// True when a non-transactional table was read while the global lock was
+    /// held (so it is consistent); false means it was read later and is flagged.
+    #[serde(default)]
+    pub read_under_lock: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberKind {
+    Header,
+    Schema,
+    Data,
+    Routines,
+    Views,
+    Triggers,
+    Events,
+}
+
+/// One gzip member of `dump.sql.gz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub kind: MemberKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Chunk number within a table's data, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
+    /// Byte offset of the member in `dump.sql.gz`.
+    pub offset: u64,
+    /// Compressed length in bytes.
+    pub length: u64,
+    pub uncompressed_length: u64,
+    /// Rows in a data member.
+    #[serde(default)]
+    pub rows: u64,
+    /// Lowercase hex sha256 of the member's compressed bytes, so a ranged read
+    /// is checked before it is decompressed.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Why a manifest cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("the manifest is not valid JSON of a Keeper manifest: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error(
+        "the manifest has format version {found}; this agent reads up to {FORMAT_VERSION}: use a newer keeper-agent"
+    )]
+    UnsupportedVersion { found: u32 },
+    #[error("the manifest is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl Manifest {
+    /// Parses and checks a manifest's internal consistency: members tile the
+    /// file exactly, in order, with well-formed checksums.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let manifest: Manifest = serde_json::from_slice(bytes)?;
+        if manifest.format_version > FORMAT_VERSION || manifest.format_version == 0 {
+            return Err(ManifestError::UnsupportedVersion {
+                found: manifest.format_version,
+            });
+        }
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec_pretty(self)
+    }
+
+    fn check(&self) -> Result<(), ManifestError> {
+        let bad = |m: String| Err(ManifestError::Inconsistent(m));
+        let mut expected_offset = 0u64;
+        for (i, member) in self.members.iter().enumerate() {
+            if member.offset != expected_offset {
+                return bad(format!(
+                    "member {i} starts at byte {} but the previous one ends at {expected_offset}",
+                    member.offset
+                ));
+            }
+            if member.length == 0 {
+                return bad(format!("member {i} is empty"));
+            }
+            if !is_sha256_hex(&member.sha256) {
+                return bad(format!("member {i} has a malformed sha256"));
+            }
+            expected_offset = match member.offset.checked_add(member.length) {
+                Some(end) => end,
+                None => return bad(format!("member {i} overflows the file")),
+            };
+        }
+        if expected_offset != self.file.size {
+            return bad(format!(
+                "the members cover {expected_offset} bytes but the file has {}",
+                self.file.size
+            ));
+        }
+        if !is_sha256_hex(&self.file.sha256) {
+            return bad("the file's sha256 is malformed".into());
+        }
+        Ok(())
+    }
+
+    /// Tables (not sequences) across all databases.
+    pub fn table_count(&self) -> usize {
+        self.databases.iter().map(|d| d.tables.len()).sum()
+    }
+
+    /// Rows across all tables.
+    pub fn row_count(&self) -> u64 {
+        self.databases
+            .iter()
+            .flat_map(|d| d.tables.iter())
+            .map(|t| t.rows)
+            .sum()
+    }
+
+    pub fn uncompressed_bytes(&self) -> u64 {
+        self.members.iter().map(|m| m.uncompressed_length).sum()
+    }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The marker a running backup keeps fresh, so that cleanup can tell a live
+/// upload from one orphaned by a killed agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InProgress {
+    pub started_at: DateTime<Utc>,
+    pub refreshed_at: DateTime<Utc>,
+    pub host: String,
+}

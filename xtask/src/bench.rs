@@ -1,0 +1,276 @@
+//! `cargo xtask bench`: the same data, the same server, every contender in one run.
+//!
+//! Times, output sizes and peak RSS come from GNU time (`/usr/bin/time -f`),
+//! whose figures for a shell pipeline cover every process in it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use keeper_tests::{MariaDb, MariaDbOptions};
+
+use crate::sh;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// sysbench tables.
+    #[arg(long, default_value_t = 4)]
+    pub tables: u32,
+    /// Rows per sysbench table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Threads for every parallel contender.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Only dump, skip the restore contenders.
+    #[arg(long)]
+    pub skip_restore: bool,
+}
+
+/// One contender's measured run.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub name: String,
+    pub kind: &'static str,
+    pub seconds: f64,
+    pub peak_rss_kib: u64,
+    pub output_bytes: Option<u64>,
+}
+
+const BENCH_USER: &str = "bench";
+// A throwaway server on loopback: this password protects nothing.
+const BENCH_PASSWORD: &str = "bench-password";
+const DB: &str = "sbtest";
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    crate::deps::install()?;
+    let work = tempfile::Builder::new()
+        .prefix("keeper-bench-")
+        .tempdir()
+        .context("creating the bench work dir")?;
+    eprintln!(
+        "bench: starting MariaDB, preparing sysbench {} tables x {} rows",
+        args.tables, args.rows
+    );
+    let server = MariaDb::start_with(MariaDbOptions {
+        buffer_pool_bytes: 1 << 30,
+        ..MariaDbOptions::default()
+    })?;
+    server.run_sql(
+        &format!(
+            "CREATE DATABASE {DB}; CREATE USER '{BENCH_USER}'@'127.0.0.1' IDENTIFIED BY '{BENCH_PASSWORD}'; \
+             GRANT ALL ON *.* TO '{BENCH_USER}'@'127.0.0.1';"
+        ),
+        None,
+    )?;
+    sh::run(
+        Command::new("sysbench")
+            .arg("oltp_read_write")
+            .args(sysbench_conn(&server))
+            .arg(format!("--tables={}", args.tables))
+            .arg(format!("--table-size={}", args.rows))
+            .arg(format!("--threads={}", args.threads.min(args.tables)))
+            .arg("prepare")
+            .stdout(std::process::Stdio::null()),
+    )?;
+
+    let mut results = Vec::new();
+    let dir = work.path();
+    let t = args.threads;
+    let port = server.port();
+    let conn = format!("--host 127.0.0.1 --port {port} --user {BENCH_USER}");
+    let dump = format!(
+        "mariadb-dump --no-defaults -h127.0.0.1 -P{port} -u{BENCH_USER} --single-transaction --databases {DB}"
+    );
+    let contenders: Vec<(&str, String, PathBuf)> = vec![
+        (
+            "mydumper (raw, no compression)",
+            format!(
+                "mydumper {conn} --password {BENCH_PASSWORD} -B {DB} -t {t} -o {}/raw",
+                dir.display()
+            ),
+            dir.join("raw"),
+        ),
+        (
+            "mydumper -c",
+            format!(
+                "mydumper {conn} --password {BENCH_PASSWORD} -B {DB} -t {t} -c -o {}/myd",
+                dir.display()
+            ),
+            dir.join("myd"),
+        ),
+        (
+            "mariadb-dump | gzip -6",
+            format!("{dump} | gzip -6 > {}/dump6.sql.gz", dir.display()),
+            dir.join("dump6.sql.gz"),
+        ),
+        (
+            "mariadb-dump | gzip -1",
+            format!("{dump} | gzip -1 > {}/dump1.sql.gz", dir.display()),
+            dir.join("dump1.sql.gz"),
+        ),
+        (
+            "mariadb-dump | pigz -1 -p 2",
+            format!("{dump} | pigz -1 -p 2 > {}/dumpp.sql.gz", dir.display()),
+            dir.join("dumpp.sql.gz"),
+        ),
+    ];
+    for (name, script, output) in contenders {
+        let mut m = measure(name, "dump", &script, BENCH_PASSWORD)?;
+        m.output_bytes = Some(size_of(&output));
+        eprintln!("bench: {name}: {:.2}s", m.seconds);
+        results.push(m);
+    }
+
+    if !args.skip_restore {
+        for (name, script) in [
+            (
+                "myloader",
+                format!(
+                    "myloader {conn} --password {BENCH_PASSWORD} -d {}/myd -t {t} -o -B {DB}_myloader",
+                    dir.display()
+                ),
+            ),
+            (
+                "gunzip | mariadb",
+                format!(
+                    "gunzip -c {}/dump6.sql.gz | sed 's/`{DB}`/`{DB}_mariadb`/g' | \
+                     mariadb --no-defaults -h127.0.0.1 -P{port} -u{BENCH_USER}",
+                    dir.display()
+                ),
+            ),
+        ] {
+            let m = measure(name, "restore", &script, BENCH_PASSWORD)?;
+            eprintln!("bench: {name}: {:.2}s", m.seconds);
+            results.push(m);
+        }
+    }
+
+    let sql_bytes = results
+        .iter()
+        .find(|m| m.name.starts_with("mydumper (raw"))
+        .and_then(|m| m.output_bytes)
+        .unwrap_or(0);
+    print_table(&args, sql_bytes, &results);
+    if let Some(path) = &args.json {
+        std::fs::write(path, to_json(&args, sql_bytes, &results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: results written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn sysbench_conn(server: &MariaDb) -> Vec<String> {
+    vec![
+        "--db-driver=mysql".into(),
+        "--mysql-host=127.0.0.1".into(),
+        format!("--mysql-port={}", server.port()),
+        format!("--mysql-user={BENCH_USER}"),
+        format!("--mysql-password={BENCH_PASSWORD}"),
+        format!("--mysql-db={DB}"),
+    ]
+}
+
+/// Runs `script` under bash and GNU time; returns wall time and peak RSS.
+fn measure(
+    name: &str,
+    kind: &'static str,
+    script: &str,
+    password: &str,
+) -> anyhow::Result<Measurement> {
+    let stats = tempfile::NamedTempFile::new()?;
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(stats.path())
+        .args(["bash", "-o", "pipefail", "-c", script])
+        .env("MYSQL_PWD", password)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("running {name}"))?;
+    if !status.success() {
+        bail!("{name} failed with {status}");
+    }
+    let text = std::fs::read_to_string(stats.path())?;
+    let last = text.lines().last().unwrap_or_default();
+    let mut parts = last.split_whitespace();
+    let seconds: f64 = parts.next().unwrap_or("0").parse().unwrap_or(0.0);
+    let peak_rss_kib: u64 = parts.next().unwrap_or("0").parse().unwrap_or(0);
+    Ok(Measurement {
+        name: name.to_owned(),
+        kind,
+        seconds: seconds.max(Duration::from_millis(10).as_secs_f64()),
+        peak_rss_kib,
+        output_bytes: None,
+    })
+}
+
+fn size_of(path: &Path) -> u64 {
+    if path.is_dir() {
+        std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| size_of(&e.path()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    } else {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+fn print_table(args: &BenchArgs, sql_bytes: u64, results: &[Measurement]) {
+    println!(
+        "\n{} tables x {} rows, {} threads, {:.0} MB of uncompressed export",
+        args.tables,
+        args.rows,
+        args.threads,
+        sql_bytes as f64 / 1e6
+    );
+    println!(
+        "{:<8} {:<34} {:>9} {:>10} {:>11} {:>10}",
+        "kind", "contender", "seconds", "MB/s", "output MB", "peak RSS MiB"
+    );
+    for m in results {
+        let rate = sql_bytes as f64 / 1e6 / m.seconds;
+        println!(
+            "{:<8} {:<34} {:>9.2} {:>10.1} {:>11} {:>10.1}",
+            m.kind,
+            m.name,
+            m.seconds,
+            rate,
+            m.output_bytes
+                .map(|b| format!("{:.1}", b as f64 / 1e6))
+                .unwrap_or_else(|| "-".into()),
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
+}
+
+fn to_json(args: &BenchArgs, sql_bytes: u64, results: &[Measurement]) -> anyhow::Result<String> {
+    let rows: Vec<serde_json::Value> = results
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "kind": m.kind,
+                "name": m.name,
+                "seconds": m.seconds,
+                "peakRssKiB": m.peak_rss_kib,
+                "outputBytes": m.output_bytes,
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "tables": args.tables,
+        "rowsPerTable": args.rows,
+        "threads": args.threads,
+        "uncompressedBytes": sql_bytes,
+        "results": rows,
+    }))?)
+}
