@@ -281,11 +281,12 @@ impl MariaDb {
         block_on("MariaDB", async move {
             use mysql_async::prelude::Queryable;
             let mut conn = mysql_async::Conn::new(opts).await?;
+            // ALTER USER takes no placeholders; the generated password is
+            // [a-z0-9] only, so it needs no escaping inside the quotes.
             for host in ["localhost", "127.0.0.1", "::1"] {
-                conn.exec_drop(
-                    format!("ALTER USER 'root'@'{host}' IDENTIFIED BY ?"),
-                    (password.as_str(),),
-                )
+                conn.query_drop(format!(
+                    "ALTER USER 'root'@'{host}' IDENTIFIED BY '{password}'"
+                ))
                 .await?;
             }
             conn.query_drop("FLUSH PRIVILEGES").await?;
@@ -326,7 +327,12 @@ fn install_datadir(dir: &Path) -> Result<(), HarnessError> {
         Err(HarnessError::StartFailed {
             service: "MariaDB",
             reason: format!("mariadb-install-db exited with {status}"),
-            log_tail: tail(&log, 20),
+            log_tail: std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n"),
         })
     }
 }
