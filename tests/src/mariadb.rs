@@ -228,6 +228,7 @@ impl MariaDb {
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", self.log_path().display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             // Root can only start the server when it says so.
@@ -310,7 +311,12 @@ fn install_datadir(dir: &Path) -> Result<(), HarnessError> {
     let log_err = log_file
         .try_clone()
         .map_err(HarnessError::io("opening install.log"))?;
+    // A private tmpdir: servers sharing /tmp collide on temporary table names
+    // ("Unknown table 'mysql.tmp_proxies_priv'") when several bootstrap at once.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(HarnessError::io("creating the server's tmpdir"))?;
     let status = Command::new(install)
+        .env("TMPDIR", &tmp)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", dir.join("data").display()))
         .arg("--user=root")
