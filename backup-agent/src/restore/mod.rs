@@ -1,22 +1,390 @@
-//! The restore engine, verify and list. Being built in issue 5.
+//! The restore engine and the commands that read backups: `restore`,
+//! `verify` and `list`.
+//!
+//! A restore reads `manifest.json`, checks the dump's size and the target
+//! (flavor, `max_allowed_packet`, emptiness — see [`preflight`]) before it
+//! executes anything, then replays members: each is fetched with a ranged
+//! read and checked against its sha256 before it is decompressed, split into
+//! statements ([`statements`]) and executed ([`replay`]).
+
+pub mod list;
+pub mod preflight;
+pub mod replay;
+pub mod source;
+pub mod statements;
+pub mod verify;
+
+use std::time::{Duration, Instant};
 
 use crate::AgentContext;
-use crate::cli::{ListArgs, RestoreArgs, VerifyArgs};
+use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
+use crate::connection::ConnectionError;
+use crate::manifest::{ManifestError, MemberKind};
+use crate::storage::{Location, S3Settings, StorageError, Store};
 
+pub use list::{BackupListing, BackupStatus, list_backups};
+pub use source::Backup;
+pub use verify::{VerifyReport, verify_backup};
+
+/// Every way reading or restoring a backup fails; each is one line naming
+/// the object and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    #[error("restore is not implemented yet")]
-    NotImplemented,
+    #[error(transparent)]
+    Password(#[from] ConnectionError),
+    #[error("reading the backup at {backup}: {source}")]
+    Storage {
+        backup: String,
+        #[source]
+        source: StorageError,
+    },
+    #[error(
+        "{backup} has no manifest.json: it is incomplete or not a Keeper backup; {consequence}"
+    )]
+    NoManifest {
+        backup: String,
+        consequence: &'static str,
+    },
+    #[error("{backup}/manifest.json cannot be used: {source}")]
+    BadManifest {
+        backup: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error(
+        "{backup}/dump.sql.gz is {} bytes but the manifest says {expected}: the backup is truncated or damaged; nothing was changed",
+        found.map_or_else(|| "missing".to_owned(), |f| f.to_string())
+    )]
+    FileSize {
+        backup: String,
+        expected: u64,
+        found: Option<u64>,
+    },
+    #[error(
+        "{member} of {backup} is corrupt: {problem}; the backup cannot be trusted, restore another one"
+    )]
+    MemberCorrupt {
+        backup: String,
+        member: String,
+        problem: String,
+    },
+    #[error("{backup}/{file} does not match the sha256 in its manifest: the backup is corrupt")]
+    FileCorrupt { backup: String, file: &'static str },
+    #[error(
+        "access denied for {target}: check the user and its password (MYSQL_PWD, --password-file or the Secret)"
+    )]
+    AccessDenied { target: String },
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("{what} on {target} failed: {reason}")]
+    Query {
+        target: String,
+        what: &'static str,
+        reason: String,
+    },
+    #[error(
+        "the backup comes from {source_server} but {target} runs {target_server}: Keeper restores only into the same flavor; restore into a {wanted} server"
+    )]
+    WrongFlavor {
+        target: String,
+        source_server: String,
+        target_server: String,
+        wanted: &'static str,
+    },
+    #[error(
+        "{target} has max_allowed_packet={found} but the backup's largest statement is {largest} bytes: run SET GLOBAL max_allowed_packet={suggest} (or set it in the server's config) and retry; nothing was restored"
+    )]
+    PacketTooSmall {
+        target: String,
+        found: u64,
+        largest: u64,
+        suggest: u64,
+    },
+    #[error(
+        "{target} already has {count} objects of the backup's databases ({names}); restore into an empty server or pass --overwrite; nothing was changed"
+    )]
+    NotEmpty {
+        target: String,
+        count: usize,
+        names: String,
+    },
+    #[error("--overwrite could not drop database `{database}` on {target}: {reason}")]
+    Overwrite {
+        target: String,
+        database: String,
+        reason: String,
+    },
+    #[error("{member}: `{statement}` failed: {reason}")]
+    Statement {
+        member: String,
+        statement: String,
+        reason: String,
+    },
+    #[error(
+        "{member}: `{statement}` failed: the definer account does not exist on the target ({reason}); create that account, then retry"
+    )]
+    MissingDefiner {
+        member: String,
+        statement: String,
+        reason: String,
+    },
+    #[error(
+        "{member}: `{statement}` failed: creating an object for another DEFINER needs more privilege ({reason}); restore as a user with SET USER (MariaDB) / SET_ANY_DEFINER or SET_USER_ID (MySQL), or as root"
+    )]
+    DefinerPrivilege {
+        member: String,
+        statement: String,
+        reason: String,
+    },
 }
 
-pub async fn restore(_args: RestoreArgs, _ctx: &AgentContext) -> Result<(), RestoreError> {
-    Err(RestoreError::NotImplemented)
+/// How to restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Connections replaying data members at once (at least 1).
+    pub parallel: usize,
+    /// Drop the backup's databases on the target first (after verifying the whole backup).
+    pub overwrite: bool,
 }
 
-pub async fn verify(_args: VerifyArgs, _ctx: &AgentContext) -> Result<(), RestoreError> {
-    Err(RestoreError::NotImplemented)
+/// Reported after every member, for Kubernetes status and progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreProgress {
+    pub members_done: usize,
+    pub members_total: usize,
+    /// Compressed bytes of the members done.
+    pub bytes_done: u64,
 }
 
-pub async fn list(_args: ListArgs, _ctx: &AgentContext) -> Result<(), RestoreError> {
-    Err(RestoreError::NotImplemented)
+/// What a finished restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreOutcome {
+    pub backup: String,
+    pub target: String,
+    pub members: usize,
+    pub statements: u64,
+    pub compressed_bytes: u64,
+    pub uncompressed_bytes: u64,
+    pub tables: usize,
+    pub rows: u64,
+    /// Databases `--overwrite` dropped before the replay.
+    pub dropped_databases: Vec<String>,
+    /// Server warnings on code objects (missing definers and the like) and preflight warnings.
+    pub warnings: Vec<String>,
+    pub duration: Duration,
+}
+
+/// `keeper-agent restore`.
+pub async fn restore(
+    args: RestoreArgs,
+    ctx: &AgentContext,
+) -> Result<RestoreOutcome, RestoreError> {
+    let opts = args.connect.opts(ctx)?;
+    let store = open_store(&args.from, &args.s3, ctx).await?;
+    let outcome = restore_backup(
+        &store,
+        &opts,
+        RestoreOptions {
+            parallel: args.parallel,
+            overwrite: args.overwrite,
+        },
+        &|_| {},
+    )
+    .await?;
+    println!(
+        "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
+        outcome.backup,
+        outcome.target,
+        outcome.tables,
+        outcome.rows,
+        outcome.members,
+        outcome.statements,
+        outcome.duration.as_secs_f64()
+    );
+    Ok(outcome)
+}
+
+/// Restores the backup folder `store` into the server `target`.
+///
+/// Nothing is executed until the manifest, the dump's size and the target
+/// (flavor, `max_allowed_packet`, emptiness) check out; with `overwrite`,
+/// nothing is dropped until every byte of the backup verifies.
+pub async fn restore_backup(
+    store: &Store,
+    target: &mysql_async::Opts,
+    options: RestoreOptions,
+    progress: &(dyn Fn(RestoreProgress) + Send + Sync),
+) -> Result<RestoreOutcome, RestoreError> {
+    let started = Instant::now();
+    let backup = Backup::open(store, "nothing was restored").await?;
+    backup.check_size().await?;
+    let manifest = &backup.manifest;
+    let target_name = preflight::describe_target(target);
+
+    let mut conn = preflight::connect(target).await?;
+    let info = preflight::inspect(&mut conn, &target_name).await?;
+    let mut warnings = Vec::new();
+    if let Some(w) = preflight::check_server(manifest, &info, &target_name)? {
+        tracing::warn!("{w}");
+        warnings.push(w);
+    }
+    preflight::check_packet(manifest, &info, &target_name)?;
+
+    let databases = preflight::databases(manifest);
+    let existing = preflight::existing_objects(&mut conn, &target_name, &databases).await?;
+    let mut dropped = Vec::new();
+    if !existing.is_empty() {
+        if !options.overwrite {
+            return Err(RestoreError::NotEmpty {
+                target: target_name,
+                count: existing.len(),
+                names: preflight::summarize(&existing, 5),
+            });
+        }
+        tracing::info!(
+            backup = %backup.describe(),
+            "--overwrite: verifying the whole backup before dropping anything"
+        );
+        verify::verify_opened(&backup).await?;
+        dropped = preflight::drop_databases(&mut conn, &target_name, &databases).await?;
+    }
+
+    tracing::info!(
+        backup = %backup.describe(),
+        target = %target_name,
+        members = manifest.members.len(),
+        bytes = manifest.file.size,
+        parallel = options.parallel,
+        "restoring"
+    );
+    let tracker = replay::Tracker::new(manifest.members.len(), progress);
+    let (first, data, last) = phases(manifest);
+    let result = async {
+        replay::replay_in_order(&mut conn, &backup, &first, &tracker, &target_name).await?;
+        let workers = options.parallel.clamp(1, data.len().max(1));
+        let mut conns = Vec::with_capacity(workers);
+        conns.push(conn);
+        for _ in 1..workers {
+            conns.push(preflight::connect(target).await?);
+        }
+        replay::replay_parallel(&mut conns, &backup, &data, &tracker, &target_name).await?;
+        let mut conns = conns.into_iter();
+        let Some(mut conn) = conns.next() else {
+            return Ok(());
+        };
+        replay::replay_in_order(&mut conn, &backup, &last, &tracker, &target_name).await?;
+        for c in std::iter::once(conn).chain(conns) {
+            // A failed goodbye does not undo a restore that completed.
+            let _ = c.disconnect().await;
+        }
+        Ok::<(), RestoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(
+            target = %target_name,
+            "the restore stopped: the target holds a partial restore of {}; fix the cause and rerun with --overwrite",
+            databases.join(", ")
+        );
+        return Err(e);
+    }
+
+    warnings.extend(
+        tracker
+            .warnings
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default(),
+    );
+    let outcome = RestoreOutcome {
+        backup: backup.describe(),
+        target: target_name,
+        members: manifest.members.len(),
+        statements: tracker.statements(),
+        compressed_bytes: manifest.file.size,
+        uncompressed_bytes: manifest.uncompressed_bytes(),
+        tables: manifest.table_count(),
+        rows: manifest
+            .members
+            .iter()
+            .filter(|m| m.kind == MemberKind::Data)
+            .map(|m| m.rows)
+            .sum(),
+        dropped_databases: dropped,
+        warnings,
+        duration: started.elapsed(),
+    };
+    tracing::info!(
+        backup = %outcome.backup,
+        target = %outcome.target,
+        tables = outcome.tables,
+        rows = outcome.rows,
+        members = outcome.members,
+        statements = outcome.statements,
+        seconds = format!("{:.1}", outcome.duration.as_secs_f64()),
+        "restore complete"
+    );
+    Ok(outcome)
+}
+
+/// Member indices of the three phases: header and schema (in order), data
+/// (in parallel), and the code objects (in order, after all data).
+fn phases(manifest: &crate::manifest::Manifest) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (mut first, mut data, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, m) in manifest.members.iter().enumerate() {
+        match m.kind {
+            MemberKind::Header | MemberKind::Schema => first.push(i),
+            MemberKind::Data => data.push(i),
+            MemberKind::Routines
+            | MemberKind::Views
+            | MemberKind::Triggers
+            | MemberKind::Events => last.push(i),
+        }
+    }
+    (first, data, last)
+}
+
+async fn open_store(url: &str, s3: &S3Args, ctx: &AgentContext) -> Result<Store, RestoreError> {
+    let storage = |source| RestoreError::Storage {
+        backup: url.to_owned(),
+        source,
+    };
+    let location = Location::parse(url).map_err(storage)?;
+    // Only the AWS variables: the environment also holds MYSQL_PWD.
+    let settings = S3Settings {
+        env: ctx
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        force_path_style: s3.s3_force_path_style,
+        ca_bundle: s3.s3_ca_bundle.clone(),
+    };
+    Store::open(&location, &settings).await.map_err(storage)
+}
+
+/// `keeper-agent verify`.
+pub async fn verify(args: VerifyArgs, ctx: &AgentContext) -> Result<VerifyReport, RestoreError> {
+    let store = open_store(&args.from, &args.s3, ctx).await?;
+    let report = verify_backup(&store).await?;
+    println!("{report}");
+    Ok(report)
+}
+
+/// `keeper-agent list`.
+pub async fn list(args: ListArgs, ctx: &AgentContext) -> Result<Vec<BackupListing>, RestoreError> {
+    let store = open_store(&args.from, &args.s3, ctx).await?;
+    let listings = list_backups(&store).await?;
+    let mut rows = Vec::with_capacity(listings.len());
+    for l in &listings {
+        let verified = if args.verify {
+            Some(list::verify_listing(&store, l).await)
+        } else {
+            None
+        };
+        rows.push((l.clone(), verified));
+    }
+    print!("{}", list::render_table(&rows));
+    Ok(listings)
 }

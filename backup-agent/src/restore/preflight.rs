@@ -1,0 +1,367 @@
+//! What a restore checks on the target before it executes anything, and the
+//! one thing `--overwrite` changes before the replay.
+//!
+//! Rules (documented here because DESIGN leaves them to the restore):
+//! - Flavor: a backup restores only into the flavor it came from. MySQL and
+//!   MariaDB dumps differ in collations (`utf8mb4_0900_ai_ci`), JSON, sequences
+//!   and system versioning, so a cross-flavor replay would fail halfway; the
+//!   restore refuses it before touching the target. An older target version of
+//!   the same flavor is allowed with a warning (the dump's DDL may use newer
+//!   syntax, and then the failing statement is named).
+//! - `max_allowed_packet` of the target must hold the largest statement plus
+//!   a small allowance for the packet header.
+//! - Emptiness: the target must hold no table, view, sequence, routine or event
+//!   in the backup's databases. Anything there would either collide with the
+//!   replay or silently mix with the restored data.
+//! - `--overwrite` drops the backup's databases (only those) that exist on the
+//!   target, so each comes back exactly as in the backup; other databases are
+//!   untouched. Before dropping anything the whole backup is verified (every
+//!   member's sha256 and length, the file's sha256), so a corrupt backup never
+//!   costs the data it was meant to replace.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+use super::RestoreError;
+use crate::manifest::{Flavor, Manifest};
+
+/// Room on top of the largest statement for the packet's own header.
+const PACKET_ALLOWANCE: u64 = 1024;
+
+/// What the restore needs to know about the target server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInfo {
+    pub flavor: Flavor,
+    pub version: String,
+    pub max_allowed_packet: u64,
+}
+
+/// `user@host:port` of the target, for messages (never the password).
+pub fn describe_target(opts: &Opts) -> String {
+    format!(
+        "{}@{}:{}",
+        opts.user().unwrap_or(""),
+        opts.ip_or_hostname(),
+        opts.tcp_port()
+    )
+}
+
+/// Opens a connection, turning the common failures into one clear line.
+pub async fn connect(opts: &Opts) -> Result<Conn, RestoreError> {
+    Conn::new(opts.clone()).await.map_err(|e| {
+        let target = describe_target(opts);
+        match e {
+            mysql_async::Error::Server(s) if s.code == 1045 => {
+                RestoreError::AccessDenied { target }
+            }
+            mysql_async::Error::Server(s) => RestoreError::Connect {
+                target,
+                reason: s.message,
+            },
+            other => RestoreError::Connect {
+                target,
+                reason: other.to_string(),
+            },
+        }
+    })
+}
+
+pub async fn inspect(conn: &mut Conn, target: &str) -> Result<TargetInfo, RestoreError> {
+    let sql_err = |source: mysql_async::Error| RestoreError::Query {
+        target: target.to_owned(),
+        what: "reading the server's version and max_allowed_packet",
+        reason: source.to_string(),
+    };
+    let row: Option<(String, String, u64)> = conn
+        .query_first("SELECT VERSION(), @@version_comment, @@max_allowed_packet")
+        .await
+        .map_err(sql_err)?;
+    let (version, comment, max_allowed_packet) = row.unwrap_or_default();
+    Ok(TargetInfo {
+        flavor: flavor_of(&version, &comment),
+        version,
+        max_allowed_packet,
+    })
+}
+
+pub fn flavor_of(version: &str, comment: &str) -> Flavor {
+    if version.to_ascii_lowercase().contains("mariadb")
+        || comment.to_ascii_lowercase().contains("mariadb")
+    {
+        Flavor::Mariadb
+    } else {
+        Flavor::Mysql
+    }
+}
+
+/// `(major, minor)` of `10.11.6-MariaDB-log` or `8.4.3`.
+pub fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn flavor_name(f: Flavor) -> &'static str {
+    match f {
+        Flavor::Mysql => "MySQL",
+        Flavor::Mariadb => "MariaDB",
+    }
+}
+
+/// Refuses a cross-flavor restore; returns a warning for an older target.
+pub fn check_server(
+    manifest: &Manifest,
+    target: &TargetInfo,
+    target_name: &str,
+) -> Result<Option<String>, RestoreError> {
+    let source = &manifest.server;
+    if source.flavor != target.flavor {
+        return Err(RestoreError::WrongFlavor {
+            target: target_name.to_owned(),
+            source_server: format!("{} {}", flavor_name(source.flavor), source.version),
+            target_server: format!("{} {}", flavor_name(target.flavor), target.version),
+            wanted: flavor_name(source.flavor),
+        });
+    }
+    match (major_minor(&source.version), major_minor(&target.version)) {
+        (Some(s), Some(t)) if t < s => Ok(Some(format!(
+            "the target runs {} {}, older than the backup's {}: DDL the older server does not know will fail and be named",
+            flavor_name(target.flavor),
+            target.version,
+            source.version
+        ))),
+        _ => Ok(None),
+    }
+}
+
+pub fn check_packet(
+    manifest: &Manifest,
+    target: &TargetInfo,
+    target_name: &str,
+) -> Result<(), RestoreError> {
+    let needed = manifest.largest_statement.saturating_add(PACKET_ALLOWANCE);
+    if target.max_allowed_packet < needed {
+        // Round up to whole MiB: the value people will type.
+        let suggest = needed.div_ceil(1 << 20) << 20;
+        return Err(RestoreError::PacketTooSmall {
+            target: target_name.to_owned(),
+            found: target.max_allowed_packet,
+            largest: manifest.largest_statement,
+            suggest,
+        });
+    }
+    Ok(())
+}
+
+/// The backup's databases, in manifest order.
+pub fn databases(manifest: &Manifest) -> Vec<String> {
+    let mut out: Vec<String> = manifest.databases.iter().map(|d| d.name.clone()).collect();
+    for db in manifest.members.iter().filter_map(|m| m.database.as_ref()) {
+        if !out.contains(db) {
+            out.push(db.clone());
+        }
+    }
+    out
+}
+
+/// `db.name` of every table, view, sequence, routine and event already in
+/// the given databases on the target, sorted.
+pub async fn existing_objects(
+    conn: &mut Conn,
+    target: &str,
+    databases: &[String],
+) -> Result<Vec<String>, RestoreError> {
+    let mut found = Vec::new();
+    for db in databases {
+        let names: Vec<String> = conn
+            .exec(
+                "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+                 UNION ALL SELECT CONCAT(ROUTINE_SCHEMA, '.', ROUTINE_NAME) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? \
+                 UNION ALL SELECT CONCAT(EVENT_SCHEMA, '.', EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?",
+                (db, db, db),
+            )
+            .await
+            .map_err(|e| RestoreError::Query {
+                target: target.to_owned(),
+                what: "listing what the target already holds",
+                reason: e.to_string(),
+            })?;
+        found.extend(names);
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// `a.b, a.c, a.d, … and 12 more`.
+pub fn summarize(names: &[String], shown: usize) -> String {
+    let mut s = names
+        .iter()
+        .take(shown)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > shown {
+        s.push_str(&format!(", … and {} more", names.len() - shown));
+    }
+    s
+}
+
+/// Drops the backup's databases that exist on the target (`--overwrite`).
+pub async fn drop_databases(
+    conn: &mut Conn,
+    target: &str,
+    databases: &[String],
+) -> Result<Vec<String>, RestoreError> {
+    let mut dropped = Vec::new();
+    for db in databases {
+        let exists: Option<String> = conn
+            .exec_first(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (db,),
+            )
+            .await
+            .map_err(|e| RestoreError::Query {
+                target: target.to_owned(),
+                what: "looking for the backup's databases",
+                reason: e.to_string(),
+            })?;
+        if exists.is_none() {
+            continue;
+        }
+        tracing::warn!(database = %db, "--overwrite: dropping the database before restoring it");
+        conn.query_drop(format!("DROP DATABASE {}", quote_ident(db)))
+            .await
+            .map_err(|e| RestoreError::Overwrite {
+                target: target.to_owned(),
+                database: db.clone(),
+                reason: e.to_string(),
+            })?;
+        dropped.push(db.clone());
+    }
+    Ok(dropped)
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{
+        Consistency, DatabaseEntry, FORMAT_VERSION, FileInfo, Flavor, ServerInfo, Snapshot,
+    };
+
+    fn manifest(flavor: Flavor, version: &str, largest: u64) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            agent_version: "test".into(),
+            name: "b".into(),
+            server: ServerInfo {
+                flavor,
+                version: version.into(),
+            },
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            snapshot: Snapshot {
+                consistency: Consistency::GlobalLock,
+                lock_held_ms: None,
+                gtid_executed: None,
+                binlog: None,
+                note: None,
+            },
+            max_allowed_packet: 16 << 20,
+            largest_statement: largest,
+            databases: vec![DatabaseEntry {
+                name: "a`b".into(),
+                charset: "utf8mb4".into(),
+                collation: "utf8mb4_general_ci".into(),
+                tables: vec![],
+            }],
+            members: vec![],
+            file: FileInfo {
+                name: "dump.sql.gz".into(),
+                size: 0,
+                sha256: "0".repeat(64),
+            },
+        }
+    }
+
+    fn target(flavor: Flavor, version: &str, packet: u64) -> TargetInfo {
+        TargetInfo {
+            flavor,
+            version: version.into(),
+            max_allowed_packet: packet,
+        }
+    }
+
+    #[test]
+    fn flavor_detection() {
+        assert_eq!(flavor_of("10.11.6-MariaDB-log", ""), Flavor::Mariadb);
+        assert_eq!(
+            flavor_of("11.4.2", "mariadb.org binary distribution"),
+            Flavor::Mariadb
+        );
+        assert_eq!(
+            flavor_of("8.4.3", "MySQL Community Server - GPL"),
+            Flavor::Mysql
+        );
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(major_minor("10.11.6-MariaDB-log"), Some((10, 11)));
+        assert_eq!(major_minor("8.4.3"), Some((8, 4)));
+        assert_eq!(major_minor("garbage"), None);
+    }
+
+    #[test]
+    fn cross_flavor_is_refused() {
+        let m = manifest(Flavor::Mysql, "8.4.3", 100);
+        let err = check_server(
+            &m,
+            &target(Flavor::Mariadb, "10.11.6-MariaDB", 1 << 24),
+            "t",
+        )
+        .expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("MySQL 8.4.3"), "{msg}");
+        assert!(msg.contains("MariaDB 10.11.6"), "{msg}");
+    }
+
+    #[test]
+    fn older_target_warns_newer_is_fine() {
+        let m = manifest(Flavor::Mariadb, "10.11.6-MariaDB", 100);
+        let older = check_server(&m, &target(Flavor::Mariadb, "10.6.1-MariaDB", 1 << 24), "t")
+            .expect("allowed");
+        assert!(older.is_some_and(|w| w.contains("older")));
+        let newer = check_server(&m, &target(Flavor::Mariadb, "11.4.2-MariaDB", 1 << 24), "t")
+            .expect("allowed");
+        assert_eq!(newer, None);
+    }
+
+    #[test]
+    fn packet_check_names_both_values_and_the_fix() {
+        let m = manifest(Flavor::Mariadb, "10.11.6", 5 << 20);
+        let err = check_packet(&m, &target(Flavor::Mariadb, "10.11.6", 4 << 20), "t")
+            .expect_err("too small");
+        let msg = err.to_string();
+        assert!(msg.contains(&(4u64 << 20).to_string()), "{msg}");
+        assert!(msg.contains(&(5u64 << 20).to_string()), "{msg}");
+        assert!(
+            msg.contains("SET GLOBAL max_allowed_packet=6291456"),
+            "{msg}"
+        );
+        check_packet(&m, &target(Flavor::Mariadb, "10.11.6", 6 << 20), "t").expect("fits");
+    }
+
+    #[test]
+    fn summary_and_quoting() {
+        let names: Vec<String> = (0..5).map(|i| format!("db.t{i}")).collect();
+        assert_eq!(summarize(&names, 3), "db.t0, db.t1, db.t2, … and 2 more");
+        assert_eq!(summarize(&names[..2], 3), "db.t0, db.t1");
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert_eq!(databases(&manifest(Flavor::Mysql, "8.4", 1)), ["a`b"]);
+    }
+}
