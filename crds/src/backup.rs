@@ -1,0 +1,221 @@
+//! `MySQLBackup`: one object per backup artifact.
+//!
+//! An on-demand backup is created by a user (or by the operator for
+//! `backupOnDelete`) and owns its Job; a scheduled run's Job belongs to the
+//! CronJob and the agent creates the object for it. Backups are owned by
+//! nothing: they outlive both the Job and the instance. Deleting the object
+//! never deletes the artifact; only retention does.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use kube::api::ObjectMeta;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::INSTANCE_LABEL;
+use crate::destination::BackupDestination;
+
+/// Desired state of a MySQLBackup: which instance to back up and, optionally,
+/// where to. Immutable: a backup is a fact, so a different one is a new object.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[kube(
+    group = "mysql.keeper.dev",
+    version = "v1alpha1",
+    kind = "MySQLBackup",
+    plural = "mysqlbackups",
+    singular = "mysqlbackup",
+    shortname = "myb",
+    category = "keeper",
+    namespaced,
+    status = "MySQLBackupStatus",
+    derive = "PartialEq",
+    selectable = ".spec.instanceRef.name",
+    doc = "One backup of a MySQLInstance: a gzipped SQL dump plus its manifest, stored in S3 or on a volume.",
+    // Raw JSON columns: the structured form repeats `type_ = ...`, which
+    // clippy::duplicated_attributes rejects.
+    printcolumn = r#"{"name": "Instance", "type": "string", "jsonPath": ".spec.instanceRef.name"}"#,
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Size", "type": "integer", "jsonPath": ".status.compressedBytes", "description": "Compressed size in bytes"}"#,
+    printcolumn = r#"{"name": "Completed", "type": "date", "jsonPath": ".status.completionTime"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self == oldSelf",
+        "message": "MySQLBackup spec is immutable; create a new MySQLBackup instead",
+    }
+]))]
+pub struct MySQLBackupSpec {
+    /// The instance to back up. An object (rather than a bare name) so that it
+    /// reads like other Kubernetes references and can grow without breaking.
+    pub instance_ref: InstanceRef,
+
+    /// Where to write this backup, overriding the instance's
+    /// `spec.backup.destination`. Required when the instance has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<BackupDestination>,
+}
+
+/// A `MySQLInstance` in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRef {
+    /// Name of the `MySQLInstance`.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// What the agent reported about the backup. Written by the agent (and, for a
+/// Job that died without reporting, by the operator: phase and message only).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLBackupStatus {
+    /// State of the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<BackupPhase>,
+
+    /// The Job that runs (or ran) the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+
+    /// When the dump started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::date_time")]
+    pub start_time: Option<DateTime<Utc>>,
+
+    /// When the backup finished (successfully or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::date_time")]
+    pub completion_time: Option<DateTime<Utc>>,
+
+    /// The destination actually used, secret references included, so that a
+    /// restore by name still works after the instance changed or was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<BackupDestination>,
+
+    /// URL of the backup's folder, e.g. `s3://bucket/prefix/orders-20250101-030000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+
+    /// Size of `dump.sql.gz` in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_bytes: Option<u64>,
+
+    /// Size of the SQL before compression, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_bytes: Option<u64>,
+
+    /// Number of tables dumped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<u64>,
+
+    /// Number of rows dumped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+
+    /// Hex sha256 of `dump.sql.gz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+
+    /// Version string of the server that was dumped, e.g. `8.4.3` or `11.4.4-MariaDB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+
+    /// GTID set of the snapshot, when the server uses GTIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_executed: Option<String>,
+
+    /// Binary log position of the snapshot, when the binary log is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_position: Option<BinlogPosition>,
+
+    /// One line on what went wrong (or a note on what went right).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A binary log coordinate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogPosition {
+    /// Binary log file name, e.g. `binlog.000042`.
+    pub file: String,
+    /// Byte offset in that file.
+    pub position: u64,
+}
+
+/// State of a backup.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum BackupPhase {
+    /// Created; the Job has not started dumping yet.
+    Pending,
+    /// Dumping and uploading.
+    Running,
+    /// The artifact is complete and its manifest written.
+    Succeeded,
+    /// The backup stopped; see `message`. Any partial upload was aborted.
+    Failed,
+}
+
+impl BackupPhase {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupPhase::Pending => "Pending",
+            BackupPhase::Running => "Running",
+            BackupPhase::Succeeded => "Succeeded",
+            BackupPhase::Failed => "Failed",
+        }
+    }
+
+    /// Whether the backup has ended and will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, BackupPhase::Succeeded | BackupPhase::Failed)
+    }
+}
+
+impl fmt::Display for BackupPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl MySQLBackup {
+    /// A new backup object of `instance` in `namespace`, labelled with
+    /// [`INSTANCE_LABEL`] so backups can be listed per instance.
+    pub fn for_instance(
+        name: impl Into<String>,
+        namespace: impl Into<String>,
+        instance: impl Into<String>,
+        destination: Option<BackupDestination>,
+    ) -> Self {
+        let instance = instance.into();
+        let mut backup = MySQLBackup::new(
+            &name.into(),
+            MySQLBackupSpec {
+                instance_ref: InstanceRef {
+                    name: instance.clone(),
+                },
+                destination,
+            },
+        );
+        backup.metadata = ObjectMeta {
+            namespace: Some(namespace.into()),
+            labels: Some(BTreeMap::from([(INSTANCE_LABEL.to_owned(), instance)])),
+            ..backup.metadata
+        };
+        backup
+    }
+
+    /// The phase, `None` until the agent or operator reported one.
+    pub fn phase(&self) -> Option<BackupPhase> {
+        self.status.as_ref().and_then(|s| s.phase)
+    }
+}
