@@ -1,14 +1,723 @@
-//! The dump engine. Being built in issue 5.
+//! The dump engine behind `keeper-agent backup`.
+//!
+//! A run: log in on a control connection, read the catalog, open `--parallel`
+//! worker snapshots under a brief global lock ([`snapshot`]), then stream
+//! `dump.sql.gz` into the store while workers turn tables into gzip members
+//! ([`data`]) and one writer appends them in a fixed order ([`writer`]). The
+//! manifest is written only after the upload finished; any failure aborts
+//! the upload and leaves neither `dump.sql.gz` nor `manifest.json`.
+//!
+//! Member order (= file order = replay order):
+//! 1. `header`: a comment naming the agent, server and time, and the session
+//!    settings;
+//! 2. `schema` per database: `CREATE DATABASE IF NOT EXISTS`, tables,
+//!    sequences (`CREATE SEQUENCE` + `SETVAL`);
+//! 3. `data`: non-transactional tables (MyISAM, Aria) first — read while the
+//!    global lock is still held, so they are consistent with the snapshot —
+//!    then the rest, database by database, table by table, chunk by chunk;
+//! 4. `routines` per database (functions, procedures);
+//! 5. `views` in dependency order (a member per run of one database's views),
+//!    after the routines so a view may call a function;
+//! 6. `triggers` per database (after the data, so they do not fire on
+//!    restored rows); 7. `events` per database.
+//!
+//! Every member starts with `SET NAMES utf8mb4`, `time_zone = '+00:00'`,
+//! checks off, the data `sql_mode` and (except the header) a `USE`, so
+//! members replay alone on separate connections or in sequence through
+//! `gunzip -c | mysql`. Statements end with `;\n`; stored programs are
+//! wrapped in `DELIMITER ;;` … `;;` / `DELIMITER ;`, each under its own
+//! `sql_mode`. In data members each statement is exactly one line. Binary
+//! values are `_binary'…'` literals holding raw bytes (see [`sql`]), so
+//! readers treat the SQL as bytes, not UTF-8.
 
+mod catalog;
+mod data;
+mod error;
+pub mod flavor;
+mod member;
+mod progress;
+mod snapshot;
+pub mod sql;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
+
+pub use error::BackupError;
+
+use self::catalog::{Catalog, Database};
+use self::data::{Counters, DataUnit, Limits};
+use self::error::SqlContext;
+use self::flavor::Server;
+use self::member::{EncodedMember, encode_text};
+use self::writer::DumpWriter;
 use crate::AgentContext;
 use crate::cli::BackupArgs;
+use crate::manifest::{
+    self, DUMP_FILE, DatabaseEntry, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE, Manifest,
+    MemberKind, ServerInfo, TableEntry, TableKind,
+};
+use crate::storage::{Location, S3Settings, StorageError, Store};
 
-#[derive(Debug, thiserror::Error)]
-pub enum BackupError {
-    #[error("backup is not implemented yet")]
-    NotImplemented,
+/// What a successful backup produced, for reporting (Kubernetes status).
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    pub manifest: Manifest,
+    /// The backup's folder: `URL/NAME`.
+    pub location: Location,
 }
 
-pub async fn backup(_args: BackupArgs, _ctx: &AgentContext) -> Result<(), BackupError> {
-    Err(BackupError::NotImplemented)
+/// Runs `keeper-agent backup`. Returns only when `dump.sql.gz` and its
+/// manifest are both in storage.
+pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcome, BackupError> {
+    let started_at = Utc::now();
+    let name = backup_name(&args, ctx, started_at)?;
+    let root = Location::parse(&args.to).map_err(|source| BackupError::Storage {
+        location: args.to.clone(),
+        source,
+    })?;
+    let location = root.join(&name);
+    let storage_err = |source: StorageError| BackupError::Storage {
+        location: location.to_string(),
+        source,
+    };
+    let s3 = S3Settings {
+        env: ctx.env.clone(),
+        force_path_style: args.s3.s3_force_path_style,
+        ca_bundle: args.s3.s3_ca_bundle.clone(),
+    };
+
+    // The server first: a wrong password or an unknown database must not
+    // touch storage at all.
+    let opts = args.connect.opts(ctx)?;
+    let cx = SqlContext {
+        target: args.connect.describe(),
+    };
+    let prepared = prepare(&args, &opts, &cx).await?;
+
+    let store_root = Store::open(&root, &s3).await.map_err(storage_err)?;
+    let store = store_root.child(&name);
+    if store
+        .size(MANIFEST_FILE)
+        .await
+        .map_err(storage_err)?
+        .is_some()
+    {
+        return Err(BackupError::AlreadyExists {
+            location: location.to_string(),
+        });
+    }
+    let host = ctx.var("HOSTNAME").map_or_else(hostname, str::to_owned);
+    let marker = Marker::start(store.clone(), started_at, host)
+        .await
+        .map_err(storage_err)?;
+    let upload = match store.create_upload(DUMP_FILE).await {
+        Ok(u) => u,
+        Err(e) => {
+            marker.stop().await;
+            return Err(storage_err(e));
+        }
+    };
+    tracing::info!(
+        backup = %location,
+        server = %prepared.server.version,
+        databases = prepared.databases.len(),
+        "backup started"
+    );
+
+    let mut writer = DumpWriter::new(upload);
+    let result = run(&args, &opts, &cx, prepared, &mut writer, &name, started_at).await;
+    let finished = match result {
+        Ok(parts) => match writer.finish().await {
+            Ok(file) => Ok((parts, file)),
+            Err(e) => Err(storage_err(e)),
+        },
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!("could not remove the partial dump: {abort}");
+            }
+            Err(e)
+        }
+    };
+    let (parts, file) = match finished {
+        Ok(x) => x,
+        Err(e) => {
+            marker.stop().await;
+            return Err(e);
+        }
+    };
+
+    let manifest = parts.into_manifest(file, &name);
+    let json = match manifest.to_json() {
+        Ok(j) => j,
+        Err(e) => {
+            marker.stop().await;
+            let _ = store.delete(DUMP_FILE).await;
+            return Err(BackupError::Internal(format!(
+                "serialising the manifest: {e}"
+            )));
+        }
+    };
+    if let Err(e) = store.put(MANIFEST_FILE, Bytes::from(json)).await {
+        marker.stop().await;
+        // Without its manifest the dump is not a backup: remove it.
+        let _ = store.delete(DUMP_FILE).await;
+        return Err(storage_err(e));
+    }
+    marker.stop().await;
+    tracing::info!(
+        backup = %location,
+        tables = manifest.table_count(),
+        rows = manifest.row_count(),
+        members = manifest.members.len(),
+        compressed_bytes = manifest.file.size,
+        uncompressed_bytes = manifest.uncompressed_bytes(),
+        lock_held_ms = manifest.snapshot.lock_held_ms,
+        seconds = (manifest.finished_at - manifest.started_at).num_milliseconds() as f64 / 1000.0,
+        "backup complete"
+    );
+    Ok(BackupOutcome { manifest, location })
+}
+
+/// `--name`, else the Kubernetes backup's name, else a UTC stamp (prefixed by
+/// the instance inside Kubernetes, in the form of a valid object name).
+fn backup_name(
+    args: &BackupArgs,
+    ctx: &AgentContext,
+    now: DateTime<Utc>,
+) -> Result<String, BackupError> {
+    let name = if let Some(n) = &args.name {
+        n.clone()
+    } else if let Some(n) = ctx.var("KEEPER_BACKUP") {
+        n.to_owned()
+    } else if let Some(instance) = ctx.var("KEEPER_INSTANCE") {
+        format!("{instance}-{}", now.format("%Y%m%d-%H%M%S"))
+    } else {
+        now.format("%Y%m%dT%H%M%SZ").to_string()
+    };
+    let valid = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(name)
+    } else {
+        Err(BackupError::BadName(name))
+    }
+}
+
+/// What is known before any storage is touched.
+struct Prepared {
+    control: Conn,
+    server: Server,
+    max_allowed_packet: u64,
+    databases: Vec<Database>,
+}
+
+async fn prepare(
+    args: &BackupArgs,
+    opts: &mysql_async::Opts,
+    cx: &SqlContext,
+) -> Result<Prepared, BackupError> {
+    let mut control = Conn::new(opts.clone())
+        .await
+        .map_err(|e| cx.connect_err(e))?;
+    let (version, comment, packet): (String, String, u64) = control
+        .query_first("SELECT VERSION(), @@version_comment, @@max_allowed_packet")
+        .await
+        .map_err(|e| cx.err("reading the server version", e))?
+        .ok_or_else(|| BackupError::Internal("SELECT VERSION() returned no row".into()))?;
+    let server = Server::detect(&version, &comment);
+    for stmt in server.session_statements() {
+        control
+            .query_drop(stmt)
+            .await
+            .map_err(|e| cx.err("setting up the session", e))?;
+    }
+    let mut catalog = Catalog {
+        conn: &mut control,
+        cx,
+    };
+    let all = catalog.database_names().await?;
+    let user_dbs: Vec<String> = all
+        .iter()
+        .filter(|d| !server.system_databases().contains(&d.as_str()))
+        .cloned()
+        .collect();
+    let chosen: Vec<String> = if args.databases.is_empty() {
+        user_dbs.clone()
+    } else {
+        let mut chosen = Vec::new();
+        for d in &args.databases {
+            let d = d.trim();
+            if d.is_empty() || chosen.iter().any(|c| c == d) {
+                continue;
+            }
+            if !all.iter().any(|a| a == d) {
+                return Err(BackupError::UnknownDatabase {
+                    name: d.to_owned(),
+                    target: cx.target.clone(),
+                    available: if user_dbs.is_empty() {
+                        "no user databases".into()
+                    } else {
+                        user_dbs.join(", ")
+                    },
+                });
+            }
+            chosen.push(d.to_owned());
+        }
+        chosen
+    };
+    if chosen.is_empty() {
+        return Err(BackupError::NothingToDump {
+            target: cx.target.clone(),
+        });
+    }
+    let mut databases = Vec::with_capacity(chosen.len());
+    for d in &chosen {
+        databases.push(catalog.database(d).await?);
+    }
+    Ok(Prepared {
+        control,
+        server,
+        max_allowed_packet: packet,
+        databases,
+    })
+}
+
+/// What the run learned, for the manifest.
+struct Parts {
+    server: Server,
+    started_at: DateTime<Utc>,
+    snapshot: manifest::Snapshot,
+    max_allowed_packet: u64,
+    databases: Vec<DatabaseEntry>,
+    members: Vec<manifest::Member>,
+    largest_statement: u64,
+}
+
+impl Parts {
+    fn into_manifest(self, file: writer::FileSummary, name: &str) -> Manifest {
+        Manifest {
+            format_version: manifest::FORMAT_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            name: name.to_owned(),
+            server: ServerInfo {
+                flavor: self.server.flavor,
+                version: self.server.version,
+            },
+            started_at: self.started_at,
+            finished_at: Utc::now(),
+            snapshot: self.snapshot,
+            max_allowed_packet: self.max_allowed_packet,
+            largest_statement: self.largest_statement,
+            databases: self.databases,
+            members: self.members,
+            file: manifest::FileInfo {
+                name: DUMP_FILE.to_owned(),
+                size: file.size,
+                sha256: file.sha256,
+            },
+        }
+    }
+}
+
+/// A slot of the file, in order: a member known up front, or the members a
+/// worker streams for one data unit.
+enum Slot {
+    Ready(EncodedMember),
+    Data(mpsc::Receiver<Result<EncodedMember, BackupError>>),
+}
+
+struct Job {
+    unit: DataUnit,
+    tx: mpsc::Sender<Result<EncodedMember, BackupError>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    args: &BackupArgs,
+    opts: &mysql_async::Opts,
+    cx: &SqlContext,
+    prepared: Prepared,
+    writer: &mut DumpWriter,
+    name: &str,
+    started_at: DateTime<Utc>,
+) -> Result<Parts, BackupError> {
+    let Prepared {
+        mut control,
+        server,
+        max_allowed_packet,
+        databases,
+    } = prepared;
+    let level = args.compression_level;
+    let limits = Limits {
+        chunk_bytes: data::DEFAULT_CHUNK_BYTES,
+        statement_bytes: data::MAX_STATEMENT_BYTES
+            .min(max_allowed_packet.saturating_sub(1024))
+            .max(4096),
+        max_allowed_packet,
+        level,
+    };
+    let enc_err = |e: std::io::Error| BackupError::Internal(format!("compressing: {e}"));
+
+    // Key ranges are planned before the snapshot: they are only boundaries
+    // (open at both ends), so rows written meanwhile are still covered.
+    let mut units_locked = Vec::new();
+    let mut units_rest = Vec::new();
+    for db in &databases {
+        for t in db.tables.iter().filter(|t| t.kind == TableKind::Table) {
+            let table = Arc::new(t.clone());
+            let ranges = match &t.int_pk {
+                Some(pk) if t.transactional && t.estimated_bytes > limits.chunk_bytes => {
+                    key_ranges(&mut control, cx, t, pk, limits.chunk_bytes).await?
+                }
+                _ => vec![None],
+            };
+            let target = if t.transactional {
+                &mut units_rest
+            } else {
+                &mut units_locked
+            };
+            for range in ranges {
+                target.push(DataUnit {
+                    table: table.clone(),
+                    range,
+                });
+            }
+        }
+    }
+
+    let taken = snapshot::take(&mut control, opts, cx, &server, args.parallel).await?;
+    let locked = taken.locked_at.is_some();
+    let mut snapshot_info = taken.snapshot;
+
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut jobs: VecDeque<Job> = VecDeque::new();
+    let header = format!(
+        "-- MySQL Keeper dump {name}\n-- agent {} | server {} | started {}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        server.version,
+        started_at.to_rfc3339(),
+        sql::preamble(None)
+    );
+    slots.push(Slot::Ready(
+        encode_text(MemberKind::Header, None, &header, level).map_err(enc_err)?,
+    ));
+    for db in &databases {
+        let mut text = sql::preamble(None);
+        text.push_str(&format!("{};\nUSE {};\n", db.create, sql::ident(&db.name)));
+        for t in &db.tables {
+            text.push_str(&t.create);
+        }
+        slots.push(Slot::Ready(
+            encode_text(MemberKind::Schema, Some(&db.name), &text, level).map_err(enc_err)?,
+        ));
+    }
+    let locked_units = units_locked.len();
+    for unit in units_locked.into_iter().chain(units_rest) {
+        let (tx, rx) = mpsc::channel(1);
+        slots.push(Slot::Data(rx));
+        jobs.push_back(Job { unit, tx });
+    }
+    for db in &databases {
+        if !db.routines.is_empty() {
+            let text = format!("{}{}", sql::preamble(Some(&db.name)), db.routines.concat());
+            slots.push(Slot::Ready(
+                encode_text(MemberKind::Routines, Some(&db.name), &text, level).map_err(enc_err)?,
+            ));
+        }
+    }
+    let views = catalog::order_views(databases.iter().flat_map(|d| d.views.clone()).collect());
+    let mut run_start = 0;
+    while run_start < views.len() {
+        let db = &views[run_start].database;
+        let run_end = views[run_start..]
+            .iter()
+            .position(|v| &v.database != db)
+            .map_or(views.len(), |p| run_start + p);
+        let mut text = sql::preamble(Some(db));
+        for v in &views[run_start..run_end] {
+            text.push_str(&v.create);
+            text.push_str(";\n");
+        }
+        slots.push(Slot::Ready(
+            encode_text(MemberKind::Views, Some(db), &text, level).map_err(enc_err)?,
+        ));
+        run_start = run_end;
+    }
+    for db in &databases {
+        if !db.triggers.is_empty() {
+            let text = format!("{}{}", sql::preamble(Some(&db.name)), db.triggers.concat());
+            slots.push(Slot::Ready(
+                encode_text(MemberKind::Triggers, Some(&db.name), &text, level).map_err(enc_err)?,
+            ));
+        }
+    }
+    for db in &databases {
+        if !db.events.is_empty() {
+            let text = format!("{}{}", sql::preamble(Some(&db.name)), db.events.concat());
+            slots.push(Slot::Ready(
+                encode_text(MemberKind::Events, Some(&db.name), &text, level).map_err(enc_err)?,
+            ));
+        }
+    }
+
+    // Workers claim units in file order, so the writer always waits on a
+    // unit that a running worker holds: no deadlock, and at most one
+    // finished member per worker waits in memory.
+    let counters = Arc::new(Counters::default());
+    let jobs = Arc::new(Mutex::new(jobs));
+    let (fail_tx, mut fail_rx) = mpsc::channel::<BackupError>(1);
+    let (locked_done_tx, mut locked_done_rx) = mpsc::unbounded_channel::<()>();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    for (index, mut conn) in taken.workers.into_iter().enumerate() {
+        let jobs = jobs.clone();
+        let cx = cx.clone();
+        let counters = counters.clone();
+        let fail_tx = fail_tx.clone();
+        let locked_done_tx = locked_done_tx.clone();
+        tasks.spawn(async move {
+            loop {
+                let Some(job) = jobs.lock().await.pop_front() else {
+                    break;
+                };
+                let transactional = job.unit.table.transactional;
+                match data::dump_unit(&mut conn, &cx, &job.unit, limits, &job.tx, &counters).await {
+                    Ok(()) => {
+                        if !transactional {
+                            let _ = locked_done_tx.send(());
+                        }
+                    }
+                    Err(e) => {
+                        let _ = fail_tx.try_send(e);
+                        return;
+                    }
+                }
+            }
+            // Close the snapshot; errors are moot once the data is read.
+            let _ = conn.query_drop("COMMIT").await;
+            let _ = conn.disconnect().await;
+            tracing::debug!(worker = index, "worker finished");
+        });
+    }
+    drop(fail_tx);
+    drop(locked_done_tx);
+
+    // The lock is released once every non-transactional table is read.
+    let locked_at = taken.locked_at;
+    let release_server = server.clone();
+    let release_cx = cx.clone();
+    let release = tokio::spawn(async move {
+        let mut held_ms = None;
+        if let Some(at) = locked_at {
+            for _ in 0..locked_units {
+                if locked_done_rx.recv().await.is_none() {
+                    return (
+                        control,
+                        Err(BackupError::Internal("a worker stopped".into())),
+                    );
+                }
+            }
+            match snapshot::release(&mut control, &release_cx, &release_server, at).await {
+                Ok(ms) => held_ms = Some(ms),
+                Err(e) => return (control, Err(e)),
+            }
+        }
+        (control, Ok(held_ms))
+    });
+
+    let ticker = progress::Ticker::start(
+        counters.clone(),
+        writer.progress(),
+        databases.iter().map(|d| d.tables.len()).sum(),
+    );
+    let mut rows: HashMap<(String, String), u64> = HashMap::new();
+    let outcome: Result<(), BackupError> = async {
+        for slot in slots {
+            match slot {
+                Slot::Ready(m) => writer.append(m).await.map_err(storage(name))?,
+                Slot::Data(mut rx) => loop {
+                    let next = tokio::select! {
+                        biased;
+                        m = rx.recv() => m,
+                        Some(e) = fail_rx.recv() => return Err(e),
+                    };
+                    match next {
+                        None => break,
+                        Some(Err(e)) => return Err(e),
+                        Some(Ok(m)) => {
+                            if let (Some(d), Some(t)) = (&m.database, &m.table) {
+                                *rows.entry((d.clone(), t.clone())).or_default() += m.rows;
+                            }
+                            writer.append(m).await.map_err(storage(name))?;
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+    .await;
+    ticker.stop();
+    if let Err(e) = outcome {
+        tasks.abort_all();
+        release.abort();
+        return Err(e);
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            return Err(BackupError::Internal(format!("a dump worker failed: {e}")));
+        }
+    }
+    let (control, held) = release
+        .await
+        .map_err(|e| BackupError::Internal(format!("the lock task failed: {e}")))?;
+    snapshot_info.lock_held_ms = held?;
+    let _ = control.disconnect().await;
+    if locked {
+        tracing::info!(
+            lock_held_ms = snapshot_info.lock_held_ms,
+            "global lock released"
+        );
+    }
+
+    let entries = databases
+        .iter()
+        .map(|db| DatabaseEntry {
+            name: db.name.clone(),
+            charset: db.charset.clone(),
+            collation: db.collation.clone(),
+            tables: db
+                .tables
+                .iter()
+                .map(|t| TableEntry {
+                    name: t.name.clone(),
+                    kind: t.kind,
+                    engine: t.engine.clone(),
+                    rows: rows
+                        .get(&(db.name.clone(), t.name.clone()))
+                        .copied()
+                        .unwrap_or(0),
+                    transactional: t.transactional,
+                    read_under_lock: !t.transactional && locked,
+                })
+                .collect(),
+        })
+        .collect();
+    let (members, largest_statement) = writer.members();
+    Ok(Parts {
+        server,
+        started_at,
+        snapshot: snapshot_info,
+        max_allowed_packet,
+        databases: entries,
+        members,
+        largest_statement,
+    })
+}
+
+fn storage(name: &str) -> impl Fn(StorageError) -> BackupError + '_ {
+    move |source| BackupError::Storage {
+        location: name.to_owned(),
+        source,
+    }
+}
+
+async fn key_ranges(
+    control: &mut Conn,
+    cx: &SqlContext,
+    t: &catalog::Table,
+    pk: &str,
+    chunk_bytes: u64,
+) -> Result<Vec<Option<data::KeyRange>>, BackupError> {
+    let pk = sql::ident(pk);
+    let q = format!(
+        "SELECT CAST(MIN({pk}) AS CHAR), CAST(MAX({pk}) AS CHAR) FROM {}.{}",
+        sql::ident(&t.database),
+        sql::ident(&t.name)
+    );
+    let row: Option<(Option<String>, Option<String>)> =
+        control.query_first(q).await.map_err(|e| {
+            cx.err(
+                format!("reading the key range of `{}`.`{}`", t.database, t.name),
+                e,
+            )
+        })?;
+    let bounds =
+        row.and_then(|(lo, hi)| Some((lo?.parse::<i128>().ok()?, hi?.parse::<i128>().ok()?)));
+    Ok(match bounds {
+        Some((lo, hi)) => data::split_ranges(lo, hi, t.estimated_bytes, chunk_bytes)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => vec![None],
+    })
+}
+
+/// `in-progress.json`, refreshed every minute while the backup runs, so
+/// cleanup can tell a live upload from an orphaned one.
+struct Marker {
+    store: Store,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Marker {
+    async fn start(
+        store: Store,
+        started_at: DateTime<Utc>,
+        host: String,
+    ) -> Result<Marker, StorageError> {
+        let body = move || {
+            let marker = InProgress {
+                started_at,
+                refreshed_at: Utc::now(),
+                host: host.clone(),
+            };
+            Bytes::from(serde_json::to_vec(&marker).unwrap_or_default())
+        };
+        store.put(IN_PROGRESS_FILE, body()).await?;
+        let refresh_store = store.clone();
+        let refresher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = refresh_store.put(IN_PROGRESS_FILE, body()).await {
+                    tracing::warn!("could not refresh {IN_PROGRESS_FILE}: {e}");
+                }
+            }
+        });
+        Ok(Marker { store, refresher })
+    }
+
+    async fn stop(mut self) {
+        self.refresher.abort();
+        let _ = (&mut self.refresher).await;
+        if let Err(e) = self.store.delete(IN_PROGRESS_FILE).await {
+            tracing::warn!("could not remove {IN_PROGRESS_FILE}: {e}");
+        }
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        // Cancelled mid-run: stop refreshing so the marker ages out.
+        self.refresher.abort();
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }

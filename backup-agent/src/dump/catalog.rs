@@ -1,0 +1,507 @@
+//! What is in the databases to dump, read from `information_schema` and the
+//! `SHOW CREATE …` statements, and rendered as the schema, routines, views,
+//! triggers and events members' SQL.
+
+use std::collections::{BTreeMap, HashMap};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row, Value};
+
+use super::error::{BackupError, SqlContext};
+use super::sql::{self, ColumnClass, ident, string_literal};
+use crate::manifest::TableKind;
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub class: ColumnClass,
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub database: String,
+    pub name: String,
+    pub kind: TableKind,
+    pub engine: String,
+    pub transactional: bool,
+    /// Columns that take values on INSERT: generated columns are left out,
+    /// invisible ones are in (the list is explicit).
+    pub columns: Vec<Column>,
+    /// A single-column integer primary key, used to split the table into
+    /// ranges that workers dump in parallel.
+    pub int_pk: Option<String>,
+    pub estimated_bytes: u64,
+    /// `CREATE TABLE`/`CREATE SEQUENCE`, plus a sequence's `SETVAL`.
+    pub create: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct View {
+    pub database: String,
+    pub name: String,
+    pub create: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    pub charset: String,
+    pub collation: String,
+    pub create: String,
+    pub tables: Vec<Table>,
+    pub views: Vec<View>,
+    /// Rendered `CREATE FUNCTION/PROCEDURE` blocks, each under its sql_mode.
+    pub routines: Vec<String>,
+    pub triggers: Vec<String>,
+    pub events: Vec<String>,
+}
+
+/// Engines whose tables have no MVCC snapshot: read under the lock.
+fn is_transactional(engine: &str) -> bool {
+    matches!(
+        engine.to_ascii_lowercase().as_str(),
+        "innodb" | "xtradb" | "rocksdb" | "tokudb" | "ndbcluster" | "ndb"
+    )
+}
+
+fn text(row: &Row, i: usize) -> Option<String> {
+    match row.as_ref(i)? {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+    }
+}
+
+fn number(row: &Row, i: usize) -> u64 {
+    text(row, i).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Reads catalog text strictly: DDL that is not valid UTF-8 would be
+/// corrupted by a lossy conversion, so it is an error.
+fn strict_text(row: &Row, i: usize, what: &str) -> Result<String, BackupError> {
+    match row.as_ref(i) {
+        Some(Value::Bytes(b)) => String::from_utf8(b.clone())
+            .map_err(|_| BackupError::Internal(format!("{what} is not valid UTF-8"))),
+        Some(Value::NULL) | None => Err(BackupError::Sql {
+            target: String::new(),
+            during: format!("reading {what}"),
+            reason: "the server returned no definition (the backup user may lack the privilege to see it)".into(),
+        }),
+        Some(other) => Ok(other.as_sql(true)),
+    }
+}
+
+pub struct Catalog<'a> {
+    pub conn: &'a mut Conn,
+    pub cx: &'a SqlContext,
+}
+
+impl Catalog<'_> {
+    async fn rows(&mut self, query: String, during: &str) -> Result<Vec<Row>, BackupError> {
+        self.conn
+            .query::<Row, _>(query)
+            .await
+            .map_err(|e| self.cx.err(during, e))
+    }
+
+    /// Every database name on the server, in order.
+    pub async fn database_names(&mut self) -> Result<Vec<String>, BackupError> {
+        let rows = self
+            .rows(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME".into(),
+                "listing databases",
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| text(r, 0)).collect())
+    }
+
+    pub async fn database(&mut self, name: &str) -> Result<Database, BackupError> {
+        let lit = string_literal(name);
+        let q = ident(name);
+        let during = format!("reading the schema of `{name}`");
+
+        let row = self
+            .rows(
+                format!(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {lit}"
+                ),
+                &during,
+            )
+            .await?;
+        let charset = row.first().and_then(|r| text(r, 0)).unwrap_or_default();
+        let collation = row.first().and_then(|r| text(r, 1)).unwrap_or_default();
+        let create_db = self
+            .rows(format!("SHOW CREATE DATABASE {q}"), &during)
+            .await?;
+        let create_db = match create_db.first() {
+            Some(r) => strict_text(r, 1, &format!("SHOW CREATE DATABASE {q}"))?,
+            None => format!("CREATE DATABASE {q}"),
+        };
+        let create = create_db.replacen("CREATE DATABASE ", "CREATE DATABASE IF NOT EXISTS ", 1);
+
+        let mut columns: HashMap<String, Vec<Column>> = HashMap::new();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COALESCE(GENERATION_EXPRESSION, ''), EXTRA \
+                     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {lit} ORDER BY TABLE_NAME, ORDINAL_POSITION"
+                ),
+                &during,
+            )
+            .await?
+        {
+            let (Some(table), Some(column)) = (text(&r, 0), text(&r, 1)) else {
+                continue;
+            };
+            let data_type = text(&r, 2).unwrap_or_default();
+            let generation = text(&r, 3).unwrap_or_default();
+            let extra = text(&r, 4).unwrap_or_default().to_ascii_uppercase();
+            // MySQL marks expression defaults DEFAULT_GENERATED: those are
+            // ordinary columns; only VIRTUAL/STORED/PERSISTENT ones are computed.
+            let generated = !generation.is_empty()
+                || extra.contains("VIRTUAL GENERATED")
+                || extra.contains("STORED GENERATED")
+                || extra.contains("PERSISTENT GENERATED");
+            if generated {
+                columns.entry(table).or_default();
+                continue;
+            }
+            columns.entry(table).or_default().push(Column {
+                name: column,
+                class: ColumnClass::of(&data_type),
+            });
+        }
+
+        let mut pk: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+                     WHERE TABLE_SCHEMA = {lit} AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY TABLE_NAME, ORDINAL_POSITION"
+                ),
+                &during,
+            )
+            .await?
+        {
+            if let (Some(t), Some(c)) = (text(&r, 0), text(&r, 1)) {
+                pk.entry(t).or_default().push(c);
+            }
+        }
+        let mut data_types: HashMap<(String, String), String> = HashMap::new();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {lit}"
+                ),
+                &during,
+            )
+            .await?
+        {
+            if let (Some(t), Some(c), Some(d)) = (text(&r, 0), text(&r, 1), text(&r, 2)) {
+                data_types.insert((t, c), d.to_ascii_lowercase());
+            }
+        }
+
+        let mut tables = Vec::new();
+        let mut views = Vec::new();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT TABLE_NAME, TABLE_TYPE, COALESCE(ENGINE, ''), COALESCE(DATA_LENGTH, 0) \
+                     FROM information_schema.TABLES WHERE TABLE_SCHEMA = {lit} ORDER BY TABLE_NAME"
+                ),
+                &during,
+            )
+            .await?
+        {
+            let Some(tname) = text(&r, 0) else { continue };
+            let ttype = text(&r, 1).unwrap_or_default().to_ascii_uppercase();
+            let qualified = format!("{q}.{}", ident(&tname));
+            if ttype == "VIEW" || ttype == "SYSTEM VIEW" {
+                let rows = self
+                    .rows(format!("SHOW CREATE VIEW {qualified}"), &during)
+                    .await?;
+                let Some(row) = rows.first() else { continue };
+                views.push(View {
+                    database: name.to_owned(),
+                    name: tname,
+                    create: strict_text(row, 1, &format!("SHOW CREATE VIEW {qualified}"))?,
+                });
+                continue;
+            }
+            let engine = text(&r, 2).unwrap_or_default();
+            if ttype == "SEQUENCE" {
+                let rows = self
+                    .rows(format!("SHOW CREATE SEQUENCE {qualified}"), &during)
+                    .await?;
+                let Some(row) = rows.first() else { continue };
+                let create_seq = strict_text(row, 1, &format!("SHOW CREATE SEQUENCE {qualified}"))?;
+                let next = self
+                    .rows(
+                        format!("SELECT next_not_cached_value FROM {qualified}"),
+                        &during,
+                    )
+                    .await?;
+                let next = next.first().and_then(|r| text(r, 0)).unwrap_or_default();
+                let mut create = format!("{create_seq};\n");
+                if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                    // is_used = 0: the next value handed out is exactly `next`.
+                    create.push_str(&format!("SELECT SETVAL({}, {next}, 0);\n", ident(&tname)));
+                }
+                tables.push(Table {
+                    database: name.to_owned(),
+                    name: tname,
+                    kind: TableKind::Sequence,
+                    transactional: is_transactional(&engine),
+                    engine,
+                    columns: Vec::new(),
+                    int_pk: None,
+                    estimated_bytes: 0,
+                    create,
+                });
+                continue;
+            }
+            let rows = self
+                .rows(format!("SHOW CREATE TABLE {qualified}"), &during)
+                .await?;
+            let Some(row) = rows.first() else { continue };
+            let create = format!(
+                "{};\n",
+                strict_text(row, 1, &format!("SHOW CREATE TABLE {qualified}"))?
+            );
+            let int_pk = match pk.get(&tname).map(Vec::as_slice) {
+                Some([only]) => data_types
+                    .get(&(tname.clone(), only.clone()))
+                    .filter(|t| {
+                        matches!(
+                            t.as_str(),
+                            "tinyint" | "smallint" | "mediumint" | "int" | "bigint"
+                        )
+                    })
+                    .map(|_| only.clone()),
+                _ => None,
+            };
+            tables.push(Table {
+                database: name.to_owned(),
+                columns: columns.remove(&tname).unwrap_or_default(),
+                name: tname,
+                kind: TableKind::Table,
+                transactional: is_transactional(&engine),
+                engine,
+                int_pk,
+                estimated_bytes: number(&r, 3),
+                create,
+            });
+        }
+
+        let mut routines = Vec::new();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES \
+                     WHERE ROUTINE_SCHEMA = {lit} ORDER BY ROUTINE_TYPE, ROUTINE_NAME"
+                ),
+                &during,
+            )
+            .await?
+        {
+            let (Some(rname), Some(rtype)) = (text(&r, 0), text(&r, 1)) else {
+                continue;
+            };
+            let rtype = rtype.to_ascii_uppercase();
+            if !matches!(
+                rtype.as_str(),
+                "FUNCTION" | "PROCEDURE" | "PACKAGE" | "PACKAGE BODY"
+            ) {
+                continue;
+            }
+            let stmt = format!("SHOW CREATE {rtype} {q}.{}", ident(&rname));
+            let rows = self.rows(stmt.clone(), &during).await?;
+            let Some(row) = rows.first() else { continue };
+            let mode = text(row, 1).unwrap_or_default();
+            routines.push(sql::stored_program(&mode, &strict_text(row, 2, &stmt)?));
+        }
+
+        let mut triggers = Vec::new();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+                     WHERE TRIGGER_SCHEMA = {lit} ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"
+                ),
+                &during,
+            )
+            .await?
+        {
+            let Some(tname) = text(&r, 0) else { continue };
+            let stmt = format!("SHOW CREATE TRIGGER {q}.{}", ident(&tname));
+            let rows = self.rows(stmt.clone(), &during).await?;
+            let Some(row) = rows.first() else { continue };
+            let mode = text(row, 1).unwrap_or_default();
+            triggers.push(sql::stored_program(&mode, &strict_text(row, 2, &stmt)?));
+        }
+
+        let mut events = Vec::new();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {lit} ORDER BY EVENT_NAME"
+                ),
+                &during,
+            )
+            .await?
+        {
+            let Some(ename) = text(&r, 0) else { continue };
+            let stmt = format!("SHOW CREATE EVENT {q}.{}", ident(&ename));
+            let rows = self.rows(stmt.clone(), &during).await?;
+            let Some(row) = rows.first() else { continue };
+            let mode = text(row, 1).unwrap_or_default();
+            let tz = text(row, 2).unwrap_or_else(|| "SYSTEM".into());
+            // An event's schedule is read in its own time zone.
+            events.push(format!(
+                "SET SESSION time_zone = {};\n{}SET SESSION time_zone = '+00:00';\n",
+                string_literal(&tz),
+                sql::stored_program(&mode, &strict_text(row, 3, &stmt)?)
+            ));
+        }
+
+        Ok(Database {
+            name: name.to_owned(),
+            charset,
+            collation,
+            create,
+            tables,
+            views,
+            routines,
+            triggers,
+            events,
+        })
+    }
+}
+
+/// Orders views so that each comes after the views it reads.
+///
+/// MariaDB 10.11 has no `VIEW_TABLE_USAGE` and mysqldump's placeholder
+/// tables would leave extra objects to clean up on restore, so the order
+/// comes from the definitions themselves: the server stores them
+/// canonicalised, every name quoted with backticks (qualified by database on
+/// MySQL, unqualified for the same database on MariaDB). A view depends on
+/// another when its definition names it. A false match (a column with a
+/// view's name) only adds an ordering constraint; a cycle, which real views
+/// cannot have, is broken by name order.
+pub fn order_views(views: Vec<View>) -> Vec<View> {
+    let n = views.len();
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, v) in views.iter().enumerate() {
+        for (j, w) in views.iter().enumerate() {
+            if i != j && mentions(v, w) {
+                deps[i].push(j);
+            }
+        }
+    }
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let ready = (0..n).find(|&i| !done[i] && deps[i].iter().all(|&d| done[d]));
+        // Stuck only on a cycle: take the first remaining view.
+        let Some(next) = ready.or_else(|| (0..n).find(|&i| !done[i])) else {
+            break;
+        };
+        done[next] = true;
+        order.push(next);
+    }
+    let mut slots: Vec<Option<View>> = views.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+fn mentions(v: &View, w: &View) -> bool {
+    let body = v
+        .create
+        .split_once(" AS ")
+        .map(|(_, b)| b)
+        .unwrap_or(&v.create);
+    let name = ident(&w.name);
+    let qualified = format!("{}.{name}", ident(&w.database));
+    if body.contains(&qualified) {
+        return true;
+    }
+    if v.database != w.database {
+        return false;
+    }
+    // Unqualified: the name not preceded by a `.` (that would be a column
+    // of some other table or a name in another database).
+    let mut start = 0;
+    while let Some(pos) = body[start..].find(&name) {
+        let at = start + pos;
+        if !body[..at].ends_with('.') {
+            return true;
+        }
+        start = at + name.len();
+    }
+    false
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn view(db: &str, name: &str, body: &str) -> View {
+        View {
+            database: db.into(),
+            name: name.into(),
+            create: format!(
+                "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `{name}` AS {body}"
+            ),
+        }
+    }
+
+    fn names(v: &[View]) -> Vec<&str> {
+        v.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    #[test]
+    fn views_follow_the_views_they_read() {
+        let views = vec![
+            view("d", "a_top", "select `b_mid`.`x` AS `x` from `b_mid`"),
+            view("d", "b_mid", "select `c_base`.`x` AS `x` from `c_base`"),
+            view("d", "c_base", "select `t`.`x` AS `x` from `t`"),
+        ];
+        assert_eq!(names(&order_views(views)), ["c_base", "b_mid", "a_top"]);
+    }
+
+    #[test]
+    fn qualified_names_across_databases_count() {
+        let views = vec![
+            view("a", "v1", "select `b`.`v2`.`x` AS `x` from `b`.`v2`"),
+            view("b", "v2", "select 1 AS `x`"),
+        ];
+        assert_eq!(names(&order_views(views)), ["v2", "v1"]);
+    }
+
+    #[test]
+    fn a_column_of_another_table_named_like_a_view_is_not_a_dependency() {
+        let views = vec![
+            view("d", "a", "select `t`.`b` AS `y` from `t`"),
+            view("d", "b", "select 1 AS `x`"),
+        ];
+        assert_eq!(names(&order_views(views)), ["a", "b"]);
+    }
+
+    #[test]
+    fn cycles_do_not_lose_views() {
+        let views = vec![
+            view("d", "a", "select * from `b`"),
+            view("d", "b", "select * from `a`"),
+        ];
+        assert_eq!(order_views(views).len(), 2);
+    }
+
+    #[test]
+    fn engines() {
+        assert!(is_transactional("InnoDB"));
+        assert!(!is_transactional("MyISAM"));
+        assert!(!is_transactional("Aria"));
+        assert!(!is_transactional("MEMORY"));
+    }
+}

@@ -1,0 +1,362 @@
+//! Table data: a worker reads one unit (a table, or a primary-key range of
+//! one) from its snapshot and turns it into data members of multi-row
+//! INSERTs, cut every `chunk_bytes` of SQL, each sent as soon as it is full.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
+use tokio::sync::mpsc;
+
+use super::catalog::Table;
+use super::error::{BackupError, SqlContext};
+use super::member::{EncodedMember, MemberEncoder};
+use super::sql::{self, ident};
+use crate::manifest::MemberKind;
+
+/// Uncompressed SQL per data member: big enough to compress well and keep
+/// the member count low, small enough that workers × chunk stays modest.
+pub const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
+/// Statements stop growing here even when the server would take more:
+/// bigger statements only cost the restore memory.
+pub const MAX_STATEMENT_BYTES: u64 = 1 << 20;
+
+/// A half-open primary-key range `[from, to)`; `None` is unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRange {
+    pub from: Option<i128>,
+    pub to: Option<i128>,
+}
+
+/// One unit of work for a worker.
+#[derive(Debug, Clone)]
+pub struct DataUnit {
+    pub table: Arc<Table>,
+    pub range: Option<KeyRange>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub chunk_bytes: u64,
+    pub statement_bytes: u64,
+    pub max_allowed_packet: u64,
+    pub level: u32,
+}
+
+/// Counters the progress line reads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rows: AtomicU64,
+    pub sql_bytes: AtomicU64,
+}
+
+/// Splits a table with an integer key into about `bytes / chunk_bytes`
+/// ranges between `min` and `max`. The first and last range are open, so
+/// rows written after these bounds were read are still covered.
+pub fn split_ranges(min: i128, max: i128, estimated_bytes: u64, chunk_bytes: u64) -> Vec<KeyRange> {
+    let wanted = estimated_bytes
+        .div_ceil(chunk_bytes.max(1))
+        .clamp(1, 10_000) as i128;
+    let span = max - min + 1;
+    if wanted <= 1 || span <= 1 {
+        return vec![KeyRange {
+            from: None,
+            to: None,
+        }];
+    }
+    let pieces = wanted.min(span);
+    let step = span / pieces;
+    let mut bounds: Vec<i128> = (1..pieces).map(|i| min + i * step).collect();
+    bounds.dedup();
+    let mut out = Vec::with_capacity(bounds.len() + 1);
+    let mut from = None;
+    for b in bounds {
+        out.push(KeyRange { from, to: Some(b) });
+        from = Some(b);
+    }
+    out.push(KeyRange { from, to: None });
+    out
+}
+
+/// The SELECT that reads a unit: explicit columns (invisible ones
+/// included, generated ones left out), in key order for ranges.
+pub fn select_sql(unit: &DataUnit) -> String {
+    let t = &unit.table;
+    let cols: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
+    let mut q = format!(
+        "SELECT {} FROM {}.{}",
+        cols.join(", "),
+        ident(&t.database),
+        ident(&t.name)
+    );
+    if let (Some(range), Some(pk)) = (unit.range, t.int_pk.as_deref()) {
+        let pk = ident(pk);
+        let mut conds = Vec::new();
+        if let Some(from) = range.from {
+            conds.push(format!("{pk} >= {from}"));
+        }
+        if let Some(to) = range.to {
+            conds.push(format!("{pk} < {to}"));
+        }
+        if !conds.is_empty() {
+            q.push_str(" WHERE ");
+            q.push_str(&conds.join(" AND "));
+        }
+        q.push_str(&format!(" ORDER BY {pk}"));
+    }
+    q
+}
+
+fn insert_prefix(t: &Table) -> Vec<u8> {
+    let cols: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES ",
+        ident(&t.name),
+        cols.join(",")
+    )
+    .into_bytes()
+}
+
+struct Chunker<'a> {
+    table: &'a Table,
+    limits: Limits,
+    tx: &'a mpsc::Sender<Result<EncodedMember, BackupError>>,
+    counters: &'a Counters,
+    encoder: Option<MemberEncoder>,
+    prefix: Vec<u8>,
+    stmt: Vec<u8>,
+    stmt_rows: u64,
+}
+
+/// The writer has gone (it failed or was cancelled): stop quietly.
+struct Closed;
+
+impl Chunker<'_> {
+    fn io(&self, e: std::io::Error) -> BackupError {
+        BackupError::Internal(format!(
+            "compressing `{}`.`{}`: {e}",
+            self.table.database, self.table.name
+        ))
+    }
+
+    fn encoder(&mut self) -> Result<&mut MemberEncoder, BackupError> {
+        if self.encoder.is_none() {
+            let mut enc = MemberEncoder::new(
+                MemberKind::Data,
+                Some(&self.table.database),
+                Some(&self.table.name),
+                self.limits.level,
+            );
+            enc.write(sql::preamble(Some(&self.table.database)).as_bytes())
+                .map_err(|e| self.io(e))?;
+            self.encoder = Some(enc);
+        }
+        self.encoder
+            .as_mut()
+            .ok_or_else(|| BackupError::Internal("no member encoder".into()))
+    }
+
+    async fn row(&mut self, row: &[u8]) -> Result<Result<(), Closed>, BackupError> {
+        if !self.stmt.is_empty()
+            && (self.stmt.len() + 1 + row.len() + 2) as u64 > self.limits.statement_bytes
+        {
+            if let Err(c) = self.flush_statement().await? {
+                return Ok(Err(c));
+            }
+        }
+        if self.stmt.is_empty() {
+            self.stmt.extend_from_slice(&self.prefix);
+        } else {
+            self.stmt.push(b',');
+        }
+        self.stmt.extend_from_slice(row);
+        self.stmt_rows += 1;
+        Ok(Ok(()))
+    }
+
+    async fn flush_statement(&mut self) -> Result<Result<(), Closed>, BackupError> {
+        if self.stmt.is_empty() {
+            return Ok(Ok(()));
+        }
+        self.stmt.extend_from_slice(b";\n");
+        let size = self.stmt.len() as u64;
+        if size >= self.limits.max_allowed_packet {
+            return Err(BackupError::RowTooLarge {
+                database: self.table.database.clone(),
+                table: self.table.name.clone(),
+                size,
+                max: self.limits.max_allowed_packet,
+            });
+        }
+        let stmt = std::mem::take(&mut self.stmt);
+        let rows = std::mem::take(&mut self.stmt_rows);
+        self.encoder()?
+            .statement(&stmt, rows)
+            .map_err(|e| self.io(e))?;
+        self.counters.rows.fetch_add(rows, Ordering::Relaxed);
+        self.counters.sql_bytes.fetch_add(size, Ordering::Relaxed);
+        // Reuse the allocation for the next statement.
+        self.stmt = stmt;
+        self.stmt.clear();
+        if self
+            .encoder
+            .as_ref()
+            .is_some_and(|e| e.uncompressed() >= self.limits.chunk_bytes)
+        {
+            return self.send().await;
+        }
+        Ok(Ok(()))
+    }
+
+    async fn send(&mut self) -> Result<Result<(), Closed>, BackupError> {
+        let Some(enc) = self.encoder.take() else {
+            return Ok(Ok(()));
+        };
+        if enc.rows() == 0 {
+            return Ok(Ok(()));
+        }
+        let member = enc.finish().map_err(|e| self.io(e))?;
+        Ok(self.tx.send(Ok(member)).await.map_err(|_| Closed))
+    }
+}
+
+/// Dumps one unit on a worker connection inside its snapshot. Returns when
+/// the unit is done or the writer went away.
+pub async fn dump_unit(
+    conn: &mut Conn,
+    cx: &SqlContext,
+    unit: &DataUnit,
+    limits: Limits,
+    tx: &mpsc::Sender<Result<EncodedMember, BackupError>>,
+    counters: &Counters,
+) -> Result<(), BackupError> {
+    let table = &unit.table;
+    if table.columns.is_empty() {
+        return Ok(());
+    }
+    let during = || format!("reading `{}`.`{}`", table.database, table.name);
+    let classes: Vec<_> = table.columns.iter().map(|c| c.class).collect();
+    let mut chunker = Chunker {
+        table,
+        limits,
+        tx,
+        counters,
+        encoder: None,
+        prefix: insert_prefix(table),
+        stmt: Vec::new(),
+        stmt_rows: 0,
+    };
+    let mut result = conn
+        .query_iter(select_sql(unit))
+        .await
+        .map_err(|e| cx.err(during(), e))?;
+    let mut row_buf: Vec<u8> = Vec::new();
+    loop {
+        let row = match result.next().await {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => return Err(cx.err(during(), e)),
+        };
+        row_buf.clear();
+        row_buf.push(b'(');
+        for (i, class) in classes.iter().enumerate() {
+            if i > 0 {
+                row_buf.push(b',');
+            }
+            match row.as_ref(i) {
+                Some(Value::Bytes(b)) => sql::push_value(&mut row_buf, *class, Some(b)),
+                Some(Value::NULL) | None => sql::push_value(&mut row_buf, *class, None),
+                // The text protocol only returns bytes; anything else is
+                // rendered by the driver as a literal of its own.
+                Some(other) => row_buf.extend_from_slice(other.as_sql(false).as_bytes()),
+            }
+        }
+        row_buf.push(b')');
+        if chunker.row(&row_buf).await?.is_err() {
+            return Ok(());
+        }
+    }
+    drop(result);
+    if chunker.flush_statement().await?.is_err() {
+        return Ok(());
+    }
+    let _ = chunker.send().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::dump::catalog::Column;
+    use crate::dump::sql::ColumnClass;
+    use crate::manifest::TableKind;
+
+    fn table() -> Arc<Table> {
+        Arc::new(Table {
+            database: "shop".into(),
+            name: "or`ders".into(),
+            kind: TableKind::Table,
+            engine: "InnoDB".into(),
+            transactional: true,
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    class: ColumnClass::Number,
+                },
+                Column {
+                    name: "note".into(),
+                    class: ColumnClass::Text,
+                },
+            ],
+            int_pk: Some("id".into()),
+            estimated_bytes: 0,
+            create: String::new(),
+        })
+    }
+
+    #[test]
+    fn ranges_cover_every_key_and_are_open_at_the_ends() {
+        let r = split_ranges(1, 1000, 40 << 20, 8 << 20);
+        assert_eq!(r.len(), 5);
+        assert_eq!(r[0].from, None);
+        assert_eq!(r[4].to, None);
+        for w in r.windows(2) {
+            assert_eq!(w[0].to, w[1].from);
+        }
+        assert_eq!(split_ranges(1, 1000, 1 << 20, 8 << 20).len(), 1);
+        // Never more ranges than keys.
+        assert_eq!(split_ranges(5, 7, 1 << 40, 8 << 20).len(), 3);
+        // Unsigned BIGINT extremes do not overflow.
+        let wide = split_ranges(0, u64::MAX as i128, 1 << 30, 8 << 20);
+        assert_eq!(wide.len(), 128);
+    }
+
+    #[test]
+    fn select_names_columns_and_bounds() {
+        let unit = DataUnit {
+            table: table(),
+            range: Some(KeyRange {
+                from: Some(10),
+                to: Some(20),
+            }),
+        };
+        assert_eq!(
+            select_sql(&unit),
+            "SELECT `id`, `note` FROM `shop`.`or``ders` WHERE `id` >= 10 AND `id` < 20 ORDER BY `id`"
+        );
+        let whole = DataUnit {
+            table: table(),
+            range: None,
+        };
+        assert_eq!(
+            select_sql(&whole),
+            "SELECT `id`, `note` FROM `shop`.`or``ders`"
+        );
+        assert_eq!(
+            String::from_utf8(insert_prefix(&table())).unwrap(),
+            "INSERT INTO `or``ders` (`id`,`note`) VALUES "
+        );
+    }
+}

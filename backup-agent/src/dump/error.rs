@@ -1,0 +1,118 @@
+//! Why a backup failed, one line each: what, on which object, what to do.
+
+use crate::connection::ConnectionError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(
+        "cannot log in to {target}: access denied; check the user and the password in its Secret (MYSQL_PWD or --password-file)"
+    )]
+    AccessDenied { target: String },
+    #[error(
+        "cannot reach the server at {target}: {reason}; check the host, the port and that the server is running"
+    )]
+    Unreachable { target: String, reason: String },
+    #[error(
+        "lost the connection to {target} while {during}: {reason}; the backup was discarded, run it again"
+    )]
+    ConnectionLost {
+        target: String,
+        during: String,
+        reason: String,
+    },
+    #[error("{during} failed on {target}: {reason}")]
+    Sql {
+        target: String,
+        during: String,
+        reason: String,
+    },
+    #[error("database `{name}` does not exist on {target} (it has: {available}); fix --databases")]
+    UnknownDatabase {
+        name: String,
+        target: String,
+        available: String,
+    },
+    #[error("no database to back up on {target}: it holds only system databases")]
+    NothingToDump { target: String },
+    #[error(
+        "a row of `{database}`.`{table}` needs a {size}-byte statement, more than the server's max_allowed_packet ({max}); raise max_allowed_packet on the server and on restore targets"
+    )]
+    RowTooLarge {
+        database: String,
+        table: String,
+        size: u64,
+        max: u64,
+    },
+    #[error("the backup {location} already has a manifest; choose another --name")]
+    AlreadyExists { location: String },
+    #[error("storage failed for the backup {location}: {source}")]
+    Storage {
+        location: String,
+        #[source]
+        source: StorageError,
+    },
+    #[error("the backup's name `{0}` is not a valid folder name (letters, digits, `-`, `_`, `.`)")]
+    BadName(String),
+    #[error("internal error in the dump engine: {0}; please report it")]
+    Internal(String),
+}
+
+/// Where a SQL error happened, to turn it into a [`BackupError`].
+#[derive(Debug, Clone)]
+pub struct SqlContext {
+    pub target: String,
+}
+
+impl SqlContext {
+    /// Classifies a driver error: lost connections and refused logins get
+    /// their own messages; everything else names the step that failed.
+    pub fn err(&self, during: impl Into<String>, e: mysql_async::Error) -> BackupError {
+        let during = during.into();
+        match e {
+            mysql_async::Error::Server(s) if s.code == 1045 => BackupError::AccessDenied {
+                target: self.target.clone(),
+            },
+            mysql_async::Error::Server(s) => BackupError::Sql {
+                target: self.target.clone(),
+                during,
+                reason: one_line(&format!("error {} ({}): {}", s.code, s.state, s.message)),
+            },
+            mysql_async::Error::Io(io) => BackupError::ConnectionLost {
+                target: self.target.clone(),
+                during,
+                reason: one_line(&io.to_string()),
+            },
+            other => BackupError::Sql {
+                target: self.target.clone(),
+                during,
+                reason: one_line(&other.to_string()),
+            },
+        }
+    }
+
+    /// A failed login: access denied, or the server cannot be reached.
+    pub fn connect_err(&self, e: mysql_async::Error) -> BackupError {
+        match e {
+            mysql_async::Error::Io(io) => BackupError::Unreachable {
+                target: self.target.clone(),
+                reason: one_line(&io.to_string()),
+            },
+            other => self.err("logging in", other),
+        }
+    }
+}
+
+/// Server error code of a driver error, if it is one.
+pub fn server_code(e: &mysql_async::Error) -> Option<u16> {
+    match e {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
