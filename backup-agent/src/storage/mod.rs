@@ -10,6 +10,7 @@
 //! compile time, and async methods without boxing.
 
 mod file;
+pub mod orphans;
 pub mod s3;
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 pub use file::{FileStore, FileUpload};
-pub use s3::{S3Settings, S3Store, S3Upload};
+pub use s3::{S3Error, S3Settings, S3Store, S3Upload};
 
 /// A parsed `--to` / `--from` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +44,16 @@ pub enum StorageError {
     },
     #[error("{key} does not exist in {location}")]
     NotFound { location: String, key: String },
-    #[error("{0}")]
-    S3(String),
+    /// Boxed: S3 errors carry bucket, endpoint and key, and every `Result`
+    /// of the agent carries this type.
+    #[error(transparent)]
+    S3(Box<S3Error>),
+}
+
+impl From<S3Error> for StorageError {
+    fn from(error: S3Error) -> Self {
+        StorageError::S3(Box::new(error))
+    }
 }
 
 impl Location {
@@ -246,6 +255,17 @@ impl Store {
             Store::File(s) => s.delete_folder(prefix).await,
             Store::S3(s) => s.delete_folder(prefix).await,
         }
+    }
+
+    /// Aborts uploads orphaned by a killed agent (pending multipart uploads,
+    /// `*.partial` files) that started more than `min_age` ago, in folders
+    /// with no manifest and no fresh in-progress marker; returns their keys.
+    /// See [`orphans`] for the rule.
+    pub async fn abort_orphaned_uploads(
+        &self,
+        min_age: chrono::Duration,
+    ) -> Result<Vec<String>, StorageError> {
+        orphans::abort_orphaned_uploads(self, min_age, Utc::now()).await
     }
 
     /// The names of the folders directly below the root (backup names).
