@@ -72,19 +72,25 @@ async fn list_backups_at(
         source,
     })?;
     // One listing gives names, sizes and times of every folder at once.
-    let mut folders: BTreeMap<String, (u64, Option<DateTime<Utc>>, bool, bool)> = BTreeMap::new();
+    let mut folders: BTreeMap<String, Folder> = BTreeMap::new();
     for object in &objects {
         let Some((folder, file)) = object.key.split_once('/') else {
             continue;
         };
         let entry = folders.entry(folder.to_owned()).or_default();
-        entry.0 += object.size;
-        entry.1 = entry.1.max(object.modified);
-        entry.2 |= file == MANIFEST_FILE;
-        entry.3 |= file == IN_PROGRESS_FILE;
+        entry.size += object.size;
+        entry.modified = entry.modified.max(object.modified);
+        entry.has_manifest |= file == MANIFEST_FILE;
+        entry.has_marker |= file == IN_PROGRESS_FILE;
     }
     let mut out = Vec::with_capacity(folders.len());
-    for (name, (size, modified, has_manifest, has_marker)) in folders {
+    for (name, folder) in folders {
+        let Folder {
+            size,
+            modified,
+            has_manifest,
+            has_marker,
+        } = folder;
         let child = store.child(&name);
         let mut listing = BackupListing {
             name,
@@ -108,17 +114,24 @@ async fn list_backups_at(
                 }
                 Err(e) => return Err(e),
             }
-        } else if has_marker {
-            if let Some(marker) = read_marker(&child).await {
-                listing.time = Some(marker.started_at);
-                if now - marker.refreshed_at < IN_PROGRESS_STALE_AFTER {
-                    listing.status = BackupStatus::InProgress;
-                }
+        } else if has_marker && let Some(marker) = read_marker(&child).await {
+            listing.time = Some(marker.started_at);
+            if now - marker.refreshed_at < IN_PROGRESS_STALE_AFTER {
+                listing.status = BackupStatus::InProgress;
             }
         }
         out.push(listing);
     }
     Ok(out)
+}
+
+/// What one storage listing says about a folder.
+#[derive(Default)]
+struct Folder {
+    size: u64,
+    modified: Option<DateTime<Utc>>,
+    has_manifest: bool,
+    has_marker: bool,
 }
 
 /// The marker, or None when it is unreadable (then the backup counts as orphaned).
