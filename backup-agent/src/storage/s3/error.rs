@@ -20,12 +20,12 @@ pub enum S3Error {
     )]
     NoSuchBucket { bucket: String, endpoint: String },
     #[error(
-        "{endpoint} rejected the S3 credentials for bucket {bucket} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the credentials file and AWS_PROFILE)"
+        "{endpoint} rejected the S3 credentials for bucket {bucket} ({detail}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the credentials file and AWS_PROFILE)"
     )]
     BadCredentials {
         bucket: String,
         endpoint: String,
-        code: String,
+        detail: String,
     },
     #[error(
         "access denied: {operation} on s3://{bucket}/{key} at {endpoint} ({detail}): allow this key to read, write, list and delete in the bucket"
@@ -103,6 +103,20 @@ const CREDENTIAL_CODES: &[&str] = &[
     "AuthorizationHeaderMalformed",
 ];
 
+/// True when the store rejected the key itself rather than a permission:
+/// AWS says so with a code; some compatible stores (Garage) answer
+/// `AccessDenied` and say it in the message.
+fn rejects_credentials(code: Option<&str>, message: Option<&str>) -> bool {
+    if code.is_some_and(|c| CREDENTIAL_CODES.contains(&c)) {
+        return true;
+    }
+    let message = message.unwrap_or_default().to_ascii_lowercase();
+    code == Some("AccessDenied")
+        && ["signature", "no such key", "access key", "unknown key"]
+            .iter()
+            .any(|hint| message.contains(hint))
+}
+
 impl ErrorContext {
     pub(crate) fn new(bucket: &str, endpoint: String, secrets: Vec<String>) -> Self {
         ErrorContext(Arc::new(Inner {
@@ -169,19 +183,19 @@ impl ErrorContext {
         {
             return S3Error::NoSuchBucket { bucket, endpoint };
         }
-        if let Some(code) = code.as_deref().filter(|c| CREDENTIAL_CODES.contains(c)) {
-            return S3Error::BadCredentials {
-                bucket,
-                endpoint,
-                code: code.to_owned(),
-            };
-        }
         let detail = match (status, &code, &message) {
             (Some(s), Some(c), Some(m)) => format!("HTTP {s} {c}: {m}"),
             (Some(s), Some(c), None) => format!("HTTP {s} {c}"),
             (Some(s), None, _) => format!("HTTP {s}"),
             _ => DisplayErrorContext(error).to_string(),
         };
+        if rejects_credentials(code.as_deref(), message.as_deref()) {
+            return S3Error::BadCredentials {
+                bucket,
+                endpoint,
+                detail: self.scrub(&detail),
+            };
+        }
         if code.as_deref() == Some("AccessDenied") || status == Some(403) {
             return S3Error::AccessDenied {
                 operation,
@@ -198,6 +212,21 @@ impl ErrorContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_rejections_are_told_apart_from_permissions() {
+        assert!(rejects_credentials(Some("SignatureDoesNotMatch"), None));
+        assert!(rejects_credentials(Some("InvalidAccessKeyId"), Some("x")));
+        assert!(rejects_credentials(
+            Some("AccessDenied"),
+            Some("Forbidden: Invalid signature")
+        ));
+        assert!(!rejects_credentials(
+            Some("AccessDenied"),
+            Some("Access Denied")
+        ));
+        assert!(!rejects_credentials(None, None));
+    }
 
     #[test]
     fn scrub_removes_secrets_and_newlines() {
