@@ -350,17 +350,7 @@ async fn open_store(url: &str, s3: &S3Args, ctx: &AgentContext) -> Result<Store,
         source,
     };
     let location = Location::parse(url).map_err(storage)?;
-    // Only the AWS variables: the environment also holds MYSQL_PWD.
-    let settings = S3Settings {
-        env: ctx
-            .env
-            .iter()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        force_path_style: s3.s3_force_path_style,
-        ca_bundle: s3.s3_ca_bundle.clone(),
-    };
+    let settings = S3Settings::from_ctx(ctx, s3);
     Store::open(&location, &settings).await.map_err(storage)
 }
 
