@@ -1,6 +1,6 @@
 //! Every check CI runs, in the order that fails fastest.
 
-use crate::{deps, sh};
+use crate::{deps, manifests, sh};
 
 pub fn run() -> anyhow::Result<()> {
     deps::install()?;
@@ -15,6 +15,7 @@ pub fn run() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     sh::run(sh::cargo().args(["test", "--workspace", "--locked"]))?;
+    manifests::check()?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

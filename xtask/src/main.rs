@@ -1,7 +1,7 @@
 //! `cargo xtask …`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! - `deps`  installs what is missing (Debian packages, Garage).
-//! - `ci`    runs every check CI runs: deps, fmt, clippy, tests.
+//! - `ci`    runs every check CI runs: deps, fmt, clippy, tests, manifests.
 //! - `demo`  runs the main job locally against throwaway servers.
 //! - `bench` compares the agent with mydumper / mariadb-dump on the same data.
 
@@ -9,6 +9,7 @@ mod bench;
 mod ci;
 mod demo;
 mod deps;
+mod manifests;
 mod sh;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Deps,
     /// Run every check: deps, cargo fmt --check, clippy -D warnings, all tests.
     Ci,
+    /// Offline checks of deploy/ and the Dockerfiles (kustomize, schemas, hadolint, checkov, release build).
+    Manifests,
     /// Start MariaDB and Garage, load the sakila sample, back it up, restore it, compare.
     Demo,
     /// Benchmark against mydumper, myloader and mariadb-dump on the same data.
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Deps => deps::install(),
         Command::Ci => ci::run(),
+        Command::Manifests => manifests::check(),
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(args),
     }
