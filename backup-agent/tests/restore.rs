@@ -802,3 +802,45 @@ async fn list_tells_complete_in_progress_and_incomplete_apart() {
     );
     assert_eq!(rows[2], "-");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_verifies_and_lists_from_s3_with_ranged_reads() {
+    let garage = keeper_tests::Garage::start().unwrap();
+    let server = MariaDb::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = write_backup(dir.path(), "b1", &shop_parts(), 400);
+
+    let mut ctx = ctx(&server);
+    ctx.env
+        .extend(garage.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let root = format!("s3://{}/keeper/shop", garage.bucket());
+    let s3_args = keeper_agent::cli::S3Args {
+        s3_force_path_style: true,
+        s3_ca_bundle: None,
+    };
+    let store = Store::open(
+        &Location::parse(&root).unwrap(),
+        &S3Settings::from_ctx(&ctx, &s3_args),
+    )
+    .await
+    .unwrap();
+    for file in ["dump.sql.gz", "manifest.json"] {
+        let body = std::fs::read(folder.join(file)).unwrap();
+        store
+            .child("b1")
+            .put(file, bytes::Bytes::from(body))
+            .await
+            .unwrap();
+    }
+
+    let listed = list_backups(&store).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].is_complete());
+    verify_backup(&store.child("b1")).await.unwrap();
+
+    let mut args = restore_args(&server, Path::new("/unused"), &["--s3-force-path-style"]);
+    let from = args.iter().position(|a| a == "--from").unwrap() + 1;
+    args[from] = format!("{root}/b1");
+    keeper_agent::run(args, ctx).await.unwrap();
+    assert_shop_restored(&server).await;
+}
