@@ -32,13 +32,47 @@ fn main() -> ExitCode {
         } else {
             None
         };
-        keeper_agent::run_cli(cli, AgentContext { env, kube })
-            .await
-            .map_err(|e| e.to_string())
+        let run = keeper_agent::run_cli(cli, AgentContext { env, kube });
+        let outcome = tokio::select! {
+            result = run => Ok(result),
+            signal = stop_signal() => Err(signal),
+        };
+        match outcome {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(signal) => {
+                tracing::warn!(%signal, "stopping: the run is cancelled and its uploads aborted");
+                // The cancelled run dropped its uploads, which abort in the
+                // background; let them finish before the runtime goes away.
+                keeper_agent::storage::s3::wait_for_pending_aborts(ABORT_GRACE).await;
+                Err(format!(
+                    "stopped by {signal} before the run completed; any upload in progress was aborted: run it again"
+                ))
+            }
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
+    }
+}
+
+/// How long a stopped agent waits for its aborts; Kubernetes' default grace
+/// period is 30 s before SIGKILL.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        // Without handlers the default action (exit) still applies.
+        _ => std::future::pending().await,
     }
 }
 
