@@ -28,13 +28,14 @@ pub fn run() -> anyhow::Result<()> {
         garage.bucket()
     );
 
-    let backups = tempfile::tempdir().context("creating a folder for backups")?;
-    let url = format!("file://{}", backups.path().display());
+    let url = format!("s3://{}/demo", garage.bucket());
     eprintln!("demo: backing up sakila to {url}");
     runtime.block_on(agent(
         &source,
+        &garage,
         &[
             "backup",
+            "--s3-force-path-style",
             "--databases",
             "sakila",
             "--to",
@@ -49,7 +50,15 @@ pub fn run() -> anyhow::Result<()> {
     let from = format!("{url}/demo");
     runtime.block_on(agent(
         &target,
-        &["restore", "--from", &from, "--parallel", "2"],
+        &garage,
+        &[
+            "restore",
+            "--s3-force-path-style",
+            "--from",
+            &from,
+            "--parallel",
+            "2",
+        ],
     ))?;
     let source_sums = runtime.block_on(table_checksums(&source, "sakila"))?;
     let target_sums = runtime.block_on(table_checksums(&target, "sakila"))?;
@@ -79,8 +88,9 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the agent in-process against `server`, as a Job would run it.
-async fn agent(server: &MariaDb, args: &[&str]) -> anyhow::Result<()> {
+/// Runs the agent in-process against `server` with `garage` as its S3 store,
+/// as a Job would run it.
+async fn agent(server: &MariaDb, garage: &Garage, args: &[&str]) -> anyhow::Result<()> {
     let port = server.port().to_string();
     let mut argv = vec![
         "keeper-agent",
@@ -92,10 +102,13 @@ async fn agent(server: &MariaDb, args: &[&str]) -> anyhow::Result<()> {
     ];
     argv.extend(["--user", server.root_user()]);
     argv.extend(&args[1..]);
-    let ctx = keeper_agent::AgentContext {
-        env: [("MYSQL_PWD".to_owned(), server.root_password().to_owned())].into(),
-        kube: None,
-    };
+    let mut env: std::collections::HashMap<String, String> = garage
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.insert("MYSQL_PWD".to_owned(), server.root_password().to_owned());
+    let ctx = keeper_agent::AgentContext { env, kube: None };
     keeper_agent::run(argv, ctx)
         .await
         .with_context(|| format!("keeper-agent {}", args[0]))
