@@ -1,0 +1,187 @@
+//! What every reconcile shares: the API client, the operator's configuration,
+//! metrics, the Event recorder and per-object retry backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keeper_crds::MySQLInstance;
+use kube::Client;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::metrics::Metrics;
+
+/// Field manager of every server-side apply (and of Events' reporter).
+pub const FIELD_MANAGER: &str = "keeper-operator";
+
+/// Settings of the operator process that reconciles need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorConfig {
+    /// Image of the backup agent, used by backup and restore Jobs.
+    pub agent_image: String,
+    /// Field manager for server-side apply.
+    pub field_manager: String,
+}
+
+impl OperatorConfig {
+    /// The default agent image: the agent released with this operator.
+    pub fn default_agent_image() -> String {
+        format!(
+            "ghcr.io/mysql-keeper/keeper-agent:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            agent_image: Self::default_agent_image(),
+            field_manager: FIELD_MANAGER.to_owned(),
+        }
+    }
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Operator settings.
+    pub config: OperatorConfig,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events about instances.
+    recorder: Recorder,
+    /// Consecutive failures per instance, for exponential retry backoff.
+    backoff: Backoff,
+}
+
+impl Context {
+    /// A context; `pod_name` distinguishes replicas in Events' reporting instance.
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        metrics: Arc<Metrics>,
+        pod_name: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: config.field_manager.clone(),
+            instance: pod_name,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Publishes an Event about `instance`. A failure to publish is logged and
+    /// otherwise ignored: an Event is information, never a reason to fail.
+    pub async fn publish(
+        &self,
+        instance: &MySQLInstance,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate_note(note)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .recorder
+            .publish(&event, &instance.object_ref(&()))
+            .await
+        {
+            tracing::warn!(%error, reason, "could not publish Event");
+        }
+    }
+
+    /// Backoff for the next retry of `instance` after a failure.
+    pub fn backoff_after_failure(&self, instance: &ObjectRef<MySQLInstance>) -> Duration {
+        self.backoff.failure(instance)
+    }
+
+    /// Forgets the failures of `instance` after a successful reconcile.
+    pub fn reset_backoff(&self, instance: &ObjectRef<MySQLInstance>) {
+        self.backoff.reset(instance);
+    }
+}
+
+/// Event notes are limited to 1 kB by the API server.
+fn truncate_note(mut note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() > MAX {
+        let mut cut = MAX - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    note
+}
+
+/// Exponential backoff per object: 5 s, 10 s, 20 s, ... capped at 5 minutes.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<ObjectRef<MySQLInstance>, u32>>,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+
+    /// Records a failure and returns how long to wait before the retry.
+    pub fn failure(&self, key: &ObjectRef<MySQLInstance>) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = failures.entry(key.clone()).or_insert(0);
+        let delay = Self::BASE
+            .saturating_mul(2u32.saturating_pow((*count).min(16)))
+            .min(Self::MAX);
+        *count = count.saturating_add(1);
+        delay
+    }
+
+    /// Forgets the failures of `key`.
+    pub fn reset(&self, key: &ObjectRef<MySQLInstance>) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let backoff = Backoff::default();
+        let key = ObjectRef::new("demo").within("ns");
+        let delays: Vec<u64> = (0..8).map(|_| backoff.failure(&key).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        backoff.reset(&key);
+        assert_eq!(backoff.failure(&key).as_secs(), 5);
+    }
+
+    #[test]
+    fn long_notes_are_cut_on_a_char_boundary() {
+        let note = truncate_note("é".repeat(1000));
+        assert!(note.len() <= 1024);
+        assert!(note.ends_with("..."));
+        assert_eq!(truncate_note("short".into()), "short");
+    }
+}

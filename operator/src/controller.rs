@@ -1,0 +1,151 @@
+//! The `MySQLInstance` controller: watches, the reconcile entry point with
+//! metrics and error Events, and the retry policy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use keeper_crds::{INSTANCE_LABEL, MySQLInstance};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::instance;
+use crate::instance::build::{MANAGED_BY, MANAGED_BY_LABEL};
+
+/// Reconciles one instance: the entry point the controller calls (and tests
+/// call directly). Records metrics; a failure becomes a Warning Event with
+/// the error's reason.
+///
+/// # Errors
+/// The reconcile's [`Error`]; the controller retries with [`error_policy`].
+pub async fn reconcile(instance: Arc<MySQLInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = ObjectRef::from_obj(instance.as_ref());
+    let result = instance::reconcile(&instance, &ctx).await;
+    match &result {
+        Ok(_) => ctx.reset_backoff(&key),
+        Err(error) => {
+            if error.is_user_error() {
+                tracing::warn!(instance = %key, reason = error.reason(), %error, "cannot reconcile");
+            } else {
+                tracing::error!(instance = %key, reason = error.reason(), %error, "reconcile failed");
+            }
+            ctx.publish(
+                &instance,
+                EventType::Warning,
+                error.reason(),
+                "Reconcile",
+                error.to_string(),
+            )
+            .await;
+        }
+    }
+    ctx.metrics
+        .record(started.elapsed(), result.as_ref().err().map(Error::reason));
+    result
+}
+
+/// Retries a failed reconcile after an exponential backoff per instance.
+pub fn error_policy(instance: Arc<MySQLInstance>, _error: &Error, ctx: Arc<Context>) -> Action {
+    Action::requeue(ctx.backoff_after_failure(&ObjectRef::from_obj(instance.as_ref())))
+}
+
+/// The instance an object belongs to, by its `mysql.keeper.dev/instance`
+/// label: how a credentials Secret or a data claim (neither is owned) leads
+/// back to its instance.
+pub fn instance_for_labeled(meta: &ObjectMeta) -> Option<ObjectRef<MySQLInstance>> {
+    let name = meta.labels.as_ref()?.get(INSTANCE_LABEL)?;
+    let namespace = meta.namespace.as_ref()?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// The instance that owns an object as its controller: what `.owns()` maps a
+/// StatefulSet, Service or ConfigMap to.
+pub fn instance_for_owned(meta: &ObjectMeta) -> Option<ObjectRef<MySQLInstance>> {
+    let owner = meta
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))?;
+    if owner.kind != "MySQLInstance" || owner.api_version != keeper_crds::API_GROUP_VERSION {
+        return None;
+    }
+    Some(ObjectRef::new(&owner.name).within(meta.namespace.as_deref()?))
+}
+
+fn managed_by_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
+
+/// Runs the controller for one namespace (`None`: all namespaces) until
+/// `shutdown` is cancelled; `synced` turns true once its caches are filled.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: CancellationToken,
+    synced: Arc<AtomicBool>,
+) {
+    let client: Client = ctx.client.clone();
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
+    // Children are selected by the managed-by label, so the caches hold only
+    // the operator's objects, not every Secret or Service of the cluster.
+    let children = watcher::Config::default().labels(&managed_by_selector());
+    let controller = Controller::new(
+        api::<MySQLInstance>(&client, ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<StatefulSet>(&client, ns), children.clone())
+    .owns(api::<Service>(&client, ns), children.clone())
+    .owns(api::<ConfigMap>(&client, ns), children.clone())
+    .watches(
+        api::<Secret>(&client, ns),
+        children.clone(),
+        |secret: Secret| instance_for_labeled(&secret.metadata),
+    )
+    .watches(
+        api::<PersistentVolumeClaim>(&client, ns),
+        watcher::Config::default().labels(INSTANCE_LABEL),
+        |claim: PersistentVolumeClaim| instance_for_labeled(&claim.metadata),
+    );
+    let store = controller.store();
+    let readiness = tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            synced.store(true, Ordering::SeqCst);
+        }
+    });
+    tracing::info!(
+        namespace = ns.unwrap_or("<all>"),
+        "starting MySQLInstance controller"
+    );
+    controller
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(instance = %object, "reconciled"),
+                Err(error) => tracing::debug!(%error, "controller event"),
+            }
+        })
+        .await;
+    readiness.abort();
+    tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");
+}

@@ -1,0 +1,70 @@
+//! Fetch: everything a reconcile looks at, read once at its start.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use keeper_crds::MySQLInstance;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::build::InstanceMeta;
+use crate::error::{Error, Result};
+
+/// The current state of an instance's objects (each `None` when absent).
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The Secret named by `spec.rootPasswordSecretRef`.
+    pub root_secret: Option<Secret>,
+    /// `<name>-credentials`.
+    pub credentials: Option<Secret>,
+    /// `<name>-config`.
+    pub config_map: Option<ConfigMap>,
+    /// `<name>-headless`.
+    pub headless_service: Option<Service>,
+    /// `<name>`.
+    pub client_service: Option<Service>,
+    /// `<name>`.
+    pub stateful_set: Option<StatefulSet>,
+    /// `data-<name>-0`.
+    pub data_claim: Option<PersistentVolumeClaim>,
+}
+
+async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("{} {namespace}/{name}", K::kind(&())),
+            source: Box::new(source),
+        })
+}
+
+/// Reads the instance's objects.
+///
+/// # Errors
+/// [`Error::Kube`] when the API cannot be read.
+pub async fn observe(
+    client: &Client,
+    namespace: &str,
+    meta: &InstanceMeta,
+    instance: &MySQLInstance,
+) -> Result<Observed> {
+    let root_secret = match &instance.spec.root_password_secret_ref {
+        Some(reference) => get(client, namespace, &reference.name).await?,
+        None => None,
+    };
+    Ok(Observed {
+        root_secret,
+        credentials: get(client, namespace, &instance.credentials_secret_name()).await?,
+        config_map: get(client, namespace, &meta.config_map_name()).await?,
+        headless_service: get(client, namespace, &meta.headless_service_name()).await?,
+        client_service: get(client, namespace, &meta.client_service_name()).await?,
+        stateful_set: get(client, namespace, &meta.name).await?,
+        data_claim: get(client, namespace, &meta.data_claim_name()).await?,
+    })
+}

@@ -1,0 +1,280 @@
+//! Reconcile of one `MySQLInstance`: fetch → validate → build (pure) → apply →
+//! status. Each step is a module; this one only puts them in order.
+
+pub mod apply;
+pub mod build;
+pub mod fetch;
+pub mod status;
+pub mod validate;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use keeper_crds::MySQLInstance;
+use keeper_crds::instance::DEFAULT_ROOT_PASSWORD_KEY;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource};
+use serde_json::json;
+
+use self::apply::Outcome;
+use self::build::{InstanceMeta, secret, statefulset};
+use self::fetch::Observed;
+use self::status::Readiness;
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// How often a ready instance is looked at without any watch event.
+const READY_REQUEUE: Duration = Duration::from_secs(300);
+/// How often an instance that is still coming up is looked at (the data
+/// claim's binding is not an owned object's change).
+const PROVISIONING_REQUEUE: Duration = Duration::from_secs(30);
+
+/// Reconciles `instance`. On an invalid spec the status says why and the
+/// error is returned (the caller publishes it as an Event and retries with
+/// backoff); nothing else is created or changed.
+///
+/// # Errors
+/// Any [`Error`]; its reason is the Event's.
+pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action> {
+    let meta = InstanceMeta::of(instance)?;
+    let namespace = meta
+        .namespace
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    if instance.meta().deletion_timestamp.is_some() {
+        // Owned children are garbage-collected; the credentials Secret and the
+        // data claim stay on purpose.
+        return Ok(Action::await_change());
+    }
+    let client = &ctx.client;
+    let instances = Api::<MySQLInstance>::namespaced(client.clone(), &namespace);
+    let manager = ctx.config.field_manager.as_str();
+
+    let observed = fetch::observe(client, &namespace, &meta, instance).await?;
+
+    let problems = validate::problems(instance, &observed);
+    if let Some(error) = validate::into_error(&problems) {
+        let new = status::invalid(instance, &error, Utc::now());
+        status::write(&instances, instance, &new, manager).await?;
+        return Err(error);
+    }
+
+    ensure_credentials(ctx, &namespace, &meta, instance, &observed).await?;
+
+    let pinned = observed
+        .stateful_set
+        .as_ref()
+        .and_then(statefulset::claim_template_storage);
+    let desired = build::desired_objects(instance, pinned.as_ref())?;
+
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &namespace);
+    let services = Api::<Service>::namespaced(client.clone(), &namespace);
+    let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &namespace);
+    let (outcome, _) = apply::apply(
+        &config_maps,
+        &desired.config_map,
+        observed.config_map.as_ref(),
+        manager,
+    )
+    .await?;
+    report(ctx, instance, outcome, "ConfigMap", &meta.config_map_name()).await;
+    let (outcome, _) = apply::apply(
+        &services,
+        &desired.headless_service,
+        observed.headless_service.as_ref(),
+        manager,
+    )
+    .await?;
+    report(
+        ctx,
+        instance,
+        outcome,
+        "Service",
+        &meta.headless_service_name(),
+    )
+    .await;
+    let (outcome, _) = apply::apply(
+        &services,
+        &desired.client_service,
+        observed.client_service.as_ref(),
+        manager,
+    )
+    .await?;
+    report(
+        ctx,
+        instance,
+        outcome,
+        "Service",
+        &meta.client_service_name(),
+    )
+    .await;
+    let (outcome, stateful_set) = apply::apply(
+        &stateful_sets,
+        &desired.stateful_set,
+        observed.stateful_set.as_ref(),
+        manager,
+    )
+    .await?;
+    report(ctx, instance, outcome, "StatefulSet", &meta.name).await;
+
+    expand_claim(ctx, &namespace, instance, observed.data_claim.as_ref()).await?;
+
+    let readiness = Readiness::observe(Some(&stateful_set), observed.data_claim.as_ref());
+    let new = status::healthy(instance, &meta, &readiness, Utc::now());
+    for transition in status::transitions(instance.status.as_ref(), &new) {
+        ctx.publish(
+            instance,
+            transition.type_,
+            &transition.reason,
+            "Reconcile",
+            transition.note,
+        )
+        .await;
+    }
+    status::write(&instances, instance, &new, manager).await?;
+
+    Ok(Action::requeue(if readiness.ready_replicas >= 1 {
+        READY_REQUEUE
+    } else {
+        PROVISIONING_REQUEUE
+    }))
+}
+
+/// Publishes `Created`/`Updated` for a child object; nothing when unchanged.
+async fn report(ctx: &Context, instance: &MySQLInstance, outcome: Outcome, kind: &str, name: &str) {
+    let reason = match outcome {
+        Outcome::Created => "Created",
+        Outcome::Updated => "Updated",
+        Outcome::Unchanged => return,
+    };
+    tracing::info!(kind, name, reason, "applied");
+    ctx.publish(
+        instance,
+        EventType::Normal,
+        reason,
+        "Apply",
+        format!("{reason} {kind} {name}"),
+    )
+    .await;
+}
+
+/// Creates `<name>-credentials` when the operator must generate passwords and
+/// it does not exist, or adds the keys it lacks (e.g. `spec.user` was set
+/// later). Existing values are never changed.
+async fn ensure_credentials(
+    ctx: &Context,
+    namespace: &str,
+    meta: &InstanceMeta,
+    instance: &MySQLInstance,
+    observed: &Observed,
+) -> Result<()> {
+    let name = instance.credentials_secret_name();
+    let missing = secret::missing_entries(
+        instance,
+        observed.credentials.as_ref(),
+        &mut secret::generate_password,
+    );
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // The server initialised its data with the old root password: a new one
+    // would lock everyone out, so refuse to guess.
+    if missing.contains_key(DEFAULT_ROOT_PASSWORD_KEY)
+        && let Some(claim) = &observed.data_claim
+    {
+        return Err(Error::CredentialsMissing {
+            name,
+            claim: claim.metadata.name.clone().unwrap_or_default(),
+        });
+    }
+    let keys = missing.keys().cloned().collect::<Vec<_>>().join(", ");
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    let failed = |source| Error::CredentialsFailed {
+        name: name.clone(),
+        source: Box::new(source),
+    };
+    let reason = match &observed.credentials {
+        None => {
+            match secrets
+                .create(&PostParams::default(), &secret::build(meta, missing))
+                .await
+            {
+                Ok(_) => {}
+                // Created meanwhile by another reconcile: never overwrite it.
+                Err(kube::Error::Api(status)) if status.code == 409 => return Ok(()),
+                Err(source) => return Err(failed(source)),
+            }
+            "CredentialsCreated"
+        }
+        Some(_) => {
+            // A merge patch of the missing keys only: it cannot change a
+            // value that exists.
+            let patch = json!({ "data": missing });
+            secrets
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(failed)?;
+            "CredentialsUpdated"
+        }
+    };
+    ctx.publish(
+        instance,
+        EventType::Normal,
+        reason,
+        "Credentials",
+        format!("Secret {name}: generated {keys}"),
+    )
+    .await;
+    Ok(())
+}
+
+/// Grows the data claim to `spec.storage.size` (the claim template of a
+/// StatefulSet is immutable, so a larger size is applied to the claim). The
+/// StorageClass must allow expansion; a shrink never happens (the API
+/// refuses a smaller size).
+async fn expand_claim(
+    ctx: &Context,
+    namespace: &str,
+    instance: &MySQLInstance,
+    claim: Option<&PersistentVolumeClaim>,
+) -> Result<()> {
+    let Some(claim) = claim else {
+        return Ok(());
+    };
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    let requested = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.as_str());
+    let wanted = instance.spec.storage.size.as_str();
+    let Some(requested) = requested else {
+        return Ok(());
+    };
+    if apply::quantity_greater(wanted, requested) != Some(true) {
+        return Ok(());
+    }
+    let patch = json!({"spec": {"resources": {"requests": {"storage": wanted}}}});
+    Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::ResizeFailed {
+            name: name.clone(),
+            source: Box::new(source),
+        })?;
+    ctx.publish(
+        instance,
+        EventType::Normal,
+        "StorageExpanding",
+        "Resize",
+        format!("PersistentVolumeClaim {name}: {requested} → {wanted}"),
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! Status: phase, observedGeneration, the `Ready` and `StorageReady`
+//! conditions, endpoint and credentialsSecret — computed purely from what was
+//! observed, written only when something changed.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use keeper_crds::condition::{self, ConditionStatus, READY, STORAGE_READY, find_condition};
+use keeper_crds::{API_GROUP_VERSION, InstancePhase, MySQLInstance, MySQLInstanceStatus};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
+use serde_json::json;
+
+use super::build::InstanceMeta;
+use crate::error::{Error, Result};
+
+/// Reason of `Ready=True`.
+pub const REASON_READY: &str = "Ready";
+/// Reason of `Ready=False` while the server is not (yet) ready.
+pub const REASON_NOT_READY: &str = "NotReady";
+/// Reason of `StorageReady=True`.
+pub const REASON_BOUND: &str = "StorageBound";
+
+/// What the status is computed from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Ready pods of the StatefulSet.
+    pub ready_replicas: i32,
+    /// Phase of the data claim (`Bound`, `Pending`, `Lost`), `None` when absent.
+    pub claim_phase: Option<String>,
+}
+
+impl Readiness {
+    /// Reads readiness from the StatefulSet and the data claim.
+    pub fn observe(
+        stateful_set: Option<&StatefulSet>,
+        claim: Option<&PersistentVolumeClaim>,
+    ) -> Self {
+        Self {
+            ready_replicas: stateful_set
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+            claim_phase: claim.map(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Pending".to_owned())
+            }),
+        }
+    }
+}
+
+fn base(instance: &MySQLInstance) -> MySQLInstanceStatus {
+    instance.status.clone().unwrap_or_default()
+}
+
+/// The status of a valid instance whose objects were applied.
+pub fn healthy(
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    readiness: &Readiness,
+    now: DateTime<Utc>,
+) -> MySQLInstanceStatus {
+    let generation = instance.metadata.generation;
+    let mut status = base(instance);
+    let ready = readiness.ready_replicas >= 1;
+    let ready_condition = if ready {
+        condition::new_condition(
+            READY,
+            true,
+            REASON_READY,
+            "the server accepts connections",
+            generation,
+            now,
+        )
+    } else {
+        condition::new_condition(
+            READY,
+            false,
+            REASON_NOT_READY,
+            "waiting for the server pod to become ready",
+            generation,
+            now,
+        )
+    };
+    let claim = meta.data_claim_name();
+    let storage_condition = match readiness.claim_phase.as_deref() {
+        Some("Bound") => condition::new_condition(
+            STORAGE_READY,
+            true,
+            REASON_BOUND,
+            format!("PersistentVolumeClaim {claim} is bound"),
+            generation,
+            now,
+        ),
+        Some("Lost") => condition::new_condition(
+            STORAGE_READY,
+            false,
+            "StorageLost",
+            format!("PersistentVolumeClaim {claim} lost its volume"),
+            generation,
+            now,
+        ),
+        Some(_) => condition::new_condition(
+            STORAGE_READY,
+            false,
+            "StoragePending",
+            format!("PersistentVolumeClaim {claim} is not bound yet"),
+            generation,
+            now,
+        ),
+        None => condition::new_condition(
+            STORAGE_READY,
+            ConditionStatus::Unknown,
+            "StoragePending",
+            format!("PersistentVolumeClaim {claim} is not created yet"),
+            generation,
+            now,
+        ),
+    };
+    condition::set_condition(&mut status.conditions, ready_condition);
+    condition::set_condition(&mut status.conditions, storage_condition);
+    status.phase = Some(if ready {
+        InstancePhase::Ready
+    } else {
+        InstancePhase::Provisioning
+    });
+    status.observed_generation = generation;
+    status.endpoint = meta.endpoint();
+    status.credentials_secret = Some(instance.root_password_secret().0);
+    status
+}
+
+/// The status of an instance whose spec cannot be acted on: `Ready=False`
+/// with the error's reason, phase `Failed`. The other fields keep their
+/// values: nothing was changed, so what they describe still holds.
+///
+/// `Failed` rather than `Pending`: the user must act, and `Failed` is what
+/// dashboards and `kubectl get myi` make visible.
+pub fn invalid(instance: &MySQLInstance, error: &Error, now: DateTime<Utc>) -> MySQLInstanceStatus {
+    let generation = instance.metadata.generation;
+    let mut status = base(instance);
+    condition::set_condition(
+        &mut status.conditions,
+        condition::new_condition(
+            READY,
+            false,
+            error.reason(),
+            error.to_string(),
+            generation,
+            now,
+        ),
+    );
+    status.phase = Some(InstancePhase::Failed);
+    status.observed_generation = generation;
+    status
+}
+
+/// An Event to publish for a change of status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// Searchable reason.
+    pub reason: String,
+    /// Human-readable note.
+    pub note: String,
+}
+
+/// The Events for going from `old` to `new`: `Ready`/`NotReady` when the
+/// server's readiness flips, the storage condition's reason when the volume's
+/// state flips, `Provisioning` when the server is first being set up.
+/// Failures are reported by the error's own Event, not here.
+pub fn transitions(
+    old: Option<&MySQLInstanceStatus>,
+    new: &MySQLInstanceStatus,
+) -> Vec<Transition> {
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let mut events = Vec::new();
+    if old.and_then(|s| s.phase).is_none() && new.phase == Some(InstancePhase::Provisioning) {
+        events.push(Transition {
+            type_: EventType::Normal,
+            reason: "Provisioning".to_owned(),
+            note: "creating the server and its volume".to_owned(),
+        });
+    }
+    for type_ in [READY, STORAGE_READY] {
+        let Some(current) = find_condition(&new.conditions, type_) else {
+            continue;
+        };
+        let previous = find_condition(old_conditions, type_);
+        if previous.map(|p| &p.status) == Some(&current.status) {
+            continue;
+        }
+        let was_true = previous.is_some_and(|p| p.status == "True");
+        let event = match current.status.as_str() {
+            "True" => Some(EventType::Normal),
+            "False" if was_true => Some(EventType::Warning),
+            _ => None,
+        };
+        // A validation failure already has its own Warning Event.
+        if let Some(type_) = event
+            && (current.reason == REASON_READY
+                || current.reason == REASON_NOT_READY
+                || type_ == EventType::Normal
+                || current.type_ == STORAGE_READY)
+        {
+            events.push(Transition {
+                type_,
+                reason: current.reason.clone(),
+                note: current.message.clone(),
+            });
+        }
+    }
+    events
+}
+
+/// Writes the operator's status fields with server-side apply, unless `new`
+/// equals the current status. Returns whether a write was made.
+///
+/// # Errors
+/// [`Error::StatusFailed`] when the API refuses the patch.
+pub async fn write(
+    api: &Api<MySQLInstance>,
+    instance: &MySQLInstance,
+    new: &MySQLInstanceStatus,
+    field_manager: &str,
+) -> Result<bool> {
+    if instance.status.as_ref() == Some(new) {
+        return Ok(false);
+    }
+    let name = instance.metadata.name.clone().unwrap_or_default();
+    // Only the fields this operator owns: the agent owns lastBackup and restore
+    // under its own field manager.
+    let patch = json!({
+        "apiVersion": API_GROUP_VERSION,
+        "kind": "MySQLInstance",
+        "status": {
+            "phase": new.phase,
+            "observedGeneration": new.observed_generation,
+            "conditions": new.conditions,
+            "endpoint": new.endpoint,
+            "credentialsSecret": new.credentials_secret,
+        }
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::StatusFailed {
+        name,
+        source: Box::new(source),
+    })?;
+    Ok(true)
+}

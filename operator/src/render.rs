@@ -1,0 +1,114 @@
+//! `keeper-operator render`: every object the operator would apply for the
+//! `MySQLInstance` objects of a YAML file, as YAML, without a cluster.
+//!
+//! The credentials Secret is not printed: its passwords are generated once,
+//! in the cluster. A comment says which Secret and keys it would hold.
+
+use std::fmt::Write as _;
+
+use keeper_crds::MySQLInstance;
+use serde::Deserialize;
+
+use crate::instance::build::{self, secret};
+
+/// Why a file cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The file is not YAML.
+    #[error("document {index}: {source}")]
+    Yaml {
+        /// 1-based number of the document.
+        index: usize,
+        /// The parse error.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A MySQLInstance does not match the API.
+    #[error("document {index} (MySQLInstance {name}): {message}")]
+    Invalid {
+        /// 1-based number of the document.
+        index: usize,
+        /// Name of the instance.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Renders every `MySQLInstance` in the multi-document YAML `input`; other
+/// documents are skipped with a comment.
+///
+/// # Errors
+/// [`RenderError`] for unparsable YAML or an invalid instance.
+pub fn render(input: &str) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for (i, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+        let index = i + 1;
+        let value = serde_yaml::Value::deserialize(document)
+            .map_err(|source| RenderError::Yaml { index, source })?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value.get("kind").and_then(serde_yaml::Value::as_str);
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if kind != Some("MySQLInstance") {
+            let _ = writeln!(
+                out,
+                "# document {index}: {} {name} is not a MySQLInstance; skipped",
+                kind.unwrap_or("<no kind>")
+            );
+            continue;
+        }
+        let instance: MySQLInstance =
+            serde_yaml::from_value(value).map_err(|source| RenderError::Yaml { index, source })?;
+        render_instance(&mut out, &instance).map_err(|message| RenderError::Invalid {
+            index,
+            name: name.clone(),
+            message,
+        })?;
+    }
+    Ok(out)
+}
+
+fn render_instance(out: &mut String, instance: &MySQLInstance) -> Result<(), String> {
+    if let Err(errors) = instance.spec.validate() {
+        return Err(errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "));
+    }
+    let objects = build::desired_objects(instance, None).map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "# MySQLInstance {}", instance.name());
+    let keys = secret::generated_keys(instance);
+    if keys.is_empty() {
+        let (name, key) = instance.root_password_secret();
+        let _ = writeln!(
+            out,
+            "# Root password: key {key} of the existing Secret {name} (not managed)."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "# Secret {}: created once in the cluster with generated values for {}; not rendered.",
+            instance.credentials_secret_name(),
+            keys.join(", ")
+        );
+    }
+    let documents = [
+        serde_yaml::to_string(&objects.config_map),
+        serde_yaml::to_string(&objects.headless_service),
+        serde_yaml::to_string(&objects.client_service),
+        serde_yaml::to_string(&objects.stateful_set),
+    ];
+    for document in documents {
+        out.push_str("---\n");
+        out.push_str(&document.map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
