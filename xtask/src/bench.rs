@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use keeper_tests::{MariaDb, MariaDbOptions};
+use keeper_tests::{Garage, MariaDb, MariaDbOptions};
 
 use crate::sh;
 
@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// Only dump, skip the restore contenders.
     #[arg(long)]
     pub skip_restore: bool,
+    /// Skip the S3 (Garage) destination.
+    #[arg(long)]
+    pub skip_s3: bool,
 }
 
 /// One contender's measured run.
@@ -78,6 +81,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .stdout(std::process::Stdio::null()),
     )?;
 
+    let agent = build_agent()?;
+    let garage = if args.skip_s3 {
+        None
+    } else {
+        Some(Garage::start().context("starting Garage")?)
+    };
+
     let mut results = Vec::new();
     let dir = work.path();
     let t = args.threads;
@@ -86,7 +96,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dump = format!(
         "mariadb-dump --no-defaults -h127.0.0.1 -P{port} -u{BENCH_USER} --single-transaction --databases {DB}"
     );
-    let contenders: Vec<(&str, String, PathBuf)> = vec![
+    let keeper = format!(
+        "{} backup --host 127.0.0.1 --port {port} --user {BENCH_USER} --databases {DB} --parallel {t}",
+        agent.display()
+    );
+    let mut contenders: Vec<(&str, String, PathBuf)> = vec![
+        (
+            "keeper-agent backup (file)",
+            format!("{keeper} --to file://{}/keeper --name bench", dir.display()),
+            dir.join("keeper/bench/dump.sql.gz"),
+        ),
         (
             "mydumper (raw, no compression)",
             format!(
@@ -119,32 +138,75 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             dir.join("dumpp.sql.gz"),
         ),
     ];
+    if garage.is_some() {
+        contenders.push((
+            "keeper-agent backup (s3, Garage)",
+            format!("{keeper} --to s3://keeper-test/bench --name bench --s3-force-path-style"),
+            PathBuf::new(),
+        ));
+    }
+    let s3_env = garage.as_ref().map(Garage::env).unwrap_or_default();
     for (name, script, output) in contenders {
-        let mut m = measure(name, "dump", &script, BENCH_PASSWORD)?;
-        m.output_bytes = Some(size_of(&output));
+        let mut m = measure(name, "dump", &script, BENCH_PASSWORD, &s3_env)?;
+        m.output_bytes = (!output.as_os_str().is_empty()).then(|| size_of(&output));
         eprintln!("bench: {name}: {:.2}s", m.seconds);
         results.push(m);
     }
 
     if !args.skip_restore {
-        for (name, script) in [
+        // Every restore goes into the same empty database of a second server.
+        let target = MariaDb::start_with(MariaDbOptions {
+            buffer_pool_bytes: 1 << 30,
+            ..MariaDbOptions::default()
+        })?;
+        target.run_sql(
+            &format!(
+                "CREATE USER '{BENCH_USER}'@'127.0.0.1' IDENTIFIED BY '{BENCH_PASSWORD}'; \
+                 GRANT ALL ON *.* TO '{BENCH_USER}'@'127.0.0.1';"
+            ),
+            None,
+        )?;
+        let tport = target.port();
+        let tconn = format!("--host 127.0.0.1 --port {tport} --user {BENCH_USER}");
+        let mut restores = vec![
+            (
+                "keeper-agent restore (file)",
+                format!(
+                    "{} restore {tconn} --parallel {t} --from file://{}/keeper/bench",
+                    agent.display(),
+                    dir.display()
+                ),
+            ),
             (
                 "myloader",
                 format!(
-                    "myloader {conn} --password {BENCH_PASSWORD} -d {}/myd -t {t} -o -B {DB}_myloader",
+                    "myloader {tconn} --password {BENCH_PASSWORD} -d {}/myd -t {t} -o",
                     dir.display()
                 ),
             ),
             (
                 "gunzip | mariadb",
                 format!(
-                    "gunzip -c {}/dump6.sql.gz | sed 's/`{DB}`/`{DB}_mariadb`/g' | \
-                     mariadb --no-defaults -h127.0.0.1 -P{port} -u{BENCH_USER}",
+                    "gunzip -c {}/dump6.sql.gz | mariadb --no-defaults -h127.0.0.1 -P{tport} -u{BENCH_USER}",
                     dir.display()
                 ),
             ),
-        ] {
-            let m = measure(name, "restore", &script, BENCH_PASSWORD)?;
+        ];
+        if garage.is_some() {
+            restores.insert(
+                1,
+                (
+                    "keeper-agent restore (s3, Garage)",
+                    format!(
+                        "{} restore {tconn} --parallel {t} --from s3://keeper-test/bench/bench --s3-force-path-style",
+                        agent.display()
+                    ),
+                ),
+            );
+        }
+        for (name, script) in restores {
+            target.run_sql(&format!("DROP DATABASE IF EXISTS {DB};"), None)?;
+            let m = measure(name, "restore", &script, BENCH_PASSWORD, &s3_env)?;
             eprintln!("bench: {name}: {:.2}s", m.seconds);
             results.push(m);
         }
@@ -156,6 +218,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .and_then(|m| m.output_bytes)
         .unwrap_or(0);
     print_table(&args, sql_bytes, &results);
+    print_ratios(&results);
     if let Some(path) = &args.json {
         std::fs::write(path, to_json(&args, sql_bytes, &results)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -181,6 +244,7 @@ fn measure(
     kind: &'static str,
     script: &str,
     password: &str,
+    env: &[(&'static str, String)],
 ) -> anyhow::Result<Measurement> {
     let stats = tempfile::NamedTempFile::new()?;
     let status = Command::new("/usr/bin/time")
@@ -190,6 +254,7 @@ fn measure(
         .arg(stats.path())
         .args(["bash", "-o", "pipefail", "-c", script])
         .env("MYSQL_PWD", password)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::null())
         .status()
         .with_context(|| format!("running {name}"))?;
@@ -273,4 +338,68 @@ fn to_json(args: &BenchArgs, sql_bytes: u64, results: &[Measurement]) -> anyhow:
         "uncompressedBytes": sql_bytes,
         "results": rows,
     }))?)
+}
+
+/// The agent as users run it: a release build.
+fn build_agent() -> anyhow::Result<PathBuf> {
+    sh::run(sh::cargo().args(["build", "--release", "--locked", "-p", "keeper-agent"]))?;
+    Ok(sh::workspace_root().join("target/release/keeper-agent"))
+}
+
+/// The targets of issue 11, as ratios (higher is better for the agent).
+fn print_ratios(results: &[Measurement]) {
+    let find = |name: &str| results.iter().find(|m| m.name == name);
+    let ratio =
+        |agent: &str, other: &str, what: &str, f: &dyn Fn(&Measurement, &Measurement) -> f64| {
+            if let (Some(a), Some(o)) = (find(agent), find(other)) {
+                println!("  {what:<58} {:>6.2}", f(a, o));
+            }
+        };
+    let speed = |a: &Measurement, o: &Measurement| o.seconds / a.seconds;
+    let size = |a: &Measurement, o: &Measurement| {
+        a.output_bytes.unwrap_or(0) as f64 / o.output_bytes.unwrap_or(1).max(1) as f64
+    };
+    println!("\nratios (agent, file destination):");
+    let agent = "keeper-agent backup (file)";
+    ratio(
+        agent,
+        "mydumper -c",
+        "dump speed vs mydumper -c (target >= 3.0)",
+        &speed,
+    );
+    ratio(
+        agent,
+        "mariadb-dump | pigz -1 -p 2",
+        "dump speed vs mariadb-dump | pigz -1 -p 2 (target >= 1.2)",
+        &speed,
+    );
+    ratio(
+        agent,
+        "mariadb-dump | gzip -6",
+        "output size vs gzip -6 (target <= 1.10)",
+        &size,
+    );
+    let restore = "keeper-agent restore (file)";
+    ratio(
+        restore,
+        "myloader",
+        "restore speed vs myloader (target >= 1.0)",
+        &speed,
+    );
+    ratio(
+        restore,
+        "gunzip | mariadb",
+        "restore speed vs gunzip | mariadb (target >= 1.5)",
+        &speed,
+    );
+    for m in results
+        .iter()
+        .filter(|m| m.name.starts_with("keeper-agent"))
+    {
+        println!(
+            "  peak RSS {:<50} {:>6.1} MiB",
+            m.name,
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
 }
