@@ -11,6 +11,7 @@ pub mod connection;
 pub mod dump;
 pub mod manifest;
 pub mod prune;
+pub mod report;
 pub mod restore;
 pub mod storage;
 
