@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use keeper_crds::MySQLInstance;
 use kube::Client;
 use kube::Resource;
@@ -89,12 +90,26 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        self.publish_related(instance, type_, reason, action, note, None)
+            .await;
+    }
+
+    /// Publishes an Event about `instance` that concerns `related` (a child).
+    pub async fn publish_related(
+        &self,
+        instance: &MySQLInstance,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_owned(),
             note: Some(truncate_note(note)),
             action: action.to_owned(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(error) = self
             .recorder

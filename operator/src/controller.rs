@@ -149,3 +149,74 @@ pub async fn run(
     readiness.abort();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::build::{self, InstanceMeta, secret};
+
+    fn instance() -> MySQLInstance {
+        let spec = serde_json::from_value(serde_json::json!({"user": "app"})).expect("spec");
+        let mut instance = MySQLInstance::new("orders", spec);
+        instance.metadata.namespace = Some("shop".into());
+        instance.metadata.uid = Some("0000-1111".into());
+        instance
+    }
+
+    #[test]
+    fn owned_children_map_to_their_instance() {
+        let instance = instance();
+        let objects = build::desired_objects(&instance, None).expect("builds");
+        let expected = Some(ObjectRef::new("orders").within("shop"));
+        assert_eq!(instance_for_owned(&objects.stateful_set.metadata), expected);
+        assert_eq!(instance_for_owned(&objects.config_map.metadata), expected);
+        assert_eq!(
+            instance_for_owned(&objects.client_service.metadata),
+            expected
+        );
+        assert_eq!(
+            instance_for_owned(&objects.headless_service.metadata),
+            expected
+        );
+        // Someone else's child does not map.
+        let mut foreign = objects.stateful_set.metadata.clone();
+        if let Some(owner) = foreign
+            .owner_references
+            .as_mut()
+            .and_then(|o| o.first_mut())
+        {
+            owner.kind = "Deployment".into();
+            owner.api_version = "apps/v1".into();
+        }
+        assert_eq!(instance_for_owned(&foreign), None);
+        assert_eq!(instance_for_owned(&ObjectMeta::default()), None);
+    }
+
+    #[test]
+    fn labeled_secrets_and_claims_map_to_their_instance() {
+        let instance = instance();
+        let meta = InstanceMeta::of(&instance).expect("meta");
+        let credentials = secret::build(&meta, Default::default());
+        assert!(credentials.metadata.owner_references.is_none(), "not owned");
+        assert_eq!(
+            instance_for_labeled(&credentials.metadata),
+            Some(ObjectRef::new("orders").within("shop"))
+        );
+        // A claim made from the StatefulSet's template carries its labels.
+        let objects = build::desired_objects(&instance, None).expect("builds");
+        let template = objects
+            .stateful_set
+            .spec
+            .and_then(|s| s.volume_claim_templates)
+            .and_then(|t| t.into_iter().next())
+            .expect("claim template");
+        let mut claim_meta = template.metadata;
+        claim_meta.name = Some(meta.data_claim_name());
+        claim_meta.namespace = Some("shop".into());
+        assert_eq!(
+            instance_for_labeled(&claim_meta),
+            Some(ObjectRef::new("orders").within("shop"))
+        );
+        assert_eq!(instance_for_labeled(&ObjectMeta::default()), None);
+    }
+}

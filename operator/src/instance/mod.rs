@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, PersistentVolumeClaim, Secret, Service,
+};
 use keeper_crds::MySQLInstance;
 use keeper_crds::instance::DEFAULT_ROOT_PASSWORD_KEY;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -81,7 +83,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         manager,
     )
     .await?;
-    report(ctx, instance, outcome, "ConfigMap", &meta.config_map_name()).await;
+    report::<ConfigMap>(ctx, instance, outcome, &meta.config_map_name()).await;
     let (outcome, _) = apply::apply(
         &services,
         &desired.headless_service,
@@ -89,14 +91,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         manager,
     )
     .await?;
-    report(
-        ctx,
-        instance,
-        outcome,
-        "Service",
-        &meta.headless_service_name(),
-    )
-    .await;
+    report::<Service>(ctx, instance, outcome, &meta.headless_service_name()).await;
     let (outcome, _) = apply::apply(
         &services,
         &desired.client_service,
@@ -104,14 +99,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         manager,
     )
     .await?;
-    report(
-        ctx,
-        instance,
-        outcome,
-        "Service",
-        &meta.client_service_name(),
-    )
-    .await;
+    report::<Service>(ctx, instance, outcome, &meta.client_service_name()).await;
     let (outcome, stateful_set) = apply::apply(
         &stateful_sets,
         &desired.stateful_set,
@@ -119,7 +107,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         manager,
     )
     .await?;
-    report(ctx, instance, outcome, "StatefulSet", &meta.name).await;
+    report::<StatefulSet>(ctx, instance, outcome, &meta.name).await;
 
     expand_claim(ctx, &namespace, instance, observed.data_claim.as_ref()).await?;
 
@@ -145,19 +133,38 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
 }
 
 /// Publishes `Created`/`Updated` for a child object; nothing when unchanged.
-async fn report(ctx: &Context, instance: &MySQLInstance, outcome: Outcome, kind: &str, name: &str) {
+async fn report<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    outcome: Outcome,
+    name: &str,
+) {
+    let kind = K::kind(&());
+    let kind = kind.as_ref();
+    let api_version = K::api_version(&());
+    let api_version = api_version.as_ref();
     let reason = match outcome {
         Outcome::Created => "Created",
         Outcome::Updated => "Updated",
         Outcome::Unchanged => return,
     };
     tracing::info!(kind, name, reason, "applied");
-    ctx.publish(
+    // The child as the Event's related object: it is what the Event is about,
+    // and it keeps the Recorder from folding different children into one series.
+    let related = ObjectReference {
+        api_version: Some(api_version.to_owned()),
+        kind: Some(kind.to_owned()),
+        name: Some(name.to_owned()),
+        namespace: instance.metadata.namespace.clone(),
+        ..ObjectReference::default()
+    };
+    ctx.publish_related(
         instance,
         EventType::Normal,
         reason,
         "Apply",
         format!("{reason} {kind} {name}"),
+        Some(related),
     )
     .await;
 }
