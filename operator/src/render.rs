@@ -84,6 +84,10 @@ fn render_instance(out: &mut String, instance: &MySQLInstance) -> Result<(), Str
             .join("; "));
     }
     let objects = build::desired_objects(instance, None).map_err(|e| e.to_string())?;
+    if !out.is_empty() {
+        // Keep each instance's header comment out of the previous document.
+        out.push_str("---\n");
+    }
     let _ = writeln!(out, "# MySQLInstance {}", instance.name());
     let keys = secret::generated_keys(instance);
     if keys.is_empty() {

@@ -195,24 +195,22 @@ pub fn transitions(
             continue;
         }
         let was_true = previous.is_some_and(|p| p.status == "True");
-        let event = match current.status.as_str() {
-            "True" => Some(EventType::Normal),
-            "False" if was_true => Some(EventType::Warning),
-            _ => None,
+        let type_ = match current.status.as_str() {
+            "True" => EventType::Normal,
+            "False" if was_true => EventType::Warning,
+            // Unknown, or False from the start: nothing happened yet.
+            _ => continue,
         };
-        // A validation failure already has its own Warning Event.
-        if let Some(type_) = event
-            && (current.reason == REASON_READY
-                || current.reason == REASON_NOT_READY
-                || type_ == EventType::Normal
-                || current.type_ == STORAGE_READY)
-        {
-            events.push(Transition {
-                type_,
-                reason: current.reason.clone(),
-                note: current.message.clone(),
-            });
+        // Ready=False for a validation reason already has the error's Event.
+        let validation_failure = current.type_ == READY && current.reason != REASON_NOT_READY;
+        if type_ == EventType::Warning && validation_failure {
+            continue;
         }
+        events.push(Transition {
+            type_,
+            reason: current.reason.clone(),
+            note: current.message.clone(),
+        });
     }
     events
 }
