@@ -59,6 +59,8 @@ struct Faults {
     create: bool,
     /// Fail status patches whose body is of this kind.
     patch_status_kind: Option<&'static str>,
+    /// Served once for the next GET of the instance: a stale read.
+    stale_instance: Option<Value>,
 }
 
 struct Fake {
@@ -91,7 +93,7 @@ impl Fake {
             record.clone(),
             record.clone(),
         );
-        let (f1, f2) = (faults.clone(), faults.clone());
+        let (f1, f2, f3) = (faults.clone(), faults.clone(), faults.clone());
         let funcs = interceptor::Funcs::new()
             .create(move |ctx| {
                 let kind = ctx.object["kind"].as_str().unwrap_or_default();
@@ -115,6 +117,9 @@ impl Fake {
                     body: None,
                     apply: None,
                 });
+                if ctx.name == INSTANCE {
+                    return Ok(f3.lock().unwrap().stale_instance.take());
+                }
                 Ok(None)
             })
             .delete(move |ctx| {
@@ -688,6 +693,45 @@ async fn an_older_backup_never_moves_last_backup_backwards() {
             .all(|c| c.resource != "mysqlinstances/status"),
         "no write to the instance at all"
     );
+}
+
+#[tokio::test]
+async fn last_backup_is_decided_again_when_the_instance_changed_meanwhile() {
+    // Another run recorded a newer backup after this one read the instance:
+    // the conditional apply conflicts, and the fresh read keeps the newer one.
+    let newer = json!({"name": "orders-20250310-030000", "time": "2025-03-10T03:00:00Z",
+        "location": "s3://backups/prod/orders/orders-20250310-030000",
+        "compressedBytes": 900, "durationSeconds": 30});
+    let fake = Fake::new(vec![instance(
+        json!({"phase": "Ready", "lastBackup": newer}),
+    )])
+    .await;
+    let mut stale = instance(json!({"phase": "Ready"}));
+    // The fake numbers versions from 1; "0" is older than anything stored.
+    stale["metadata"]["resourceVersion"] = json!("0");
+    fake.fail(|f| f.stale_instance = Some(stale));
+
+    let mut reporter = BackupReporter::from_context(&fake.ctx(&[])).unwrap();
+    let name = reporter
+        .started(Some("orders-20250309-030000"), BASE_URL)
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = reporter
+        .succeeded(
+            &manifest(&name, t(3, 0, 0), 10),
+            &format!("{BASE_URL}/{name}"),
+        )
+        .await;
+    assert_eq!(outcome, ReportOutcome::Reported);
+    let last = fake.instance().await.status.unwrap().last_backup.unwrap();
+    assert_eq!(last.name, "orders-20250310-030000");
+    let instance_applies = fake
+        .writes()
+        .iter()
+        .filter(|c| c.resource == "mysqlinstances/status")
+        .count();
+    assert_eq!(instance_applies, 1, "the stale attempt only");
 }
 
 #[tokio::test]
