@@ -83,7 +83,11 @@ pub fn split_ranges(min: i128, max: i128, estimated_bytes: u64, chunk_bytes: u64
 /// included, generated ones left out), in key order for ranges.
 pub fn select_sql(unit: &DataUnit) -> String {
     let t = &unit.table;
-    let cols: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| c.class.select_expr(&c.name))
+        .collect();
     let mut q = format!(
         "SELECT {} FROM {}.{}",
         cols.join(", "),
@@ -160,10 +164,9 @@ impl Chunker<'_> {
     async fn row(&mut self, row: &[u8]) -> Result<Result<(), Closed>, BackupError> {
         if !self.stmt.is_empty()
             && (self.stmt.len() + 1 + row.len() + 2) as u64 > self.limits.statement_bytes
+            && let Err(c) = self.flush_statement().await?
         {
-            if let Err(c) = self.flush_statement().await? {
-                return Ok(Err(c));
-            }
+            return Ok(Err(c));
         }
         if self.stmt.is_empty() {
             self.stmt.extend_from_slice(&self.prefix);

@@ -144,7 +144,7 @@ mod tests {
     fn largest_statement_of_text() {
         assert_eq!(
             largest_statement_in("SET a = 1;\nCREATE TABLE x (y int);\n"),
-            25
+            24
         );
     }
 }

@@ -53,8 +53,11 @@ fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
 /// How a column's values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnClass {
-    /// Integers, DECIMAL, FLOAT, DOUBLE, YEAR: the server's text, unquoted.
+    /// Integers, DECIMAL, DOUBLE, YEAR: the server's text, unquoted.
     Number,
+    /// FLOAT: read as a DOUBLE (exact), since servers print FLOAT with
+    /// only 6 significant digits, which does not read back the same bits.
+    Float,
     Bit,
     /// Binary strings, BLOBs, spatial values.
     Binary,
@@ -67,13 +70,25 @@ impl ColumnClass {
     pub fn of(data_type: &str) -> ColumnClass {
         match data_type.to_ascii_lowercase().as_str() {
             "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal"
-            | "numeric" | "float" | "double" | "real" | "year" => ColumnClass::Number,
+            | "numeric" | "double" | "real" | "year" => ColumnClass::Number,
+            "float" => ColumnClass::Float,
             "bit" => ColumnClass::Bit,
             "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
             | "geometry" | "point" | "linestring" | "polygon" | "multipoint"
             | "multilinestring" | "multipolygon" | "geometrycollection" | "geomcollection"
             | "vector" => ColumnClass::Binary,
             _ => ColumnClass::Text,
+        }
+    }
+}
+
+impl ColumnClass {
+    /// The expression that reads a column of this class.
+    pub fn select_expr(self, column: &str) -> String {
+        match self {
+            // float -> double is exact, and doubles print shortest round-trip.
+            ColumnClass::Float => format!("({} + 0e0)", ident(column)),
+            _ => ident(column),
         }
     }
 }
@@ -85,7 +100,7 @@ pub fn push_value(out: &mut Vec<u8>, class: ColumnClass, value: Option<&[u8]>) {
         return;
     };
     match class {
-        ColumnClass::Number => {
+        ColumnClass::Number | ColumnClass::Float => {
             // The server prints numbers in ASCII; anything else would be a
             // protocol surprise, so keep it a literal rather than raw SQL.
             if !bytes.is_empty()
@@ -229,6 +244,7 @@ mod tests {
     fn column_classes() {
         assert_eq!(ColumnClass::of("decimal"), ColumnClass::Number);
         assert_eq!(ColumnClass::of("DOUBLE"), ColumnClass::Number);
+        assert_eq!(ColumnClass::of("float"), ColumnClass::Float);
         assert_eq!(ColumnClass::of("bit"), ColumnClass::Bit);
         assert_eq!(ColumnClass::of("longblob"), ColumnClass::Binary);
         assert_eq!(ColumnClass::of("point"), ColumnClass::Binary);
