@@ -67,6 +67,8 @@ pub enum AgentError {
     Restore(#[from] restore::RestoreError),
     #[error(transparent)]
     Prune(#[from] prune::PruneError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
 }
 
 /// Parses `args` (including the program name) and runs the command.
@@ -80,14 +82,14 @@ where
 }
 
 /// Runs an already parsed command line.
+///
+/// Inside Kubernetes the backup and restore commands report into the API
+/// (`report`); a reporting failure after a good backup only logs a warning,
+/// so it never turns a complete artifact into a failed run.
 pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
     match cli.command {
-        cli::Command::Backup(args) => {
-            dump::backup(args, &ctx).await?;
-        }
-        cli::Command::Restore(args) => {
-            restore::restore(args, &ctx).await?;
-        }
+        cli::Command::Backup(args) => backup_and_report(args, &ctx).await?,
+        cli::Command::Restore(args) => restore_and_report(args, &ctx).await?,
         cli::Command::Verify(args) => {
             restore::verify(args, &ctx).await?;
         }
@@ -95,8 +97,50 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
             restore::list(args, &ctx).await?;
         }
         cli::Command::Prune(args) => {
-            prune::prune(args, &ctx).await?;
+            let outcome = prune::prune(args, &ctx).await?;
+            // The artifacts are gone: their MySQLBackup objects go too.
+            report::BackupReporter::from_context(&ctx)?
+                .pruned(&outcome.removed_names())
+                .await;
         }
     }
     Ok(())
+}
+
+async fn backup_and_report(
+    mut args: cli::BackupArgs,
+    ctx: &AgentContext,
+) -> Result<(), AgentError> {
+    let mut reporter = report::BackupReporter::from_context(ctx)?;
+    // In Kubernetes the folder name is the MySQLBackup's name.
+    if let Some(name) = reporter.started(args.name.as_deref(), &args.to).await? {
+        args.name = Some(name);
+    }
+    match dump::backup(args, ctx).await {
+        Ok(outcome) => {
+            reporter
+                .succeeded(&outcome.manifest, &outcome.location.to_string())
+                .await;
+            if let Some(retention) = &outcome.retention {
+                // Only retention deletes artifacts, and then their objects.
+                reporter.pruned(&retention.removed_names()).await;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            reporter.failed(&e.to_string()).await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn restore_and_report(args: cli::RestoreArgs, ctx: &AgentContext) -> Result<(), AgentError> {
+    let task = report::RestoreReporter::from_context(ctx, &args.from)?.spawn();
+    let progress = |p: restore::RestoreProgress| {
+        task.update(p.members_done as u64, p.members_total as u64, p.bytes_done)
+    };
+    let result = restore::restore(args, ctx, &progress).await;
+    let message = result.as_ref().err().map(ToString::to_string);
+    task.finished(message.as_deref().map_or(Ok(()), Err)).await;
+    result.map(|_| ()).map_err(Into::into)
 }

@@ -178,6 +178,7 @@ pub struct RestoreOutcome {
 pub async fn restore(
     args: RestoreArgs,
     ctx: &AgentContext,
+    progress: &(dyn Fn(RestoreProgress) + Send + Sync),
 ) -> Result<RestoreOutcome, RestoreError> {
     let opts = args.connect.opts(ctx)?;
     let store = open_store(&args.from, &args.s3, ctx).await?;
@@ -188,7 +189,7 @@ pub async fn restore(
             parallel: args.parallel,
             overwrite: args.overwrite,
         },
-        &|_| {},
+        progress,
     )
     .await?;
     println!(
