@@ -23,6 +23,7 @@
 //! `kube-cel` crate (a dev-dependency only), against valid and invalid objects,
 //! so the tests exercise the exact rule text that ships in the YAML.
 
+pub mod agent;
 pub mod backup;
 pub mod condition;
 pub mod destination;

@@ -8,6 +8,7 @@
 //!
 //! `main` only parses the command line and calls [`run`] or [`render`].
 
+pub mod agent;
 pub mod cli;
 pub mod context;
 pub mod controller;

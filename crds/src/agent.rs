@@ -1,0 +1,114 @@
+//! What the operator and the backup agent must agree on about an agent run:
+//! the environment the operator's Job sets, the agent's field manager, the
+//! MySQL account it logs in as, and the agent's RBAC rules.
+//!
+//! The operator builds Jobs and Roles from these names and the agent reads
+//! them; keeping them here (rather than in the agent crate) means the operator
+//! does not depend on the agent's MySQL and S3 code.
+//!
+//! # Environment of an agent Job
+//!
+//! | variable | value |
+//! |---|---|
+//! | [`ENV_NAMESPACE`] | the instance's namespace (turns reporting on) |
+//! | [`ENV_INSTANCE`] | the `MySQLInstance` name |
+//! | [`ENV_BACKUP`] | the `MySQLBackup` name of an on-demand run; absent for a scheduled run (the agent then creates the object) |
+//! | [`ENV_JOB_NAME`] | the Job's name, from the downward API: `fieldRef.fieldPath` = [`JOB_NAME_FIELD_PATH`] |
+//! | [`ENV_DESTINATION`] | the destination used, as JSON of [`crate::BackupDestination`] (secret references only) |
+//! | [`ENV_RESTORE_SOURCE`] | restores: what `status.restore.source` shows |
+//! | [`ENV_MYSQL_PASSWORD`] | the backup user's password, from a `secretKeyRef` |
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+use crate::API_GROUP;
+
+/// Field manager of every write the agent makes.
+pub const FIELD_MANAGER: &str = "keeper-agent";
+/// Namespace of the instance; its presence (with a Kubernetes client) turns reporting on.
+pub const ENV_NAMESPACE: &str = "KEEPER_NAMESPACE";
+/// Name of the `MySQLInstance`.
+pub const ENV_INSTANCE: &str = "KEEPER_INSTANCE";
+/// Name of the `MySQLBackup` of an on-demand run; absent for a scheduled run.
+pub const ENV_BACKUP: &str = "KEEPER_BACKUP";
+/// Name of the Job running the agent, recorded as `jobName`.
+pub const ENV_JOB_NAME: &str = "KEEPER_JOB_NAME";
+/// Downward-API field path that fills [`ENV_JOB_NAME`]: the label the Job
+/// controller puts on its pods (works for CronJob-made Jobs, whose names the
+/// template cannot know).
+pub const JOB_NAME_FIELD_PATH: &str = "metadata.labels['batch.kubernetes.io/job-name']";
+/// The label the Job controller puts on a Job's pods, naming the Job.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+/// The destination used, as JSON of a [`crate::BackupDestination`].
+pub const ENV_DESTINATION: &str = "KEEPER_DESTINATION";
+/// What a restore shows as its source (a `MySQLBackup` name or a location URL).
+pub const ENV_RESTORE_SOURCE: &str = "KEEPER_RESTORE_SOURCE";
+/// The MySQL password variable the agent reads (as the `mysql` client does).
+pub const ENV_MYSQL_PASSWORD: &str = "MYSQL_PWD";
+
+/// The MySQL account backups and restores log in as (host `%`). Its password is
+/// in the `<instance>-backup` Secret ([`crate::MySQLInstance::backup_secret_name`]).
+pub const BACKUP_USER: &str = "keeper_backup";
+/// Key of the backup user's name in the `<instance>-backup` Secret.
+pub const BACKUP_USERNAME_KEY: &str = "username";
+/// Key of the backup user's password in the `<instance>-backup` Secret.
+pub const BACKUP_PASSWORD_KEY: &str = "password";
+
+/// `mysqlbackups`.
+pub const BACKUPS: &str = "mysqlbackups";
+/// `mysqlbackups/status`.
+pub const BACKUPS_STATUS: &str = "mysqlbackups/status";
+/// `mysqlinstances`.
+pub const INSTANCES: &str = "mysqlinstances";
+/// `mysqlinstances/status`.
+pub const INSTANCES_STATUS: &str = "mysqlinstances/status";
+
+/// The Role rules of the agent of `instance` (DESIGN, "Who does what"): get,
+/// list, create, delete `mysqlbackups`; patch `mysqlbackups/status`; get
+/// `mysqlinstances` and patch `mysqlinstances/status` for its own instance
+/// only (`resourceNames: [instance]`). Nothing else.
+pub fn agent_policy_rules(instance: &str) -> Vec<PolicyRule> {
+    let rule = |resource: &str, verbs: &[&str], names: Option<&str>| PolicyRule {
+        api_groups: Some(vec![API_GROUP.to_owned()]),
+        resources: Some(vec![resource.to_owned()]),
+        resource_names: names.map(|n| vec![n.to_owned()]),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        non_resource_urls: None,
+    };
+    vec![
+        rule(BACKUPS, &["get", "list", "create", "delete"], None),
+        rule(BACKUPS_STATUS, &["patch"], None),
+        rule(INSTANCES, &["get"], Some(instance)),
+        rule(INSTANCES_STATUS, &["patch"], Some(instance)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_exactly_the_designed_ones() {
+        let json = serde_json::to_value(agent_policy_rules("orders")).expect("serializable");
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlbackups"],
+                 "verbs": ["get", "list", "create", "delete"]},
+                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlbackups/status"],
+                 "verbs": ["patch"]},
+                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlinstances"],
+                 "resourceNames": ["orders"], "verbs": ["get"]},
+                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlinstances/status"],
+                 "resourceNames": ["orders"], "verbs": ["patch"]},
+            ])
+        );
+    }
+
+    #[test]
+    fn job_name_field_path_reads_the_job_name_label() {
+        assert_eq!(
+            JOB_NAME_FIELD_PATH,
+            format!("metadata.labels['{JOB_NAME_LABEL}']")
+        );
+    }
+}

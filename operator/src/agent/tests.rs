@@ -1,0 +1,238 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use keeper_crds::{MySQLInstanceSpec, PvcDestination};
+use kube::Resource;
+use serde_json::json;
+
+fn instance(spec: serde_json::Value) -> MySQLInstance {
+    let spec: MySQLInstanceSpec = serde_json::from_value(spec).expect("spec");
+    let mut instance = MySQLInstance::new("orders", spec);
+    instance.metadata.namespace = Some("shop".into());
+    instance.metadata.uid = Some("0000-1111".into());
+    instance
+}
+
+fn s3_destination() -> BackupDestination {
+    serde_json::from_value(json!({"s3": {
+        "bucket": "backups",
+        "prefix": "prod/orders",
+        "endpoint": "https://minio.storage.svc:9000",
+        "region": "eu-west-1",
+        "forcePathStyle": true,
+        "credentialsSecretRef": {"name": "s3-creds"},
+        "caBundleSecretRef": {"name": "s3-ca", "key": "bundle.pem"},
+    }}))
+    .expect("destination")
+}
+
+fn pvc_destination() -> BackupDestination {
+    BackupDestination::pvc(PvcDestination {
+        claim_name: "backup-volume".into(),
+        path: "orders".into(),
+    })
+}
+
+fn backup_owner() -> OwnerReference {
+    OwnerReference {
+        api_version: keeper_crds::API_GROUP_VERSION.into(),
+        kind: "MySQLBackup".into(),
+        name: "orders-manual".into(),
+        uid: "2222-3333".into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn config() -> OperatorConfig {
+    OperatorConfig {
+        agent_image: "ghcr.io/mysql-keeper/keeper-agent:0.1.0".into(),
+        ..OperatorConfig::default()
+    }
+}
+
+#[test]
+fn on_demand_backup_to_s3() {
+    let instance = instance(json!({}));
+    let destination = s3_destination();
+    let databases = vec!["orders".to_owned(), "billing".to_owned()];
+    let retention = RetentionSpec {
+        keep_last: Some(7),
+        max_age: Some("30d".into()),
+    };
+    let run = AgentRun {
+        name: "orders-manual-backup".into(),
+        command: AgentCommand::Backup {
+            destination: &destination,
+            backup_name: Some("orders-manual"),
+            databases: &databases,
+            compression_level: Some(9),
+            retention: Some(&retention),
+        },
+        owner: Some(backup_owner()),
+        labels: BTreeMap::from([("mysql.keeper.dev/backup".into(), "orders-manual".into())]),
+    };
+    let job = job(&config(), &instance, &run).expect("builds");
+    insta::assert_yaml_snapshot!("backup-s3", job);
+}
+
+#[test]
+fn scheduled_backup_to_pvc_has_no_backup_name() {
+    let instance = instance(json!({}));
+    let destination = pvc_destination();
+    let run = AgentRun {
+        name: "ignored".into(),
+        command: AgentCommand::Backup {
+            destination: &destination,
+            backup_name: None,
+            databases: &[],
+            compression_level: None,
+            retention: None,
+        },
+        owner: None,
+        labels: BTreeMap::new(),
+    };
+    let job = job(&config(), &instance, &run).expect("builds");
+    insta::assert_yaml_snapshot!("backup-pvc", job);
+    let env = &job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(env.iter().all(|e| e.name != ENV_BACKUP));
+}
+
+#[test]
+fn restore_from_s3() {
+    let instance = instance(json!({}));
+    let destination = s3_destination();
+    let run = AgentRun {
+        name: "orders-restore-1a2b3c".into(),
+        command: AgentCommand::Restore {
+            destination: &destination,
+            backup: "orders-20250101-030000",
+            overwrite: true,
+            source: Some("orders-20250101-030000"),
+        },
+        owner: instance.controller_owner_ref(&()),
+        labels: BTreeMap::new(),
+    };
+    let job = job(&config(), &instance, &run).expect("builds");
+    insta::assert_yaml_snapshot!("restore-s3", job);
+}
+
+#[test]
+fn restore_from_pvc_mounts_read_only() {
+    let instance = instance(json!({}));
+    let destination = pvc_destination();
+    let run = AgentRun {
+        name: "orders-restore".into(),
+        command: AgentCommand::Restore {
+            destination: &destination,
+            backup: "orders-20250101-030000",
+            overwrite: false,
+            source: None,
+        },
+        owner: None,
+        labels: BTreeMap::new(),
+    };
+    let job = job(&config(), &instance, &run).expect("builds");
+    insta::assert_yaml_snapshot!("restore-pvc", job);
+}
+
+#[test]
+fn retention_flags_reach_the_backup_args() {
+    let instance = instance(json!({}));
+    let destination = pvc_destination();
+    let retention = RetentionSpec {
+        keep_last: Some(3),
+        max_age: Some("2w".into()),
+    };
+    let command = AgentCommand::Backup {
+        destination: &destination,
+        backup_name: None,
+        databases: &[],
+        compression_level: Some(6),
+        retention: Some(&retention),
+    };
+    let args = args(&instance, &command).unwrap();
+    assert_eq!(
+        args,
+        [
+            "backup",
+            "--host",
+            "orders.shop.svc",
+            "--port",
+            "3306",
+            "--user",
+            "keeper_backup",
+            "--to",
+            "file:///backups/orders",
+            "--compression-level",
+            "6",
+            "--keep-last",
+            "3",
+            "--max-age",
+            "2w",
+        ]
+    );
+}
+
+#[test]
+fn secrets_are_only_references() {
+    let instance = instance(json!({}));
+    let destination = s3_destination();
+    let command = AgentCommand::Backup {
+        destination: &destination,
+        backup_name: Some("b"),
+        databases: &[],
+        compression_level: None,
+        retention: None,
+    };
+    let env = env(&instance, &command).unwrap();
+    for name in [
+        ENV_MYSQL_PASSWORD,
+        AWS_ACCESS_KEY_ID_KEY,
+        AWS_SECRET_ACCESS_KEY_KEY,
+    ] {
+        let var = env.iter().find(|e| e.name == name).expect(name);
+        assert!(var.value.is_none(), "{name} must not be a literal");
+        assert!(
+            var.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_some(),
+            "{name} must come from a Secret"
+        );
+    }
+    let args = args(&instance, &command).unwrap().join(" ");
+    assert!(!args.contains("password") && !args.contains("s3-creds"));
+}
+
+#[test]
+fn an_invalid_destination_is_an_error_not_a_guess() {
+    let instance = instance(json!({}));
+    let destination = BackupDestination::default();
+    let run = AgentRun {
+        name: "x".into(),
+        command: AgentCommand::Backup {
+            destination: &destination,
+            backup_name: None,
+            databases: &[],
+            compression_level: None,
+            retention: None,
+        },
+        owner: None,
+        labels: BTreeMap::new(),
+    };
+    let error = job(&config(), &instance, &run).unwrap_err();
+    assert_eq!(error.reason(), "InvalidDestination");
+}
