@@ -419,9 +419,33 @@ pub struct MySQLInstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<String>,
 
-    /// Name of the `MySQLBackup` taken because of `backupOnDelete`.
+    /// The final backup taken because of `backupOnDelete`, once the instance
+    /// is being deleted: which `MySQLBackup`, how it went, and whether the
+    /// deletion went ahead without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_backup: Option<String>,
+    pub final_backup: Option<FinalBackupStatus>,
+}
+
+/// The backup-on-delete run (`status.finalBackup`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalBackupStatus {
+    /// Name of the `MySQLBackup` of the final backup.
+    pub name: String,
+
+    /// Its phase as last seen by the operator (`Failed` also when it timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::backup::BackupPhase>,
+
+    /// When the operator created the final backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::date_time")]
+    pub start_time: Option<DateTime<Utc>>,
+
+    /// How it ended: succeeded, failed (with the backup's message) or timed
+    /// out, and that the deletion then went ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Lifecycle phase of an instance.

@@ -45,9 +45,9 @@ pub use destination::{
     BackupDestination, CaBundleSecretRef, PvcDestination, S3Destination, SecretRef,
 };
 pub use instance::{
-    BackupSpec, Flavor, InstancePhase, LastBackup, MySQLInstance, MySQLInstanceSpec,
-    MySQLInstanceStatus, PasswordSecretRef, RestoreLocation, RestorePhase, RestoreSource,
-    RestoreStatus, RetentionSpec, StorageSpec,
+    BackupSpec, FinalBackupStatus, Flavor, InstancePhase, LastBackup, MySQLInstance,
+    MySQLInstanceSpec, MySQLInstanceStatus, PasswordSecretRef, RestoreLocation, RestorePhase,
+    RestoreSource, RestoreStatus, RetentionSpec, StorageSpec,
 };
 pub use retention::{BackupRecord, MaxAge, RetentionError, select_expired};
 pub use schedule::{Schedule, ScheduleError};
