@@ -553,7 +553,14 @@ async fn run(
                         Some(e) = fail_rx.recv() => return Err(e),
                     };
                     match next {
-                        None => break,
+                        // A worker that fails reports on `fail_rx` and then
+                        // drops the unit's sender, so a closed channel can
+                        // mean "failed", not "done": never take a failed
+                        // unit for a complete one.
+                        None => match fail_rx.try_recv() {
+                            Ok(e) => return Err(e),
+                            Err(_) => break,
+                        },
                         Some(Err(e)) => return Err(e),
                         Some(Ok(m)) => {
                             if let (Some(d), Some(t)) = (&m.database, &m.table) {
