@@ -5,6 +5,8 @@
 //!   password and the binary log on.
 //! - [`Garage`] starts a single-node Garage S3 store with one bucket and one
 //!   access key allowed on it.
+//! - [`Proxy`] sits between a client and either server on loopback, to drop,
+//!   refuse, slow down or (HTTP) fail connections and requests on demand.
 //!
 //! Both stop when dropped (also when a test panics, since the value is dropped
 //! while unwinding), and several of each can run side by side. A service that
@@ -14,10 +16,12 @@
 mod garage;
 mod mariadb;
 mod process;
+mod proxy;
 
 pub use garage::{Garage, client_for as s3_client_for};
 pub use mariadb::{MariaDb, MariaDbOptions};
 pub use process::HarnessError;
+pub use proxy::Proxy;
 
 /// The sakila sample shipped in `shared/fixtures/sakila` next to the checkout.
 pub fn sakila_dir() -> std::path::PathBuf {
