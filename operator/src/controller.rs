@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keeper_crds::{INSTANCE_LABEL, MySQLInstance};
@@ -116,6 +117,8 @@ pub async fn run(
     .owns(api::<StatefulSet>(&client, ns), children.clone())
     .owns(api::<Service>(&client, ns), children.clone())
     .owns(api::<ConfigMap>(&client, ns), children.clone())
+    // Restore Jobs: their end moves the instance from Restoring on.
+    .owns(api::<Job>(&client, ns), children.clone())
     .watches(
         api::<Secret>(&client, ns),
         children.clone(),

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod build;
 pub mod fetch;
+pub mod restore;
 pub mod status;
 pub mod validate;
 
@@ -112,7 +113,9 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     expand_claim(ctx, &namespace, instance, observed.data_claim.as_ref()).await?;
 
     let readiness = Readiness::observe(Some(&stateful_set), observed.data_claim.as_ref());
-    let new = status::healthy(instance, &meta, &readiness, Utc::now());
+    let mut new = status::healthy(instance, &meta, &readiness, Utc::now());
+    let restore_requeue =
+        restore::reconcile(ctx, instance, &namespace, &readiness, &mut new).await?;
     for transition in status::transitions(instance.status.as_ref(), &new) {
         ctx.publish(
             instance,
@@ -125,11 +128,14 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     }
     status::write(&instances, instance, &new, manager).await?;
 
-    Ok(Action::requeue(if readiness.ready_replicas >= 1 {
+    let requeue = if readiness.ready_replicas >= 1 {
         READY_REQUEUE
     } else {
         PROVISIONING_REQUEUE
-    }))
+    };
+    Ok(Action::requeue(
+        restore_requeue.map_or(requeue, |r| r.min(requeue)),
+    ))
 }
 
 /// Publishes `Created`/`Updated` for a child object; nothing when unchanged.

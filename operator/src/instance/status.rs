@@ -231,7 +231,8 @@ pub async fn write(
     }
     let name = instance.metadata.name.clone().unwrap_or_default();
     // Only the fields this operator owns: the agent owns lastBackup and restore
-    // under its own field manager.
+    // under its own field manager (the operator's few restore fields go
+    // through `restore::restore_field_manager`).
     let patch = json!({
         "apiVersion": API_GROUP_VERSION,
         "kind": "MySQLInstance",
@@ -241,6 +242,7 @@ pub async fn write(
             "conditions": new.conditions,
             "endpoint": new.endpoint,
             "credentialsSecret": new.credentials_secret,
+            "restoredFrom": new.restored_from,
         }
     });
     api.patch_status(

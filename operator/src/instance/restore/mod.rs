@@ -1,0 +1,674 @@
+//! Declarative restore: `spec.restoreFrom` → one agent Job per distinct
+//! source, run once the server is ready; the instance is `Ready` only after
+//! it succeeded.
+//!
+//! # How a restore goes
+//!
+//! 1. The source is resolved ([`source::resolve`]): the named `MySQLBackup`
+//!    must exist and have succeeded (its recorded destination, secret
+//!    references included, says where to read), or the `location` is used
+//!    as given; the Secrets and the claim the Job needs must exist. If not,
+//!    `Restored=False` with the reason (`BackupNotFound`,
+//!    `BackupNotSucceeded`, `SecretNotFound`, ...) and a Warning Event;
+//!    nothing runs.
+//! 2. Once the server is ready (and no other restore Job of the instance is
+//!    running) the Job `<name>-restore-<attempt>` is created, owned by the
+//!    instance, with [`crate::agent::job`]. Its name is a hash of the source,
+//!    `overwrite` and the retry annotation, so a reconcile can never create a
+//!    second Job for the same attempt. `phase: Restoring`, `Ready=False`.
+//! 3. The agent checks everything before it touches the server (manifest,
+//!    sizes, flavor, `max_allowed_packet`, a target without the backup's
+//!    tables unless `overwrite`), reports progress into `status.restore`
+//!    and exits non-zero with one line on failure.
+//! 4. The Job succeeded: `status.restoredFrom` records the source's
+//!    fingerprint and the time, `Restored=True`, and the instance is Ready.
+//!    Later reconciles see the fingerprint and never restore that source
+//!    again. The Job failed: `Restored=False` with `RestorePreflightFailed`
+//!    (the agent says it changed nothing) or `RestoreFailed`, the agent's
+//!    line as the message, `phase: Failed`. Nothing retries on its own.
+//!
+//! # Retrying, and restoring into an instance that holds data
+//!
+//! A new attempt is a new Job: change `spec.restoreFrom` (another backup, or
+//! `overwrite: true` after a refusal), or set the annotation
+//! [`RETRY_ANNOTATION`] to a new value. A changed `restoreFrom` on an
+//! instance that already has data runs a new restore, and the agent refuses
+//! it while the server has any table of the backup's databases unless
+//! `overwrite: true` (which drops those databases first, after verifying the
+//! whole backup); the refusal is reported as `RestorePreflightFailed` with
+//! what to do. Turning `overwrite` on after a restore succeeded does not run
+//! it again: `overwrite` is part of an attempt, not of the source.
+//!
+//! # Who writes what
+//!
+//! The agent owns `status.restore` (phase, progress, message). The operator
+//! writes, with its own field manager ([`restore_field_manager`]) so that its
+//! main status apply never drops them, only: `phase: Pending`, `source`,
+//! `jobName` and `startTime` when it creates the Job (progress fields are
+//! never sent); and, when the Job ended while the agent's report is not
+//! final (the pod was killed, or could not reach the API), a forced apply of
+//! `phase` and `message`. Everything else (`phase`, the `Restored` and
+//! `Ready` conditions, `restoredFrom`) goes through the main status write.
+//!
+//! Accounts and grants are not in a dump, so the instance's credentials
+//! Secrets still log in after a restore.
+
+pub mod run;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
+use keeper_crds::agent::JOB_NAME_LABEL;
+use keeper_crds::condition::{
+    self, READY, RESTORED, find_condition, is_condition_true, remove_condition,
+};
+use keeper_crds::{
+    API_GROUP_VERSION, INSTANCE_LABEL, InstancePhase, MySQLInstance, MySQLInstanceStatus,
+    RestorePhase, RestoreSource,
+};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource};
+use serde::Serialize;
+
+use self::run::RunState;
+use self::source::{ResolvedSource, SourceProblem};
+use super::build::COMPONENT_LABEL;
+use super::status::Readiness;
+use crate::agent::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
+use crate::context::{Context, OperatorConfig};
+use crate::error::{Error, Result};
+
+/// Set it to a new value to run a failed restore again (a new Job).
+pub const RETRY_ANNOTATION: &str = "mysql.keeper.dev/restore-retry";
+/// On a restore Job: the fingerprint of its source.
+pub const SOURCE_KEY_ANNOTATION: &str = "mysql.keeper.dev/restore-key";
+
+/// `Restored=False` while waiting for the server or another restore.
+pub const REASON_PENDING: &str = "RestorePending";
+/// `Restored=False` and `Ready=False` while the Job runs.
+pub const REASON_RESTORING: &str = "Restoring";
+/// `Restored=True`.
+pub const REASON_SUCCEEDED: &str = "RestoreSucceeded";
+/// The agent refused before changing anything.
+pub const REASON_PREFLIGHT_FAILED: &str = "RestorePreflightFailed";
+/// The restore failed (possibly after changing the server).
+pub const REASON_FAILED: &str = "RestoreFailed";
+/// Event when the Job is created.
+pub const REASON_STARTED: &str = "RestoreStarted";
+
+/// How often a running restore is looked at (the Job's changes also
+/// trigger a reconcile; this is the safety net).
+const RESTORING_REQUEUE: Duration = Duration::from_secs(15);
+/// How often a source problem is looked at again (a Secret created, a
+/// backup that succeeded: neither is a watched object).
+const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
+
+/// Field manager of the operator's few `status.restore` fields: separate
+/// from the main status apply's, which would otherwise remove them.
+pub fn restore_field_manager(config: &OperatorConfig) -> String {
+    format!("{}-restore", config.field_manager)
+}
+
+/// What this reconcile found about the restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The source cannot be used; the user must act.
+    Blocked(SourceProblem),
+    /// Waiting for the server to become ready.
+    WaitingForServer(String),
+    /// Waiting for something else (another restore Job, the backup user).
+    Waiting(String),
+    /// The Job runs.
+    Running {
+        /// The Job.
+        job: String,
+        /// What is restored.
+        source: String,
+    },
+    /// The restore succeeded.
+    Succeeded {
+        /// `status.restoredFrom`.
+        restored_from: String,
+        /// The condition's message.
+        message: String,
+    },
+    /// The restore failed.
+    Failed {
+        /// `RestorePreflightFailed` or `RestoreFailed`.
+        reason: &'static str,
+        /// What happened and how to retry.
+        message: String,
+    },
+}
+
+/// Runs the restore step of a reconcile: resolves `spec.restoreFrom`,
+/// creates or observes the Job, and sets phase, `Ready`, `Restored` and
+/// `restoredFrom` in `status` (computed by `status::healthy`). Publishes
+/// the restore's Events. Returns how soon to look again, when sooner than
+/// usual.
+///
+/// # Errors
+/// [`Error::Kube`] when the API cannot be read; [`Error::ApplyFailed`] when
+/// the Job cannot be created; builder errors.
+pub async fn reconcile(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    readiness: &Readiness,
+    status: &mut MySQLInstanceStatus,
+) -> Result<Option<Duration>> {
+    let Some(request) = &instance.spec.restore_from else {
+        // A Restored condition that is not True described a request that
+        // is gone; a True one (with restoredFrom) stays as history.
+        if !is_condition_true(&status.conditions, RESTORED) {
+            remove_condition(&mut status.conditions, RESTORED);
+        }
+        return Ok(None);
+    };
+    if already_restored(status, request) {
+        return Ok(None);
+    }
+    let now = Utc::now();
+    let step = match source::resolve(&ctx.client, namespace, request).await? {
+        Err(problem) => Step::Blocked(problem),
+        Ok(resolved) => advance(ctx, instance, namespace, readiness, &resolved, now).await?,
+    };
+    let old = instance.status.as_ref().map(|s| s.conditions.as_slice());
+    let requeue = apply_step(status, &step, instance.metadata.generation, now);
+    publish(ctx, instance, old.unwrap_or_default(), status, &step).await;
+    Ok(requeue)
+}
+
+/// Whether `status.restoredFrom` records this source.
+pub fn already_restored(status: &MySQLInstanceStatus, request: &RestoreSource) -> bool {
+    status
+        .restored_from
+        .as_deref()
+        .and_then(source::restored_key)
+        .is_some_and(|key| key == source::fingerprint(request))
+}
+
+/// The attempt's Job name for `resolved` on `instance`.
+pub fn job_name_for(instance: &MySQLInstance, resolved: &ResolvedSource) -> String {
+    let retry = instance
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RETRY_ANNOTATION))
+        .map(String::as_str);
+    let attempt = source::attempt_key(&resolved.key, resolved.overwrite, retry);
+    run::job_name(instance.name(), &attempt)
+}
+
+/// The restore Job of `resolved` for `instance`, named `name`: the agent
+/// Job ([`crate::agent::job`]) owned by the instance, annotated with the
+/// source's fingerprint.
+///
+/// # Errors
+/// As [`crate::agent::job`].
+pub fn restore_job(
+    config: &OperatorConfig,
+    instance: &MySQLInstance,
+    resolved: &ResolvedSource,
+    name: &str,
+) -> Result<Job> {
+    let run = AgentRun {
+        name: name.to_owned(),
+        command: AgentCommand::Restore {
+            destination: &resolved.destination,
+            backup: &resolved.backup,
+            overwrite: resolved.overwrite,
+            source: Some(&resolved.description),
+        },
+        owner: instance.controller_owner_ref(&()),
+        labels: BTreeMap::new(),
+    };
+    let mut job = agent::job(config, instance, &run)?;
+    job.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(SOURCE_KEY_ANNOTATION.to_owned(), resolved.key.clone());
+    Ok(job)
+}
+
+async fn advance(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    readiness: &Readiness,
+    resolved: &ResolvedSource,
+    now: DateTime<Utc>,
+) -> Result<Step> {
+    let name = job_name_for(instance, resolved);
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), namespace);
+    let kube_error = |what: String| {
+        move |source| Error::Kube {
+            what,
+            source: Box::new(source),
+        }
+    };
+    let job = jobs
+        .get_opt(&name)
+        .await
+        .map_err(kube_error(format!("Job {namespace}/{name}")))?;
+    let pods = match &job {
+        Some(job) if has_failed(job) => {
+            Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+                .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}")))
+                .await
+                .map_err(kube_error(format!("Pods of Job {namespace}/{name}")))?
+                .items
+        }
+        _ => Vec::new(),
+    };
+    let reported = instance.status.as_ref().and_then(|s| s.restore.as_ref());
+    let state = run::state(&name, job.as_ref(), &pods, reported);
+    let reported = reported.filter(|r| r.job_name.as_deref() == Some(name.as_str()));
+    let description = describe(resolved);
+    Ok(match state {
+        RunState::NotStarted => {
+            if readiness.ready_replicas < 1 {
+                return Ok(Step::WaitingForServer(format!(
+                    "waiting for the server to become ready before restoring {description}"
+                )));
+            }
+            if let Some(other) = other_running_restore(&jobs, instance.name(), &name).await? {
+                return Ok(Step::Waiting(format!(
+                    "waiting for restore Job {other} to finish before restoring {description}"
+                )));
+            }
+            let backup_secret = instance.backup_secret_name();
+            let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(&backup_secret)
+                .await
+                .map_err(kube_error(format!("Secret {namespace}/{backup_secret}")))?;
+            if secret.is_none() {
+                return Ok(Step::Waiting(format!(
+                    "waiting for Secret {backup_secret} (the backup user the restore logs in as) before restoring {description}"
+                )));
+            }
+            let job = restore_job(&ctx.config, instance, resolved, &name)?;
+            let created = match jobs.create(&PostParams::default(), &job).await {
+                Ok(_) => true,
+                // Created meanwhile (an older cache): it is this attempt's Job.
+                Err(kube::Error::Api(status)) if status.code == 409 => false,
+                Err(source) => {
+                    return Err(Error::ApplyFailed {
+                        kind: "Job",
+                        name,
+                        source: Box::new(source),
+                    });
+                }
+            };
+            if created {
+                tracing::info!(job = %name, source = %resolved.description, "restore started");
+                report(ctx, instance, &started(resolved, &name, now), false).await;
+                publish_started(ctx, instance, &name, &description).await;
+            }
+            Step::Running {
+                job: name,
+                source: description,
+            }
+        }
+        RunState::Running => Step::Running {
+            job: name,
+            source: description,
+        },
+        RunState::Succeeded { at } => {
+            if reported.is_none_or(|r| r.phase != RestorePhase::Succeeded) {
+                let fields = ended(resolved, &name, RestorePhase::Succeeded, None);
+                report(ctx, instance, &fields, true).await;
+            }
+            Step::Succeeded {
+                restored_from: source::restored_from(resolved, at.unwrap_or(now)),
+                message: format!("restored {description} with Job {name}"),
+            }
+        }
+        RunState::Failed { message, preflight } => {
+            if reported.is_none_or(|r| !r.phase.is_final()) {
+                let fields = ended(resolved, &name, RestorePhase::Failed, Some(&message));
+                report(ctx, instance, &fields, true).await;
+            }
+            let reason = if preflight {
+                REASON_PREFLIGHT_FAILED
+            } else {
+                REASON_FAILED
+            };
+            Step::Failed {
+                reason,
+                message: failure_message(&description, &name, &message, preflight),
+            }
+        }
+    })
+}
+
+/// `MySQLBackup <name>` or the location's URL, for messages.
+fn describe(resolved: &ResolvedSource) -> String {
+    if resolved.url == resolved.description {
+        resolved.url.clone()
+    } else {
+        format!("MySQLBackup {} ({})", resolved.description, resolved.url)
+    }
+}
+
+fn failure_message(description: &str, job: &str, agent: &str, preflight: bool) -> String {
+    let mut message = format!("restoring {description} failed (Job {job}): {agent}");
+    if agent.contains("pass --overwrite") {
+        message.push_str(
+            "; to replace those databases set spec.restoreFrom.overwrite: true (they are dropped first)",
+        );
+    }
+    if !preflight {
+        message.push_str("; the server may hold part of the backup");
+    }
+    message.push_str(&format!(
+        "; to retry, fix the cause and change spec.restoreFrom or set the annotation {RETRY_ANNOTATION} to a new value"
+    ));
+    message
+}
+
+fn has_failed(job: &Job) -> bool {
+    job.status.as_ref().is_some_and(|s| {
+        s.failed.unwrap_or(0) > 0
+            || s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Failed" && c.status == "True")
+    })
+}
+
+fn has_ended(job: &Job) -> bool {
+    has_failed(job)
+        || job.status.as_ref().is_some_and(|s| {
+            s.succeeded.unwrap_or(0) > 0
+                || s.conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Complete" && c.status == "True")
+        })
+}
+
+/// Another restore Job of the instance that has not ended: restores into
+/// one server never overlap.
+async fn other_running_restore(
+    jobs: &Api<Job>,
+    instance: &str,
+    ours: &str,
+) -> Result<Option<String>> {
+    let selector = format!("{INSTANCE_LABEL}={instance},{COMPONENT_LABEL}={COMPONENT_RESTORE}");
+    let list = jobs
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("restore Jobs of {instance}"),
+            source: Box::new(source),
+        })?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|j| j.metadata.name.as_deref() != Some(ours))
+        .filter(|j| j.metadata.deletion_timestamp.is_none() && !has_ended(j))
+        .find_map(|j| j.metadata.name.clone()))
+}
+
+/// The operator's part of `status.restore`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RestoreFields {
+    phase: RestorePhase,
+    source: String,
+    job_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn started(resolved: &ResolvedSource, job: &str, now: DateTime<Utc>) -> RestoreFields {
+    RestoreFields {
+        phase: RestorePhase::Pending,
+        source: resolved.description.clone(),
+        job_name: job.to_owned(),
+        start_time: Some(now),
+        message: None,
+    }
+}
+
+fn ended(
+    resolved: &ResolvedSource,
+    job: &str,
+    phase: RestorePhase,
+    message: Option<&str>,
+) -> RestoreFields {
+    RestoreFields {
+        phase,
+        source: resolved.description.clone(),
+        job_name: job.to_owned(),
+        start_time: None,
+        message: message.map(str::to_owned),
+    }
+}
+
+/// Applies the operator's `status.restore` fields under
+/// [`restore_field_manager`]. `force` only for the end of a run the agent
+/// could not report. A failure is logged: the conditions say the same.
+async fn report(ctx: &Context, instance: &MySQLInstance, fields: &RestoreFields, force: bool) {
+    let Some(namespace) = instance.metadata.namespace.as_deref() else {
+        return;
+    };
+    let name = instance.name();
+    let body = serde_json::json!({
+        "apiVersion": API_GROUP_VERSION,
+        "kind": "MySQLInstance",
+        "metadata": {"name": name},
+        "status": {"restore": fields},
+    });
+    let manager = restore_field_manager(&ctx.config);
+    let mut params = PatchParams::apply(&manager);
+    if force {
+        params = params.force();
+    }
+    let api = Api::<MySQLInstance>::namespaced(ctx.client.clone(), namespace);
+    if let Err(error) = api.patch_status(name, &params, &Patch::Apply(&body)).await {
+        // A conflict means the agent owns the field already: it reports.
+        tracing::warn!(%error, instance = name, "could not write status.restore");
+    }
+}
+
+/// Sets phase, `Ready`, `Restored` and `restoredFrom` for `step`; returns
+/// the requeue it needs.
+pub fn apply_step(
+    status: &mut MySQLInstanceStatus,
+    step: &Step,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let mut set = |type_: &str, ok: bool, reason: &str, message: &str| {
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(type_, ok, reason, message, generation, now),
+        );
+    };
+    let (phase, requeue) = match step {
+        Step::Blocked(problem) => {
+            set(RESTORED, false, problem.reason, &problem.message);
+            set(READY, false, problem.reason, &problem.message);
+            (Some(InstancePhase::Failed), Some(BLOCKED_REQUEUE))
+        }
+        Step::WaitingForServer(message) => {
+            // Ready is already False (NotReady); the phase stays Provisioning.
+            set(RESTORED, false, REASON_PENDING, message);
+            (None, None)
+        }
+        Step::Waiting(message) => {
+            set(RESTORED, false, REASON_PENDING, message);
+            set(READY, false, REASON_PENDING, message);
+            (Some(InstancePhase::Restoring), Some(RESTORING_REQUEUE))
+        }
+        Step::Running { job, source } => {
+            let message = format!("restoring {source} with Job {job}");
+            set(RESTORED, false, REASON_RESTORING, &message);
+            set(
+                READY,
+                false,
+                REASON_RESTORING,
+                &format!("{message}; Ready once it has succeeded"),
+            );
+            (Some(InstancePhase::Restoring), Some(RESTORING_REQUEUE))
+        }
+        Step::Succeeded {
+            restored_from,
+            message,
+        } => {
+            set(RESTORED, true, REASON_SUCCEEDED, message);
+            status.restored_from = Some(restored_from.clone());
+            // Phase and Ready are the server's, as computed.
+            (None, None)
+        }
+        Step::Failed { reason, message } => {
+            set(RESTORED, false, reason, message);
+            set(READY, false, reason, message);
+            (Some(InstancePhase::Failed), None)
+        }
+    };
+    if let Some(phase) = phase {
+        status.phase = Some(phase);
+    }
+    requeue
+}
+
+/// Events for a change of the `Restored` condition (not for a repeat, so an
+/// idle reconcile writes nothing).
+async fn publish(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    old: &[keeper_crds::Condition],
+    new: &MySQLInstanceStatus,
+    step: &Step,
+) {
+    let Some(current) = find_condition(&new.conditions, RESTORED) else {
+        return;
+    };
+    let previous = find_condition(old, RESTORED);
+    if previous.is_some_and(|p| p.status == current.status && p.reason == current.reason) {
+        return;
+    }
+    let type_ = match step {
+        Step::Blocked(_) | Step::Failed { .. } => EventType::Warning,
+        Step::Succeeded { .. } => EventType::Normal,
+        // RestoreStarted is published when the Job is created; waiting is
+        // no news.
+        Step::WaitingForServer(_) | Step::Waiting(_) | Step::Running { .. } => return,
+    };
+    ctx.publish(
+        instance,
+        type_,
+        &current.reason,
+        "Restore",
+        current.message.clone(),
+    )
+    .await;
+}
+
+async fn publish_started(ctx: &Context, instance: &MySQLInstance, job: &str, description: &str) {
+    let related = ObjectReference {
+        api_version: Some("batch/v1".to_owned()),
+        kind: Some("Job".to_owned()),
+        name: Some(job.to_owned()),
+        namespace: instance.metadata.namespace.clone(),
+        ..ObjectReference::default()
+    };
+    ctx.publish_related(
+        instance,
+        EventType::Normal,
+        REASON_STARTED,
+        "Restore",
+        format!("restoring {description} with Job {job}"),
+        Some(related),
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).expect("time")
+    }
+
+    fn ready_status() -> MySQLInstanceStatus {
+        let mut status = MySQLInstanceStatus {
+            phase: Some(InstancePhase::Ready),
+            ..MySQLInstanceStatus::default()
+        };
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(READY, true, "Ready", "ok", Some(1), now()),
+        );
+        status
+    }
+
+    #[test]
+    fn ready_is_never_true_before_the_restore_succeeded() {
+        for step in [
+            Step::Blocked(SourceProblem {
+                reason: "BackupNotFound",
+                message: "m".into(),
+            }),
+            Step::Waiting("w".into()),
+            Step::Running {
+                job: "j".into(),
+                source: "s".into(),
+            },
+            Step::Failed {
+                reason: REASON_FAILED,
+                message: "f".into(),
+            },
+        ] {
+            let mut status = ready_status();
+            apply_step(&mut status, &step, Some(1), now());
+            assert!(
+                !is_condition_true(&status.conditions, READY),
+                "{step:?}: {status:?}"
+            );
+            assert!(!is_condition_true(&status.conditions, RESTORED));
+            assert_ne!(status.phase, Some(InstancePhase::Ready));
+            assert_eq!(status.restored_from, None);
+        }
+        let mut status = ready_status();
+        apply_step(
+            &mut status,
+            &Step::Succeeded {
+                restored_from: "b [0123456789] at t".into(),
+                message: "restored b".into(),
+            },
+            Some(1),
+            now(),
+        );
+        assert!(is_condition_true(&status.conditions, READY));
+        assert!(is_condition_true(&status.conditions, RESTORED));
+        assert_eq!(status.phase, Some(InstancePhase::Ready));
+        assert_eq!(status.restored_from.as_deref(), Some("b [0123456789] at t"));
+    }
+
+    #[test]
+    fn failure_messages_say_how_to_retry() {
+        let message = failure_message(
+            "MySQLBackup b (s3://x/b)",
+            "j",
+            "t already has 2 objects of the backup's databases (a.b); restore into an empty server or pass --overwrite; nothing was changed",
+            true,
+        );
+        assert!(message.contains("overwrite: true"), "{message}");
+        assert!(message.contains(RETRY_ANNOTATION), "{message}");
+        assert!(!message.contains("part of the backup"), "{message}");
+        let message = failure_message("u", "j", "disk full", false);
+        assert!(message.contains("part of the backup"), "{message}");
+    }
+}
