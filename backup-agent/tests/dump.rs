@@ -577,8 +577,8 @@ async fn a_server_killed_mid_dump_leaves_no_dump_and_no_manifest() {
     server
         .run_sql(
             "CREATE DATABASE big; USE big;
-             CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT);
-             INSERT INTO t (v) SELECT REPEAT(MD5(seq), 30) FROM seq_1_to_100000;",
+             CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v LONGBLOB);
+             INSERT INTO t (v) SELECT RANDOM_BYTES(1000) FROM seq_1_to_100000;",
             None,
         )
         .unwrap();
@@ -602,12 +602,14 @@ async fn a_server_killed_mid_dump_leaves_no_dump_and_no_manifest() {
     let run = keeper_agent::dump::backup(args, &agent_ctx);
     let killer = async {
         // Kill the server once data is flowing into the upload.
-        for _ in 0..4000 {
-            if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 100_000) {
+        for _ in 0..20000 {
+            // Random bytes compress slowly at level 9: the table is still
+            // streaming when the header and schema reach the file.
+            if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
                 server.kill();
                 return true;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         false
     };
@@ -625,4 +627,25 @@ async fn a_server_killed_mid_dump_leaves_no_dump_and_no_manifest() {
         "{err}"
     );
     assert_nothing_left(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_last_prunes_older_backups_after_a_success() {
+    let server = MariaDb::start().unwrap();
+    server
+        .run_sql("CREATE DATABASE app; CREATE TABLE app.t (x INT);", None)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["b1", "b2"] {
+        backup(&server, dir.path(), &["--name", name])
+            .await
+            .unwrap();
+    }
+    let third = backup(&server, dir.path(), &["--name", "b3", "--keep-last", "2"])
+        .await
+        .unwrap();
+    assert_eq!(third.retention_error, None);
+    assert!(!dir.path().join("b1/manifest.json").exists(), "b1 was kept");
+    assert!(dir.path().join("b2/manifest.json").exists());
+    assert!(dir.path().join("b3/manifest.json").exists());
 }

@@ -42,6 +42,7 @@ mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -72,6 +73,11 @@ pub struct BackupOutcome {
     pub manifest: Manifest,
     /// The backup's folder: `URL/NAME`.
     pub location: Location,
+    /// What `--keep-last`/`--max-age` removed after the backup succeeded.
+    pub retention: Option<crate::prune::PruneOutcome>,
+    /// Retention failed after a good backup: the backup stands (its exit
+    /// code is 0), the failure is logged and reported here.
+    pub retention_error: Option<String>,
 }
 
 /// Runs `keeper-agent backup`. Returns only when `dump.sql.gz` and its
@@ -183,7 +189,24 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         seconds = (manifest.finished_at - manifest.started_at).num_milliseconds() as f64 / 1000.0,
         "backup complete"
     );
-    Ok(BackupOutcome { manifest, location })
+    let (retention, retention_error) =
+        if args.retention.keep_last.is_some() || args.retention.max_age.is_some() {
+            match crate::prune::apply_retention(&store_root, &args.retention, ctx).await {
+                Ok(outcome) => (Some(outcome), None),
+                Err(e) => {
+                    tracing::warn!("the backup {location} is complete, but retention failed: {e}");
+                    (None, Some(e.to_string()))
+                }
+            }
+        } else {
+            (None, None)
+        };
+    Ok(BackupOutcome {
+        manifest,
+        location,
+        retention,
+        retention_error,
+    })
 }
 
 /// `--name`, else the Kubernetes backup's name, else a UTC stamp (prefixed by
@@ -335,12 +358,17 @@ impl Parts {
 /// worker streams for one data unit.
 enum Slot {
     Ready(EncodedMember),
-    Data(mpsc::Receiver<Result<EncodedMember, BackupError>>),
+    Data(
+        mpsc::Receiver<Result<EncodedMember, BackupError>>,
+        Arc<AtomicBool>,
+    ),
 }
 
 struct Job {
     unit: DataUnit,
     tx: mpsc::Sender<Result<EncodedMember, BackupError>>,
+    /// Set when the unit is complete, before its sender is dropped.
+    done: Arc<AtomicBool>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -426,8 +454,9 @@ async fn run(
     let locked_units = units_locked.len();
     for unit in units_locked.into_iter().chain(units_rest) {
         let (tx, rx) = mpsc::channel(1);
-        slots.push(Slot::Data(rx));
-        jobs.push_back(Job { unit, tx });
+        let done = Arc::new(AtomicBool::new(false));
+        slots.push(Slot::Data(rx, done.clone()));
+        jobs.push_back(Job { unit, tx, done });
     }
     for db in &databases {
         if !db.routines.is_empty() {
@@ -494,6 +523,8 @@ async fn run(
                 let transactional = job.unit.table.transactional;
                 match data::dump_unit(&mut conn, &cx, &job.unit, limits, &job.tx, &counters).await {
                     Ok(()) => {
+                        job.done.store(true, Ordering::Release);
+                        drop(job.tx);
                         if !transactional {
                             let _ = locked_done_tx.send(());
                         }
@@ -546,7 +577,7 @@ async fn run(
         for slot in slots {
             match slot {
                 Slot::Ready(m) => writer.append(m).await.map_err(storage(name))?,
-                Slot::Data(mut rx) => loop {
+                Slot::Data(mut rx, done) => loop {
                     let next = tokio::select! {
                         biased;
                         m = rx.recv() => m,
@@ -556,11 +587,15 @@ async fn run(
                         // A worker that fails reports on `fail_rx` and then
                         // drops the unit's sender, so a closed channel can
                         // mean "failed", not "done": never take a failed
-                        // unit for a complete one.
-                        None => match fail_rx.try_recv() {
-                            Ok(e) => return Err(e),
-                            Err(_) => break,
-                        },
+                        // unit for a complete one. Only the worker's own
+                        // `done` flag (set before it drops the sender) says
+                        // the table is whole; a panicked worker sets neither.
+                        None if done.load(Ordering::Acquire) => break,
+                        None => {
+                            return Err(fail_rx.try_recv().unwrap_or_else(|_| {
+                                BackupError::Internal("a dump worker stopped mid-table".into())
+                            }));
+                        }
                         Some(Err(e)) => return Err(e),
                         Some(Ok(m)) => {
                             if let (Some(d), Some(t)) = (&m.database, &m.table) {
