@@ -38,6 +38,9 @@ pub const ENV_JOB_NAME: &str = "KEEPER_JOB_NAME";
 pub const JOB_NAME_FIELD_PATH: &str = "metadata.labels['batch.kubernetes.io/job-name']";
 /// The label the Job controller puts on a Job's pods, naming the Job.
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+/// Annotation the agent puts on the `MySQLBackup` it creates for a scheduled
+/// run, naming its Job: the operator never starts a Job for such an object.
+pub const CREATED_BY_JOB_ANNOTATION: &str = "mysql.keeper.dev/created-by-job";
 /// The destination used, as JSON of a [`crate::BackupDestination`].
 pub const ENV_DESTINATION: &str = "KEEPER_DESTINATION";
 /// What a restore shows as its source (a `MySQLBackup` name or a location URL).

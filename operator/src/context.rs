@@ -12,10 +12,13 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
+use crate::accounts::{AccountManager, SqlAccountManager};
 use crate::metrics::Metrics;
 
 /// Field manager of every server-side apply (and of Events' reporter).
 pub const FIELD_MANAGER: &str = "keeper-operator";
+/// How long a deletion with `backupOnDelete` waits for the final backup.
+pub const DEFAULT_FINAL_BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Settings of the operator process that reconciles need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +56,11 @@ pub struct Context {
     pub config: OperatorConfig,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Ensures the MySQL accounts (the backup user) over SQL.
+    pub accounts: Arc<dyn AccountManager>,
+    /// How long a deletion with `backupOnDelete` waits for the final backup
+    /// (counted from `deletionTimestamp`) before it lets go without it.
+    pub final_backup_timeout: Duration,
     /// Publishes Events about instances.
     recorder: Recorder,
     /// Consecutive failures per instance, for exponential retry backoff.
@@ -76,7 +84,45 @@ impl Context {
             client,
             config,
             metrics,
+            accounts: Arc::new(SqlAccountManager::default()),
+            final_backup_timeout: DEFAULT_FINAL_BACKUP_TIMEOUT,
             backoff: Backoff::default(),
+        }
+    }
+
+    /// Replaces the account manager (tests use one without a server).
+    #[must_use]
+    pub fn with_accounts(mut self, accounts: Arc<dyn AccountManager>) -> Self {
+        self.accounts = accounts;
+        self
+    }
+
+    /// Sets how long a deletion waits for the final backup.
+    #[must_use]
+    pub fn with_final_backup_timeout(mut self, timeout: Duration) -> Self {
+        self.final_backup_timeout = timeout;
+        self
+    }
+
+    /// Publishes an Event about any object (e.g. a `MySQLBackup`). A failure
+    /// to publish is logged and otherwise ignored.
+    pub async fn publish_on(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate_note(note)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "could not publish Event");
         }
     }
 

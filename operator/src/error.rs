@@ -96,6 +96,50 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// Creating an object failed.
+    #[error("creating {kind} {name}: {source}")]
+    CreateFailed {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    /// Deleting an object failed.
+    #[error("deleting {kind} {name}: {source}")]
+    DeleteFailed {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    /// Writing the operator's fields of a `MySQLBackup` status failed.
+    #[error("updating the status of MySQLBackup {name}: {source}")]
+    BackupStatusFailed {
+        /// The backup.
+        name: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    /// Adding or removing the instance's finalizer failed.
+    #[error("updating the finalizers of MySQLInstance {name}: {source}")]
+    FinalizerFailed {
+        /// The instance.
+        name: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+
     /// The object lacks a field every stored object has (name, namespace).
     #[error("MySQLInstance has no {0}")]
     MissingObjectKey(&'static str),
@@ -113,6 +157,10 @@ impl Error {
             Error::StatusFailed { .. } => "StatusUpdateFailed",
             Error::Kube { .. } => "KubeError",
             Error::Serialize { .. } => "SerializationFailed",
+            Error::CreateFailed { .. } => "CreateFailed",
+            Error::DeleteFailed { .. } => "DeleteFailed",
+            Error::BackupStatusFailed { .. } => "StatusUpdateFailed",
+            Error::FinalizerFailed { .. } => "FinalizerFailed",
             Error::MissingObjectKey(_) => "InvalidObject",
         }
     }

@@ -8,7 +8,9 @@
 //!
 //! `main` only parses the command line and calls [`run`] or [`render`].
 
+pub mod accounts;
 pub mod agent;
+pub mod backup;
 pub mod cli;
 pub mod context;
 pub mod controller;

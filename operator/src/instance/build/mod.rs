@@ -5,7 +5,9 @@
 //! Backup objects (CronJob, agent identity) slot in here as further modules
 //! that take the same [`InstanceMeta`] and return typed objects.
 
+pub mod agent_rbac;
 pub mod configmap;
+pub mod cronjob;
 pub mod secret;
 pub mod service;
 pub mod statefulset;

@@ -1,0 +1,74 @@
+//! The scheduled backups' CronJob, `<name>-backup`, owned by the instance: the
+//! agent Job of [`crate::agent`] without a backup name (the agent names each
+//! run and creates its `MySQLBackup`), on the instance's schedule.
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use keeper_crds::{BackupSpec, MySQLInstance, Schedule};
+
+use super::{COMPONENT_LABEL, InstanceMeta};
+use crate::agent::{self, AgentCommand, AgentRun, COMPONENT_BACKUP};
+use crate::context::OperatorConfig;
+use crate::error::Result;
+
+/// Successful Jobs the CronJob keeps (their `MySQLBackup` objects outlive them).
+pub const SUCCESSFUL_JOBS_HISTORY: i32 = 3;
+/// Failed Jobs the CronJob keeps, so a failure's pod and logs stay inspectable.
+pub const FAILED_JOBS_HISTORY: i32 = 3;
+/// A run that could not start on time (controller down, cluster busy) still
+/// starts within this window: a late backup is better than none.
+pub const STARTING_DEADLINE_SECONDS: i64 = 3600;
+
+/// `<name>-backup`.
+pub fn name(meta: &InstanceMeta) -> String {
+    format!("{}-backup", meta.name)
+}
+
+/// The CronJob for `backup` on `schedule`.
+///
+/// # Errors
+/// As [`agent::job`] (an invalid destination).
+pub fn build(
+    config: &OperatorConfig,
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    backup: &BackupSpec,
+    schedule: &Schedule,
+) -> Result<CronJob> {
+    let run = AgentRun {
+        name: String::new(),
+        command: AgentCommand::Backup {
+            destination: &backup.destination,
+            backup_name: None,
+            databases: backup.databases.as_deref().unwrap_or_default(),
+            compression_level: Some(backup.compression_level),
+            retention: backup.retention.as_ref(),
+        },
+        owner: None,
+        labels: Default::default(),
+    };
+    let mut metadata = meta.owned_metadata(name(meta));
+    if let Some(labels) = metadata.labels.as_mut() {
+        labels.insert(COMPONENT_LABEL.to_owned(), COMPONENT_BACKUP.to_owned());
+    }
+    Ok(CronJob {
+        metadata,
+        spec: Some(CronJobSpec {
+            schedule: schedule.cronjob_schedule().to_owned(),
+            time_zone: schedule.time_zone().map(|tz| tz.name().to_owned()),
+            suspend: Some(backup.suspend),
+            concurrency_policy: Some("Forbid".to_owned()),
+            successful_jobs_history_limit: Some(SUCCESSFUL_JOBS_HISTORY),
+            failed_jobs_history_limit: Some(FAILED_JOBS_HISTORY),
+            starting_deadline_seconds: Some(STARTING_DEADLINE_SECONDS),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(agent::job_labels(instance, &run)?),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(agent::job_spec(config, instance, &run)?),
+            },
+        }),
+        status: None,
+    })
+}
