@@ -1,0 +1,443 @@
+//! The restore Job the operator builds, run for real: sakila is backed up
+//! from a harness MariaDB into a harness Garage by the agent; a new instance
+//! with `restoreFrom.backupName` is reconciled against the in-memory API
+//! until it creates its Job; that Job's arguments and environment are
+//! resolved the way the kubelet would (secretKeyRef → the Secrets' values,
+//! the downward API → the Job's name; the Service host → a second harness
+//! MariaDB) and the agent runs them in-process, reporting into the same
+//! in-memory API. Every table's checksum must match, `status.restore` must
+//! show the run, the instance must end Ready and Restored, and the
+//! instance's own Secrets must still log in.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use keeper_agent::AgentContext;
+use keeper_crds::{MySQLBackup, MySQLInstance, MySQLInstanceSpec};
+use keeper_operator::context::{Context, OperatorConfig};
+use keeper_operator::metrics::Metrics;
+use keeper_operator::reconcile;
+use keeper_tests::{Garage, MariaDb};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use kube_fake_client::ClientBuilder;
+use mysql_async::prelude::Queryable;
+use serde_json::json;
+
+const NS: &str = "shop";
+const NAME: &str = "orders-copy";
+const BACKUP: &str = "orders-20250101-030000";
+const BACKUP_PASSWORD: &str = "backup-pw-5f1e2d3c";
+const APP_PASSWORD: &str = "app-pw-9a8b7c6d";
+
+/// Stand-in with `Default` for `with_status_subresource` (see reconcile.rs).
+#[derive(Clone, Debug, serde::Serialize)]
+struct InstanceKind {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: kube::api::ObjectMeta,
+}
+
+impl Default for InstanceKind {
+    fn default() -> Self {
+        Self {
+            api_version: keeper_crds::API_GROUP_VERSION,
+            kind: "MySQLInstance",
+            metadata: kube::api::ObjectMeta::default(),
+        }
+    }
+}
+
+impl kube::Resource for InstanceKind {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        MySQLInstance::kind(&())
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        MySQLInstance::group(&())
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        MySQLInstance::version(&())
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        MySQLInstance::plural(&())
+    }
+    fn meta(&self) -> &kube::api::ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(name.to_owned());
+    secret.metadata.namespace = Some(NS.to_owned());
+    secret.data = Some(
+        data.iter()
+            .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+    );
+    secret
+}
+
+async fn secret_value(client: &Client, name: &str, key: &str) -> String {
+    let secret = Api::<Secret>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
+    let bytes = secret.data.unwrap_or_default()[key].0.clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Every base table of `db` with its `CHECKSUM TABLE`, and the row count.
+async fn checksums(server: &MariaDb, db: &str) -> BTreeMap<String, (Option<u64>, u64)> {
+    let mut conn = server.connect().await.unwrap();
+    let tables: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            (db,),
+        )
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let sum: (String, Option<u64>) = conn
+            .query_first(format!("CHECKSUM TABLE `{db}`.`{table}`"))
+            .await
+            .unwrap()
+            .unwrap();
+        let rows: u64 = conn
+            .query_first(format!("SELECT COUNT(*) FROM `{db}`.`{table}`"))
+            .await
+            .unwrap()
+            .unwrap();
+        out.insert(table, (sum.1, rows));
+    }
+    conn.disconnect().await.unwrap();
+    out
+}
+
+/// The accounts the operator keeps on a server (DESIGN: it owns them): the
+/// application user and the backup user with its MariaDB grants
+/// (`operator/src/accounts.rs`). The harness server's root is the root.
+///
+/// The harness runs with `--log-bin` (the operator's MariaDB does not), and
+/// with the binary log on a user without SUPER may create stored functions
+/// only under `log_bin_trust_function_creators` (error 1419 otherwise): set
+/// here as a server with the binary log must have it for a restore as the
+/// backup user.
+fn operator_accounts(server: &MariaDb) {
+    server
+        .run_sql(
+            &format!(
+                "CREATE USER 'keeper_backup'@'%' IDENTIFIED BY '{BACKUP_PASSWORD}';
+                 GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, CREATE, ALTER, DROP,
+                   INSERT, INDEX, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, REFERENCES,
+                   CREATE TEMPORARY TABLES, BINLOG MONITOR, SET USER ON *.* TO 'keeper_backup'@'%';
+                 CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}';
+                 GRANT ALL PRIVILEGES ON `sakila`.* TO 'app'@'%';
+                 SET GLOBAL log_bin_trust_function_creators = 1;"
+            ),
+            None,
+        )
+        .unwrap();
+}
+
+async fn logs_in(server: &MariaDb, user: &str, password: &str) -> u64 {
+    let mut conn = mysql_async::Conn::new(server.opts_for(user, password, Some("sakila")))
+        .await
+        .unwrap_or_else(|e| panic!("{user} cannot log in after the restore: {e}"));
+    let actors: u64 = conn
+        .query_first("SELECT COUNT(*) FROM actor")
+        .await
+        .unwrap()
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    actors
+}
+
+/// The Job's container arguments and environment as the pod would see
+/// them, with the server's Service address replaced by `target`'s.
+async fn resolve(
+    client: &Client,
+    job: &Job,
+    target: &MariaDb,
+) -> (Vec<String>, HashMap<String, String>) {
+    let job_name = job.metadata.name.clone().unwrap();
+    let container = &job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let mut args = vec!["keeper-agent".to_owned()];
+    let mut given = container.args.clone().unwrap().into_iter();
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--host" => {
+                let host = given.next().unwrap();
+                assert_eq!(host, format!("{NAME}.{NS}.svc"), "the client Service");
+                args.extend(["--host".to_owned(), target.host().to_owned()]);
+            }
+            "--port" => {
+                assert_eq!(given.next().as_deref(), Some("3306"));
+                args.extend(["--port".to_owned(), target.port().to_string()]);
+            }
+            _ => args.push(arg),
+        }
+    }
+    let mut env = HashMap::new();
+    for var in container.env.clone().unwrap() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), None) => value.clone(),
+            (None, Some(source)) => {
+                if let Some(selector) = &source.secret_key_ref {
+                    secret_value(client, &selector.name, &selector.key).await
+                } else if let Some(field) = &source.field_ref {
+                    assert_eq!(
+                        field.field_path,
+                        "metadata.labels['batch.kubernetes.io/job-name']"
+                    );
+                    job_name.clone()
+                } else {
+                    panic!("unexpected env source for {}: {source:?}", var.name)
+                }
+            }
+            other => panic!("{}: {other:?}", var.name),
+        };
+        env.insert(var.name.clone(), value);
+    }
+    (args, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_restore_job_restores_sakila_and_reports_it() {
+    let garage = Garage::start().unwrap();
+    let source = MariaDb::start().unwrap();
+    let target = MariaDb::start().unwrap();
+    let sakila = keeper_tests::sakila_dir();
+    source
+        .run_sql_file(&sakila.join("sakila-mv-schema.sql"), None)
+        .unwrap();
+    source
+        .run_sql_file(&sakila.join("sakila-mv-data.sql"), None)
+        .unwrap();
+    operator_accounts(&target);
+
+    // 1. The backup, taken by the agent outside Kubernetes.
+    let to = format!("s3://{}/prod/orders", garage.bucket());
+    let mut backup_env: HashMap<String, String> = garage
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    backup_env.insert("MYSQL_PWD".into(), source.root_password().to_owned());
+    let port = source.port().to_string();
+    keeper_agent::run(
+        [
+            "keeper-agent",
+            "backup",
+            "--host",
+            source.host(),
+            "--port",
+            &port,
+            "--user",
+            source.root_user(),
+            "--databases",
+            "sakila",
+            "--to",
+            &to,
+            "--name",
+            BACKUP,
+            "--s3-force-path-style",
+        ],
+        AgentContext {
+            env: backup_env,
+            kube: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    // 2. The cluster: the backup's object as the agent records it, the S3
+    //    Secret, the new instance and the Secrets the operator keeps for it.
+    let mut backup = MySQLBackup::for_instance(BACKUP, NS, "orders", None);
+    backup.status = Some(
+        serde_json::from_value(json!({
+            "phase": "Succeeded",
+            "destination": {"s3": {"bucket": garage.bucket(), "prefix": "prod/orders",
+                "endpoint": garage.endpoint(), "region": garage.region(), "forcePathStyle": true,
+                "credentialsSecretRef": {"name": "orders-s3"}}},
+            "location": format!("{to}/{BACKUP}"),
+        }))
+        .unwrap(),
+    );
+    let spec: MySQLInstanceSpec = serde_json::from_value(json!({
+        "flavor": "mariadb", "version": "10.11", "user": "app",
+        "restoreFrom": {"backupName": BACKUP}
+    }))
+    .unwrap();
+    let mut instance = MySQLInstance::new(NAME, spec);
+    instance.metadata.namespace = Some(NS.into());
+    instance.metadata.generation = Some(1);
+    instance.metadata.uid = Some("uid-orders-copy".into());
+    let client = ClientBuilder::new()
+        .with_resource::<MySQLInstance>()
+        .with_resource::<MySQLBackup>()
+        .with_status_subresource::<InstanceKind>()
+        .with_object(instance)
+        .with_object(backup)
+        .with_object(secret(
+            "orders-s3",
+            &[
+                ("AWS_ACCESS_KEY_ID", garage.access_key_id()),
+                ("AWS_SECRET_ACCESS_KEY", garage.secret_access_key()),
+            ],
+        ))
+        .with_object(secret(
+            &format!("{NAME}-credentials"),
+            &[
+                ("root-password", target.root_password()),
+                ("username", "app"),
+                ("password", APP_PASSWORD),
+            ],
+        ))
+        .with_object(secret(
+            &format!("{NAME}-backup"),
+            &[("username", "keeper_backup"), ("password", BACKUP_PASSWORD)],
+        ))
+        .build()
+        .await
+        .unwrap();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        OperatorConfig::default(),
+        Arc::new(Metrics::default()),
+        None,
+    ));
+    let instances = Api::<MySQLInstance>::namespaced(client.clone(), NS);
+    let reconcile_once = || async {
+        let instance = instances.get(NAME).await.unwrap();
+        reconcile(Arc::new(instance), ctx.clone()).await.unwrap();
+    };
+
+    // 3. The operator brings the server up, then creates the restore Job.
+    reconcile_once().await;
+    Api::<StatefulSet>::namespaced(client.clone(), NS)
+        .patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"replicas": 1, "readyReplicas": 1}})),
+        )
+        .await
+        .unwrap();
+    reconcile_once().await;
+    let jobs = Api::<Job>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    let job_name = job.metadata.name.clone().unwrap();
+    let status = instances.get(NAME).await.unwrap().status.unwrap();
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Restoring"));
+
+    // 4. The Job's pod: the agent in-process with the Job's args and env.
+    let (args, env) = resolve(&client, job, &target).await;
+    assert!(
+        args.iter()
+            .all(|a| !a.contains(BACKUP_PASSWORD) && !a.contains(garage.secret_access_key())),
+        "no secret in the arguments: {args:?}"
+    );
+    keeper_agent::run(
+        args,
+        AgentContext {
+            env,
+            kube: Some(client.clone()),
+        },
+    )
+    .await
+    .unwrap();
+
+    // Every table came back.
+    let before = checksums(&source, "sakila").await;
+    assert!(before.len() >= 16, "{before:?}");
+    assert_eq!(checksums(&target, "sakila").await, before);
+
+    // The agent reported the run into status.restore.
+    let restore = instances
+        .get(NAME)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .restore
+        .unwrap();
+    assert_eq!(restore.phase.as_str(), "Succeeded");
+    assert_eq!(restore.source, BACKUP);
+    assert_eq!(restore.job_name.as_deref(), Some(job_name.as_str()));
+    assert!(restore.members_total.unwrap() > 0);
+    assert_eq!(restore.members_done, restore.members_total);
+    assert!(restore.bytes_done.unwrap() > 0);
+    assert!(restore.completion_time.is_some());
+
+    // 5. The Job completes: the instance is Ready and Restored.
+    Api::<Job>::namespaced(client.clone(), NS)
+        .patch(
+            &job_name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"succeeded": 1,
+                "conditions": [{"type": "Complete", "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+    reconcile_once().await;
+    let status = instances.get(NAME).await.unwrap().status.unwrap();
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Ready"));
+    let restored = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Restored")
+        .unwrap();
+    assert_eq!(restored.status, "True");
+    assert!(
+        status
+            .restored_from
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{BACKUP} [")),
+        "{:?}",
+        status.restored_from
+    );
+    assert_eq!(
+        status.restore.unwrap().members_done,
+        restore.members_done,
+        "the agent's progress is untouched"
+    );
+
+    // 6. The instance's own Secrets still log in: a restore has no accounts.
+    let root = secret_value(&client, &format!("{NAME}-credentials"), "root-password").await;
+    let app = secret_value(&client, &format!("{NAME}-credentials"), "password").await;
+    let actors = before["actor"].1;
+    assert_eq!(logs_in(&target, "root", &root).await, actors);
+    assert_eq!(logs_in(&target, "app", &app).await, actors);
+    assert_eq!(
+        logs_in(&target, "keeper_backup", BACKUP_PASSWORD).await,
+        actors
+    );
+}
