@@ -22,8 +22,9 @@ use crate::manifest::Manifest;
 /// Annotation the agent puts on a `MySQLBackup` it creates: the Job that
 /// created it. Lets a create whose response was lost (and is retried) adopt
 /// its own object instead of failing on `AlreadyExists`, without ever taking
-/// over someone else's object of the same name.
-pub const CREATED_BY_JOB_ANNOTATION: &str = "mysql.keeper.dev/created-by-job";
+/// over someone else's object of the same name (shared with the operator,
+/// which never starts a Job for such an object).
+pub use keeper_crds::agent::CREATED_BY_JOB_ANNOTATION;
 
 /// Reports one backup run. Outside Kubernetes every method does nothing.
 ///

@@ -62,23 +62,12 @@ pub use backup::{BackupReporter, CREATED_BY_JOB_ANNOTATION};
 pub use restore::{DEFAULT_PROGRESS_INTERVAL, RestoreProgressTask, RestoreReporter};
 pub use retry::RetryPolicy;
 
-/// Field manager of every write the agent makes.
-pub const FIELD_MANAGER: &str = "keeper-agent";
-/// Namespace of the instance; its presence (with a Kubernetes client) turns reporting on.
-pub const ENV_NAMESPACE: &str = "KEEPER_NAMESPACE";
-/// Name of the `MySQLInstance`.
-pub const ENV_INSTANCE: &str = "KEEPER_INSTANCE";
-/// Name of the `MySQLBackup` of an on-demand run; absent for a scheduled run.
-pub const ENV_BACKUP: &str = "KEEPER_BACKUP";
-/// Name of the Job running the agent, recorded as `jobName`.
-pub const ENV_JOB_NAME: &str = "KEEPER_JOB_NAME";
-/// Downward-API field path the operator uses to fill [`ENV_JOB_NAME`]: the
-/// label the Job controller puts on its pods (works for CronJob-made Jobs too).
-pub const JOB_NAME_FIELD_PATH: &str = "metadata.labels['batch.kubernetes.io/job-name']";
-/// The destination used, as JSON of a [`BackupDestination`].
-pub const ENV_DESTINATION: &str = "KEEPER_DESTINATION";
-/// What a restore shows as its source (a `MySQLBackup` name or a location URL).
-pub const ENV_RESTORE_SOURCE: &str = "KEEPER_RESTORE_SOURCE";
+// The names the operator's Job sets and the agent reads live in keeper-crds,
+// so the operator shares them without depending on the agent.
+pub use keeper_crds::agent::{
+    ENV_BACKUP, ENV_DESTINATION, ENV_INSTANCE, ENV_JOB_NAME, ENV_NAMESPACE, ENV_RESTORE_SOURCE,
+    FIELD_MANAGER, JOB_NAME_FIELD_PATH,
+};
 
 /// Longest message written into a status. Agent errors are one line already;
 /// this only keeps a pathological one from bloating the object.

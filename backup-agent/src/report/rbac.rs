@@ -15,14 +15,9 @@
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
-/// `mysqlbackups`.
-pub const BACKUPS: &str = "mysqlbackups";
-/// `mysqlbackups/status`.
-pub const BACKUPS_STATUS: &str = "mysqlbackups/status";
-/// `mysqlinstances`.
-pub const INSTANCES: &str = "mysqlinstances";
-/// `mysqlinstances/status`.
-pub const INSTANCES_STATUS: &str = "mysqlinstances/status";
+pub use keeper_crds::agent::{
+    BACKUPS, BACKUPS_STATUS, INSTANCES, INSTANCES_STATUS, agent_policy_rules,
+};
 
 /// Which objects of a resource a permission covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,35 +95,6 @@ pub const REPORTER_CALLS: &[Permission] = &[
     GET_INSTANCE,
     PATCH_INSTANCE_STATUS,
 ];
-
-/// The Role rules of the agent of `instance`: one rule per (resource, scope),
-/// verbs in [`AGENT_PERMISSIONS`] order, the instance rules limited to
-/// `resourceNames: [instance]`.
-pub fn agent_policy_rules(instance: &str) -> Vec<PolicyRule> {
-    let mut rules: Vec<(Permission, Vec<String>)> = Vec::new();
-    for p in AGENT_PERMISSIONS {
-        match rules
-            .iter_mut()
-            .find(|(first, _)| first.resource == p.resource && first.scope == p.scope)
-        {
-            Some((_, verbs)) => verbs.push(p.verb.to_owned()),
-            None => rules.push((*p, vec![p.verb.to_owned()])),
-        }
-    }
-    rules
-        .into_iter()
-        .map(|(p, verbs)| PolicyRule {
-            api_groups: Some(vec![keeper_crds::API_GROUP.to_owned()]),
-            resources: Some(vec![p.resource.to_owned()]),
-            resource_names: match p.scope {
-                Scope::Namespace => None,
-                Scope::OwnInstance => Some(vec![instance.to_owned()]),
-            },
-            verbs,
-            non_resource_urls: None,
-        })
-        .collect()
-}
 
 /// Whether `rules` allow `verb` on `resource` (in `mysql.keeper.dev`) for the
 /// object `name`, with the RBAC authorizer's matching: `*` wildcards, and a
