@@ -76,6 +76,19 @@ struct Cluster {
     ctx: Arc<Context>,
 }
 
+/// The backup user is "ensured" without a server (the SQL side has its own
+/// tests in accounts.rs).
+struct NoAccounts;
+
+impl keeper_operator::accounts::AccountManager for NoAccounts {
+    fn ensure_backup_user<'a>(
+        &'a self,
+        _target: &'a keeper_operator::accounts::AccountTarget,
+    ) -> futures::future::BoxFuture<'a, Result<(), keeper_operator::accounts::AccountsError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 fn kind_and_name(object: &Value) -> String {
     format!(
         "{} {}",
@@ -139,12 +152,15 @@ async fn cluster(
         .build()
         .await
         .expect("fake client");
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        OperatorConfig::default(),
-        Arc::new(Metrics::default()),
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            None,
+        )
+        .with_accounts(Arc::new(NoAccounts)),
+    );
     Cluster {
         client,
         writes,
@@ -901,30 +917,4 @@ async fn restores_never_overlap() {
     cluster.job_ends(&first, true).await;
     cluster.reconcile().await;
     assert_eq!(cluster.jobs().await.len(), 2);
-}
-
-#[tokio::test]
-async fn no_restore_before_the_backup_user_exists() {
-    let cluster = cluster(
-        instance(by_name("orders-b1")),
-        vec![backup("orders-b1", "Succeeded")],
-        vec![s3_creds("orders-s3")],
-    )
-    .await;
-    cluster.server_ready().await;
-    cluster.reconcile().await;
-    cluster.reconcile().await;
-    assert!(cluster.jobs().await.is_empty());
-    let status = cluster.status().await;
-    let (_, reason, message) = condition(&status, "Restored");
-    assert_eq!(reason, "RestorePending");
-    assert!(message.contains("fresh-backup"), "{message}");
-    assert_eq!(condition(&status, "Ready").0, "False");
-    cluster
-        .api::<Secret>()
-        .create(&PostParams::default(), &backup_user_secret())
-        .await
-        .unwrap();
-    cluster.reconcile().await;
-    assert_eq!(cluster.jobs().await.len(), 1);
 }
