@@ -65,6 +65,8 @@ pub struct Context {
     recorder: Recorder,
     /// Consecutive failures per instance, for exponential retry backoff.
     backoff: Backoff,
+    /// The last account error reported per instance, so it is published once.
+    account_failures: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -87,6 +89,26 @@ impl Context {
             accounts: Arc::new(SqlAccountManager::default()),
             final_backup_timeout: DEFAULT_FINAL_BACKUP_TIMEOUT,
             backoff: Backoff::default(),
+            account_failures: Mutex::default(),
+        }
+    }
+
+    /// Records the account error `message` of `instance` (`namespace/name`);
+    /// `None` clears it. Returns whether it differs from the last one, i.e.
+    /// whether it is worth an Event.
+    pub fn note_account_failure(&self, instance: &str, message: Option<&str>) -> bool {
+        let mut failures = self
+            .account_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match message {
+            Some(message) => {
+                failures
+                    .insert(instance.to_owned(), message.to_owned())
+                    .as_deref()
+                    != Some(message)
+            }
+            None => failures.remove(instance).is_some(),
         }
     }
 

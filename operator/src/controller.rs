@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keeper_crds::{INSTANCE_LABEL, MySQLInstance};
@@ -119,6 +119,8 @@ pub async fn run(
     .owns(api::<ConfigMap>(&client, ns), children.clone())
     // Restore Jobs: their end moves the instance from Restoring on.
     .owns(api::<Job>(&client, ns), children.clone())
+    // The scheduled backups' CronJob: drift or deletion is undone.
+    .owns(api::<CronJob>(&client, ns), children.clone())
     .watches(
         api::<Secret>(&client, ns),
         children.clone(),
@@ -139,8 +141,14 @@ pub async fn run(
         namespace = ns.unwrap_or("<all>"),
         "starting MySQLInstance controller"
     );
+    // MySQLBackup objects (on-demand backups and their Jobs) next to it.
+    let backups = tokio::spawn(crate::backup::run(
+        ctx.clone(),
+        namespace.clone(),
+        shutdown.clone(),
+    ));
     controller
-        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -150,6 +158,10 @@ pub async fn run(
         })
         .await;
     readiness.abort();
+    shutdown.cancel();
+    if let Err(error) = backups.await {
+        tracing::warn!(%error, "MySQLBackup controller task ended abnormally");
+    }
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");
 }
 

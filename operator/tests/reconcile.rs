@@ -307,7 +307,8 @@ async fn creates_objects_and_status_then_an_idle_reconcile_writes_nothing() {
     let reasons: Vec<String> = cluster.events().await.into_iter().map(|e| e.1).collect();
     assert_eq!(
         reasons.iter().filter(|r| *r == "Created").count(),
-        4,
+        // ConfigMap, 2 Services, StatefulSet; the agent's ServiceAccount, Role, RoleBinding.
+        7,
         "{reasons:?}"
     );
     assert!(

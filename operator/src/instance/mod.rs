@@ -2,8 +2,10 @@
 //! status. Each step is a module; this one only puts them in order.
 
 pub mod apply;
+pub mod backups;
 pub mod build;
 pub mod fetch;
+pub mod final_backup;
 pub mod restore;
 pub mod status;
 pub mod validate;
@@ -50,8 +52,8 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     if instance.meta().deletion_timestamp.is_some() {
         // Owned children are garbage-collected; the credentials Secret and the
-        // data claim stay on purpose.
-        return Ok(Action::await_change());
+        // data claim stay on purpose. With backupOnDelete a final backup runs first.
+        return final_backup::on_delete(ctx, instance, Utc::now()).await;
     }
     let client = &ctx.client;
     let instances = Api::<MySQLInstance>::namespaced(client.clone(), &namespace);
@@ -61,11 +63,13 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
 
     let problems = validate::problems(instance, &observed);
     if let Some(error) = validate::into_error(&problems) {
-        let new = status::invalid(instance, &error, Utc::now());
+        let mut new = status::invalid(instance, &error, Utc::now());
+        backups::mark_invalid(instance, &mut new, Utc::now());
         status::write(&instances, instance, &new, manager).await?;
         return Err(error);
     }
 
+    final_backup::sync_finalizer(ctx, instance).await?;
     ensure_credentials(ctx, &namespace, &meta, instance, &observed).await?;
 
     let pinned = observed
@@ -114,6 +118,16 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
 
     let readiness = Readiness::observe(Some(&stateful_set), observed.data_claim.as_ref());
     let mut new = status::healthy(instance, &meta, &readiness, Utc::now());
+    let backup_requeue = backups::reconcile(
+        ctx,
+        instance,
+        &meta,
+        &observed,
+        &readiness,
+        &mut new,
+        Utc::now(),
+    )
+    .await?;
     let restore_requeue =
         restore::reconcile(ctx, instance, &namespace, &readiness, &mut new).await?;
     for transition in status::transitions(instance.status.as_ref(), &new) {
@@ -134,7 +148,10 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         PROVISIONING_REQUEUE
     };
     Ok(Action::requeue(
-        restore_requeue.map_or(requeue, |r| r.min(requeue)),
+        [restore_requeue, backup_requeue]
+            .into_iter()
+            .flatten()
+            .fold(requeue, Duration::min),
     ))
 }
 

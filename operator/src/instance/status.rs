@@ -243,6 +243,8 @@ pub async fn write(
             "endpoint": new.endpoint,
             "credentialsSecret": new.credentials_secret,
             "restoredFrom": new.restored_from,
+            "nextBackupTime": new.next_backup_time,
+            "finalBackup": new.final_backup,
         }
     });
     api.patch_status(

@@ -1,0 +1,574 @@
+//! The instance's side of backups: the agent's identity, the backup user, the
+//! CronJob of `spec.backup.schedule`, and the status that tells whether
+//! backups are happening (`nextBackupTime`, `BackupScheduled`,
+//! `BackupsHealthy`).
+//!
+//! * The agent's ServiceAccount, Role and RoleBinding (`<name>-backup-agent`,
+//!   owned by the instance) are applied for every instance: on-demand backups
+//!   and restores need them even without a schedule.
+//! * `<name>-backup` (keys `username`, `password`) is created once from a
+//!   CSPRNG and never owned or changed, like the credentials Secret; once the
+//!   server is ready the MySQL account is ensured over SQL with the root
+//!   password ([`crate::accounts`]). A failure there is a Warning Event
+//!   `BackupUserFailed` and a quick retry, not a failed reconcile: the server
+//!   itself is fine.
+//! * A valid schedule is applied as the CronJob `<name>-backup`; removing
+//!   `spec.backup` or its schedule deletes it.
+//! * `BackupsHealthy` is False (with a Warning Event `BackupsOverdue` when it
+//!   turns so) when the last success — `status.lastBackup.time`, else the
+//!   newest Succeeded `MySQLBackup` of the instance — is older than twice the
+//!   schedule's interval ([`keeper_crds::Schedule::is_overdue`]). Without any
+//!   success yet, the clock starts when the schedule was set up
+//!   (`BackupScheduled`'s transition time). The instance is requeued for the
+//!   next run (plus a grace period) and for the moment it would become
+//!   overdue, so the check runs without any watch event.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Secret;
+use keeper_crds::agent::{BACKUP_PASSWORD_KEY, BACKUP_USER, BACKUP_USERNAME_KEY};
+use keeper_crds::condition::{
+    self, BACKUP_SCHEDULED, BACKUPS_HEALTHY, ConditionStatus, find_condition, from_k8s_time,
+    remove_condition,
+};
+use keeper_crds::instance::{DEFAULT_ROOT_PASSWORD_KEY, MYSQL_PORT};
+use keeper_crds::{BackupPhase, INSTANCE_LABEL, MySQLBackup, MySQLInstance, MySQLInstanceStatus};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::apply;
+use super::build::{InstanceMeta, agent_rbac, cronjob, secret};
+use super::fetch::Observed;
+use super::status::Readiness;
+use crate::accounts::AccountTarget;
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// Reason of `BackupScheduled=True`.
+pub const REASON_SCHEDULED: &str = "Scheduled";
+/// `BackupScheduled=False`: `spec.backup` has no schedule.
+pub const REASON_NO_SCHEDULE: &str = "NoSchedule";
+/// `BackupScheduled=False`: `spec.backup.suspend` is true.
+pub const REASON_SUSPENDED: &str = "Suspended";
+/// `BackupsHealthy=True`.
+pub const REASON_RECENT: &str = "BackupsRecent";
+/// `BackupsHealthy=False`, and the Warning Event when it turns so.
+pub const REASON_OVERDUE: &str = "BackupsOverdue";
+/// `BackupsHealthy=True` while no backup is due yet.
+pub const REASON_NONE_DUE: &str = "NoBackupDueYet";
+/// Warning Event when the backup user cannot be ensured.
+pub const REASON_BACKUP_USER_FAILED: &str = "BackupUserFailed";
+
+/// How long after a scheduled run the instance is looked at again (the run
+/// should have reported by then, or started at least).
+const AFTER_RUN_GRACE: Duration = Duration::from_secs(600);
+/// Retry delay when the backup user could not be ensured.
+const ACCOUNT_RETRY: Duration = Duration::from_secs(30);
+
+async fn get<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Option<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("{} {namespace}/{name}", K::kind(&())),
+            source: Box::new(source),
+        })
+}
+
+async fn apply_child<K>(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    desired: &K,
+) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let existing: Option<K> = get(ctx, namespace, &name).await?;
+    let api = Api::<K>::namespaced(ctx.client.clone(), namespace);
+    let (outcome, _) =
+        apply::apply(&api, desired, existing.as_ref(), &ctx.config.field_manager).await?;
+    super::report::<K>(ctx, instance, outcome, &name).await;
+    Ok(())
+}
+
+/// Runs the backup step of the instance reconcile (see the module docs) and
+/// fills the backup fields of `status`. Returns when to look again.
+///
+/// # Errors
+/// API failures; a failed SQL connection is not an error (see module docs).
+pub async fn reconcile(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    observed: &Observed,
+    readiness: &Readiness,
+    status: &mut MySQLInstanceStatus,
+    now: DateTime<Utc>,
+) -> Result<Option<Duration>> {
+    let namespace = meta
+        .namespace
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    apply_child(
+        ctx,
+        instance,
+        &namespace,
+        &agent_rbac::service_account(meta),
+    )
+    .await?;
+    apply_child(ctx, instance, &namespace, &agent_rbac::role(meta)).await?;
+    apply_child(ctx, instance, &namespace, &agent_rbac::role_binding(meta)).await?;
+
+    let mut requeue = None;
+    if readiness.ready_replicas >= 1
+        && !ensure_backup_user(ctx, instance, meta, &namespace, observed).await?
+    {
+        requeue = Some(ACCOUNT_RETRY);
+    }
+
+    let schedule_requeue = schedule(ctx, instance, meta, &namespace, status, now).await?;
+    Ok(min_duration(requeue, schedule_requeue))
+}
+
+fn min_duration(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn secret_value(secret: Option<&Secret>, key: &str) -> Option<String> {
+    let secret = secret?;
+    if let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) {
+        return String::from_utf8(value.0.clone()).ok();
+    }
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
+}
+
+/// Ensures the backup user's Secret and MySQL account; returns whether both
+/// are in place.
+///
+/// The Secret is created only after the account was created with its
+/// password, so "`<name>-backup` exists" means "the backup user can log in"
+/// (what a restore waits for). A Secret that exists is never changed; the
+/// account is brought in line with it (`ALTER USER`).
+async fn ensure_backup_user(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    namespace: &str,
+    observed: &Observed,
+) -> Result<bool> {
+    let name = instance.backup_secret_name();
+    let existing = get::<Secret>(ctx, namespace, &name).await?;
+    let (backup_password, new_secret) = match secret_value(existing.as_ref(), BACKUP_PASSWORD_KEY) {
+        Some(password) => (password, false),
+        None if existing.is_some() => {
+            ctx.publish(
+                    instance,
+                    EventType::Warning,
+                    REASON_BACKUP_USER_FAILED,
+                    "Accounts",
+                    format!("Secret {name} has no key {BACKUP_PASSWORD_KEY}; add it or delete the Secret so the operator generates one"),
+                )
+                .await;
+            return Ok(false);
+        }
+        None => (secret::generate_password(), true),
+    };
+    if !ensure_account(ctx, instance, namespace, observed, backup_password.clone()).await {
+        return Ok(false);
+    }
+    if !new_secret {
+        return Ok(true);
+    }
+    let data = BTreeMap::from([
+        (
+            BACKUP_USERNAME_KEY.to_owned(),
+            ByteString(BACKUP_USER.as_bytes().to_vec()),
+        ),
+        (
+            BACKUP_PASSWORD_KEY.to_owned(),
+            ByteString(backup_password.into_bytes()),
+        ),
+    ]);
+    let desired = Secret {
+        metadata: meta.unowned_metadata(name.clone()),
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    };
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    match secrets.create(&PostParams::default(), &desired).await {
+        Ok(_) => {
+            ctx.publish(
+                instance,
+                EventType::Normal,
+                "BackupUserCreated",
+                "Accounts",
+                format!("MySQL account {BACKUP_USER} ensured; its password is in Secret {name}"),
+            )
+            .await;
+            Ok(true)
+        }
+        // Created meanwhile: the next reconcile aligns the account with it.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(source) => Err(Error::CredentialsFailed {
+            name,
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// Ensures the backup account with `backup_password`; returns whether it is
+/// in place. A failure is a Warning Event (once per distinct error).
+async fn ensure_account(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    observed: &Observed,
+    backup_password: String,
+) -> bool {
+    let (root_secret, root_key) = match &instance.spec.root_password_secret_ref {
+        Some(reference) => (observed.root_secret.as_ref(), reference.key.as_str()),
+        None => (observed.credentials.as_ref(), DEFAULT_ROOT_PASSWORD_KEY),
+    };
+    let Some(root_password) = secret_value(root_secret, root_key) else {
+        return false;
+    };
+    let Ok(host) = crate::agent::server_host(instance) else {
+        return false;
+    };
+    // Anything that could make the account differ: the server's data (its
+    // claim), the instance, either password.
+    let mut hasher = Sha256::new();
+    for part in [
+        instance.metadata.uid.as_deref().unwrap_or_default(),
+        observed
+            .data_claim
+            .as_ref()
+            .and_then(|c| c.metadata.uid.as_deref())
+            .unwrap_or_default(),
+        &root_password,
+        &backup_password,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let target = AccountTarget {
+        host,
+        port: MYSQL_PORT,
+        root_user: "root".to_owned(),
+        root_password,
+        backup_password,
+        cache_key: format!(
+            "{namespace}/{}/{}",
+            instance.metadata.name.as_deref().unwrap_or_default(),
+            hex::encode(hasher.finalize())
+        ),
+    };
+    let key = format!(
+        "{namespace}/{}",
+        instance.metadata.name.as_deref().unwrap_or_default()
+    );
+    match ctx.accounts.ensure_backup_user(&target).await {
+        Ok(()) => {
+            ctx.note_account_failure(&key, None);
+            true
+        }
+        Err(error) => {
+            tracing::warn!(instance = %key, %error, "cannot ensure the backup user");
+            if ctx.note_account_failure(&key, Some(&error.to_string())) {
+                ctx.publish(
+                    instance,
+                    EventType::Warning,
+                    REASON_BACKUP_USER_FAILED,
+                    "Accounts",
+                    format!("cannot ensure the MySQL account {BACKUP_USER}: {error}"),
+                )
+                .await;
+            }
+            false
+        }
+    }
+}
+
+/// Applies or deletes the CronJob and sets the schedule's status fields.
+async fn schedule(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    namespace: &str,
+    status: &mut MySQLInstanceStatus,
+    now: DateTime<Utc>,
+) -> Result<Option<Duration>> {
+    let generation = instance.metadata.generation;
+    let cron_name = cronjob::name(meta);
+    let Some(backup) = &instance.spec.backup else {
+        delete_cronjob(ctx, instance, namespace, &cron_name).await?;
+        remove_condition(&mut status.conditions, BACKUP_SCHEDULED);
+        remove_condition(&mut status.conditions, BACKUPS_HEALTHY);
+        status.next_backup_time = None;
+        return Ok(None);
+    };
+    // The spec was validated before: an error here cannot happen, and is
+    // reported like one rather than assumed away.
+    let parsed = instance
+        .spec
+        .schedule()
+        .map_err(|error| Error::InvalidSpec {
+            reason: error.reason(),
+            message: error.to_string(),
+        })?;
+    let Some(parsed) = parsed else {
+        delete_cronjob(ctx, instance, namespace, &cron_name).await?;
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(
+                BACKUP_SCHEDULED,
+                false,
+                REASON_NO_SCHEDULE,
+                "spec.backup has no schedule: only on-demand backups (MySQLBackup objects) run",
+                generation,
+                now,
+            ),
+        );
+        remove_condition(&mut status.conditions, BACKUPS_HEALTHY);
+        status.next_backup_time = None;
+        return Ok(None);
+    };
+
+    let desired = cronjob::build(&ctx.config, instance, meta, backup, &parsed)?;
+    apply_child(ctx, instance, namespace, &desired).await?;
+
+    if backup.suspend {
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(
+                BACKUP_SCHEDULED,
+                false,
+                REASON_SUSPENDED,
+                format!("{parsed} is suspended (spec.backup.suspend)"),
+                generation,
+                now,
+            ),
+        );
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(
+                BACKUPS_HEALTHY,
+                ConditionStatus::Unknown,
+                REASON_SUSPENDED,
+                "scheduled backups are suspended",
+                generation,
+                now,
+            ),
+        );
+        status.next_backup_time = None;
+        return Ok(None);
+    }
+
+    let next = parsed.next_after(now);
+    status.next_backup_time = next;
+    let next_text = next.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+    condition::set_condition(
+        &mut status.conditions,
+        condition::new_condition(
+            BACKUP_SCHEDULED,
+            true,
+            REASON_SCHEDULED,
+            format!("CronJob {cron_name} runs {parsed}; next run {next_text}"),
+            generation,
+            now,
+        ),
+    );
+
+    // The last success, or since when one has been expected.
+    let last_success = match status.last_backup.as_ref().map(|b| b.time) {
+        Some(time) => Some(time),
+        None => newest_success(ctx, instance, namespace).await?,
+    };
+    let since = last_success.or_else(|| {
+        find_condition(&status.conditions, BACKUP_SCHEDULED)
+            .map(|c| from_k8s_time(&c.last_transition_time))
+    });
+    let mut requeue = next.map(|n| to_std(n - now) + AFTER_RUN_GRACE);
+    let previous = find_condition(&status.conditions, BACKUPS_HEALTHY).map(|c| c.status.clone());
+    let healthy = match since {
+        Some(since) if parsed.is_overdue(since, now) => {
+            let message = match last_success {
+                Some(t) => format!(
+                    "the last successful backup is from {}, more than twice the interval of {parsed} ago; check the backup Jobs and MySQLBackup objects of this instance",
+                    t.to_rfc3339()
+                ),
+                None => format!(
+                    "no successful backup since the schedule {parsed} was set up at {}; check the backup Jobs and MySQLBackup objects of this instance",
+                    since.to_rfc3339()
+                ),
+            };
+            condition::new_condition(
+                BACKUPS_HEALTHY,
+                false,
+                REASON_OVERDUE,
+                message,
+                generation,
+                now,
+            )
+        }
+        Some(since) => {
+            // Look again when it would become overdue.
+            if let Some(interval) = parsed.interval_hint(since) {
+                let due = since + interval * 2;
+                let wait = to_std(due - now) + Duration::from_secs(1);
+                requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
+            }
+            match last_success {
+                Some(t) => condition::new_condition(
+                    BACKUPS_HEALTHY,
+                    true,
+                    REASON_RECENT,
+                    format!("the last successful backup is from {}", t.to_rfc3339()),
+                    generation,
+                    now,
+                ),
+                None => condition::new_condition(
+                    BACKUPS_HEALTHY,
+                    true,
+                    REASON_NONE_DUE,
+                    "no successful backup yet, none overdue",
+                    generation,
+                    now,
+                ),
+            }
+        }
+        None => condition::new_condition(
+            BACKUPS_HEALTHY,
+            true,
+            REASON_NONE_DUE,
+            "no successful backup yet, none overdue",
+            generation,
+            now,
+        ),
+    };
+    let turned_false = healthy.status == "False" && previous.as_deref() != Some("False");
+    if turned_false {
+        ctx.publish(
+            instance,
+            EventType::Warning,
+            REASON_OVERDUE,
+            "Backup",
+            healthy.message.clone(),
+        )
+        .await;
+    }
+    condition::set_condition(&mut status.conditions, healthy);
+    Ok(requeue)
+}
+
+fn to_std(delta: chrono::Duration) -> Duration {
+    delta.to_std().unwrap_or(Duration::ZERO)
+}
+
+/// The completion (or start) time of the instance's newest Succeeded backup.
+async fn newest_success(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    let name = instance.metadata.name.clone().unwrap_or_default();
+    let backups = Api::<MySQLBackup>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("MySQLBackups of {namespace}/{name}"),
+            source: Box::new(source),
+        })?;
+    Ok(backups
+        .items
+        .iter()
+        .filter(|b| b.spec.instance_ref.name == name && b.phase() == Some(BackupPhase::Succeeded))
+        .filter_map(|b| {
+            let status = b.status.as_ref()?;
+            status.start_time.or(status.completion_time)
+        })
+        .max())
+}
+
+async fn delete_cronjob(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
+    if get::<CronJob>(ctx, namespace, name).await?.is_none() {
+        return Ok(());
+    }
+    let api = Api::<CronJob>::namespaced(ctx.client.clone(), namespace);
+    // Background: the CronJob's finished Jobs go with it; MySQLBackup objects stay.
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(source) => {
+            return Err(Error::DeleteFailed {
+                kind: "CronJob",
+                name: name.to_owned(),
+                source: Box::new(source),
+            });
+        }
+    }
+    ctx.publish(
+        instance,
+        EventType::Normal,
+        "Deleted",
+        "Apply",
+        format!("Deleted CronJob {name}: no backup schedule"),
+    )
+    .await;
+    Ok(())
+}
+
+/// Sets `BackupScheduled=False` for an invalid schedule or time zone (the
+/// reconcile stops there; the CronJob, if any, is left as it was).
+pub fn mark_invalid(
+    instance: &MySQLInstance,
+    status: &mut MySQLInstanceStatus,
+    now: DateTime<Utc>,
+) {
+    if let Err(error) = instance.spec.schedule() {
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(
+                BACKUP_SCHEDULED,
+                false,
+                error.reason(),
+                error.to_string(),
+                instance.metadata.generation,
+                now,
+            ),
+        );
+    }
+}
