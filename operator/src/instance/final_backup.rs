@@ -42,12 +42,22 @@ fn has_finalizer(instance: &MySQLInstance) -> bool {
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
-/// Writes `finalizers` with the resourceVersion that was read, so a
-/// concurrent change by someone else is a conflict (retried), never lost.
+/// Adds or removes [`FINALIZER`] on the stored instance: read fresh (a status
+/// write of this reconcile changed its resourceVersion), written with that
+/// resourceVersion so a concurrent change of the list is a conflict (retried),
+/// never lost.
 async fn set_finalizers(ctx: &Context, instance: &MySQLInstance, add: bool) -> Result<()> {
     let name = instance.metadata.name.clone().unwrap_or_default();
     let namespace = instance.metadata.namespace.clone().unwrap_or_default();
-    let mut finalizers: Vec<String> = instance.metadata.finalizers.clone().unwrap_or_default();
+    let api = Api::<MySQLInstance>::namespaced(ctx.client.clone(), &namespace);
+    let Some(current) = api.get_opt(&name).await.map_err(|source| Error::Kube {
+        what: format!("MySQLInstance {namespace}/{name}"),
+        source: Box::new(source),
+    })?
+    else {
+        return Ok(());
+    };
+    let mut finalizers: Vec<String> = current.metadata.finalizers.clone().unwrap_or_default();
     finalizers.retain(|f| f != FINALIZER);
     if add {
         finalizers.push(FINALIZER.to_owned());
@@ -55,11 +65,10 @@ async fn set_finalizers(ctx: &Context, instance: &MySQLInstance, add: bool) -> R
     let patch = json!({
         "metadata": {
             "finalizers": finalizers,
-            "resourceVersion": instance.metadata.resource_version,
+            "resourceVersion": current.metadata.resource_version,
         }
     });
-    Api::<MySQLInstance>::namespaced(ctx.client.clone(), &namespace)
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::FinalizerFailed {
             name,

@@ -72,3 +72,54 @@ pub fn build(
         status: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::build::agent_rbac;
+
+    fn instance() -> MySQLInstance {
+        let spec = serde_json::from_value(serde_json::json!({"backup": {
+            "schedule": "30 2 * * 1-5",
+            "timeZone": "Europe/Berlin",
+            "destination": {"s3": {"bucket": "backups", "prefix": "orders",
+                "credentialsSecretRef": {"name": "s3-creds"}}},
+            "retention": {"keepLast": 7, "maxAge": "30d"},
+            "databases": ["orders"],
+        }}))
+        .expect("spec");
+        let mut instance = MySQLInstance::new("orders", spec);
+        instance.metadata.namespace = Some("shop".into());
+        instance.metadata.uid = Some("0000-1111".into());
+        instance
+    }
+
+    #[test]
+    fn cronjob_snapshot() {
+        let instance = instance();
+        let meta = InstanceMeta::of(&instance).expect("meta");
+        let backup = instance.spec.backup.clone().expect("backup");
+        let schedule = instance.spec.schedule().expect("valid").expect("set");
+        let cron = build(
+            &OperatorConfig {
+                agent_image: "ghcr.io/mysql-keeper/keeper-agent:test".into(),
+                ..OperatorConfig::default()
+            },
+            &instance,
+            &meta,
+            &backup,
+            &schedule,
+        )
+        .expect("builds");
+        insta::assert_yaml_snapshot!("cronjob", cron);
+    }
+
+    #[test]
+    fn agent_identity_snapshots() {
+        let instance = instance();
+        let meta = InstanceMeta::of(&instance).expect("meta");
+        insta::assert_yaml_snapshot!("service-account", agent_rbac::service_account(&meta));
+        insta::assert_yaml_snapshot!("role", agent_rbac::role(&meta));
+        insta::assert_yaml_snapshot!("role-binding", agent_rbac::role_binding(&meta));
+    }
+}

@@ -1,0 +1,647 @@
+//! Backups against the in-memory API: the schedule's CronJob, status
+//! (nextBackupTime, BackupScheduled, BackupsHealthy), on-demand MySQLBackup →
+//! one Job, a failed Job → Failed with the agent's line, and backupOnDelete.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::Role;
+use keeper_crds::condition::find_condition;
+use keeper_crds::{MySQLBackup, MySQLInstance};
+use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError};
+use keeper_operator::context::{Context, OperatorConfig};
+use keeper_operator::metrics::Metrics;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource};
+use kube_fake_client::{ClientBuilder, interceptor};
+use serde_json::json;
+
+const NS: &str = "shop";
+
+/// `with_status_subresource` needs `Default`; the CRDs have required specs.
+macro_rules! stand_in {
+    ($name:ident, $kind:ty) => {
+        #[derive(Clone, Debug, serde::Serialize)]
+        struct $name {
+            #[serde(rename = "apiVersion")]
+            api_version: &'static str,
+            kind: String,
+            metadata: kube::api::ObjectMeta,
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                Self {
+                    api_version: keeper_crds::API_GROUP_VERSION,
+                    kind: <$kind>::kind(&()).into_owned(),
+                    metadata: kube::api::ObjectMeta::default(),
+                }
+            }
+        }
+        impl kube::Resource for $name {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind>::kind(&())
+            }
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind>::group(&())
+            }
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind>::version(&())
+            }
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind>::plural(&())
+            }
+            fn meta(&self) -> &kube::api::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+stand_in!(InstanceKind, MySQLInstance);
+stand_in!(BackupKind, MySQLBackup);
+
+/// Accounts are ensured against a real server in `accounts.rs`; here they
+/// always succeed.
+struct NoAccounts;
+impl AccountManager for NoAccounts {
+    fn ensure_backup_user<'a>(
+        &'a self,
+        _target: &'a AccountTarget,
+    ) -> BoxFuture<'a, Result<(), AccountsError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct Cluster {
+    client: Client,
+    writes: Arc<Mutex<Vec<String>>>,
+    ctx: Arc<Context>,
+}
+
+async fn cluster(objects: Vec<serde_json::Value>, timeout: Duration) -> Cluster {
+    let writes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let w = |writes: &Arc<Mutex<Vec<String>>>| {
+        let writes = writes.clone();
+        move |entry: String| writes.lock().unwrap().push(entry)
+    };
+    let (c, p, ps, d) = (w(&writes), w(&writes), w(&writes), w(&writes));
+    let funcs = interceptor::Funcs::new()
+        .create(move |ctx| {
+            c(format!(
+                "create {} {}",
+                ctx.object["kind"].as_str().unwrap_or("?"),
+                ctx.object["metadata"]["name"].as_str().unwrap_or("?")
+            ));
+            Ok(None)
+        })
+        .patch(move |ctx| {
+            if ctx.patch.get("series").is_none() {
+                p(format!("patch {}", ctx.name));
+            }
+            Ok(None)
+        })
+        .patch_status(move |ctx| {
+            ps(format!("patch status {}", ctx.name));
+            Ok(None)
+        })
+        .delete(move |ctx| {
+            d(format!("delete {}", ctx.name));
+            Ok(None)
+        });
+    let mut builder = ClientBuilder::new()
+        .with_resource::<MySQLInstance>()
+        .with_resource::<MySQLBackup>()
+        .with_status_subresource::<InstanceKind>()
+        .with_status_subresource::<BackupKind>();
+    for object in objects {
+        match object["kind"].as_str() {
+            Some("MySQLInstance") => {
+                builder =
+                    builder.with_object(serde_json::from_value::<MySQLInstance>(object).unwrap())
+            }
+            Some("MySQLBackup") => {
+                builder =
+                    builder.with_object(serde_json::from_value::<MySQLBackup>(object).unwrap())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let client = builder
+        .with_interceptor_funcs(funcs)
+        .build()
+        .await
+        .expect("fake client");
+    let ctx = Context::new(
+        client.clone(),
+        OperatorConfig::default(),
+        Arc::new(Metrics::default()),
+        None,
+    )
+    .with_accounts(Arc::new(NoAccounts))
+    .with_final_backup_timeout(timeout);
+    Cluster {
+        client,
+        writes,
+        ctx: Arc::new(ctx),
+    }
+}
+
+impl Cluster {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    async fn instance(&self) -> MySQLInstance {
+        self.api::<MySQLInstance>().get("orders").await.unwrap()
+    }
+
+    async fn reconcile(&self) {
+        let instance = self.instance().await;
+        keeper_operator::reconcile(Arc::new(instance), self.ctx.clone())
+            .await
+            .expect("reconciles");
+    }
+
+    async fn reconcile_backup(&self, name: &str) -> Result<(), keeper_operator::Error> {
+        let backup = self.api::<MySQLBackup>().get(name).await.unwrap();
+        keeper_operator::backup::reconcile(Arc::new(backup), self.ctx.clone())
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_spec(&self, spec: serde_json::Value) {
+        self.api::<MySQLInstance>()
+            .patch(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .unwrap();
+    }
+
+    fn take_writes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.writes.lock().unwrap())
+    }
+
+    async fn event_reasons(&self) -> Vec<String> {
+        self.api::<Event>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    async fn jobs(&self) -> Vec<Job> {
+        self.api::<Job>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+fn s3() -> serde_json::Value {
+    json!({"s3": {"bucket": "backups", "credentialsSecretRef": {"name": "s3-creds"}}})
+}
+
+fn instance(spec: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": keeper_crds::API_GROUP_VERSION,
+        "kind": "MySQLInstance",
+        "metadata": {"name": "orders", "namespace": NS, "uid": "inst-uid", "generation": 1},
+        "spec": spec,
+    })
+}
+
+#[tokio::test]
+async fn schedule_add_change_remove() {
+    let cluster = cluster(vec![instance(json!({}))], Duration::from_secs(3600)).await;
+    cluster.reconcile().await;
+    assert!(
+        cluster
+            .api::<CronJob>()
+            .get_opt("orders-backup")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let role = cluster
+        .api::<Role>()
+        .get("orders-backup-agent")
+        .await
+        .unwrap();
+    assert_eq!(role.rules.unwrap().len(), 4);
+
+    cluster
+        .set_spec(
+            json!({"backup": {"schedule": "0 3 * * 7", "timeZone": "Europe/Berlin",
+            "destination": s3(), "retention": {"keepLast": 5}}}),
+        )
+        .await;
+    cluster.reconcile().await;
+    let cron = cluster.api::<CronJob>().get("orders-backup").await.unwrap();
+    let spec = cron.spec.clone().unwrap();
+    assert_eq!(spec.schedule, "0 3 * * 0", "7 is written as 0");
+    assert_eq!(spec.time_zone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
+    let owner = &cron.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("MySQLInstance", "orders")
+    );
+    let pod = spec.job_template.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap();
+    assert!(
+        args.windows(2).any(|w| w == ["--keep-last", "5"]),
+        "{args:?}"
+    );
+    assert!(!args.contains(&"--name".to_owned()));
+    let env = container.env.clone().unwrap();
+    assert!(env.iter().all(|e| e.name != "KEEPER_BACKUP"));
+
+    let status = cluster.instance().await.status.unwrap();
+    let next = status.next_backup_time.expect("nextBackupTime");
+    assert!(next > Utc::now());
+    let scheduled = find_condition(&status.conditions, "BackupScheduled").unwrap();
+    assert_eq!(
+        (scheduled.status.as_str(), scheduled.reason.as_str()),
+        ("True", "Scheduled")
+    );
+    let healthy = find_condition(&status.conditions, "BackupsHealthy").unwrap();
+    assert_eq!(healthy.status, "True");
+
+    cluster.take_writes();
+    cluster.reconcile().await;
+    assert_eq!(
+        cluster.take_writes(),
+        Vec::<String>::new(),
+        "idle reconcile"
+    );
+
+    cluster
+        .set_spec(json!({"backup": {"schedule": "@hourly", "destination": s3(), "suspend": true}}))
+        .await;
+    cluster.reconcile().await;
+    let spec = cluster
+        .api::<CronJob>()
+        .get("orders-backup")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(
+        (spec.schedule.as_str(), spec.suspend),
+        ("@hourly", Some(true))
+    );
+    let status = cluster.instance().await.status.unwrap();
+    assert_eq!(status.next_backup_time, None);
+    let scheduled = find_condition(&status.conditions, "BackupScheduled").unwrap();
+    assert_eq!(
+        (scheduled.status.as_str(), scheduled.reason.as_str()),
+        ("False", "Suspended")
+    );
+
+    cluster
+        .set_spec(json!({"backup": {"schedule": null, "destination": s3()}}))
+        .await;
+    cluster.reconcile().await;
+    assert!(
+        cluster
+            .api::<CronJob>()
+            .get_opt("orders-backup")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let status = cluster.instance().await.status.unwrap();
+    let scheduled = find_condition(&status.conditions, "BackupScheduled").unwrap();
+    assert_eq!(scheduled.reason, "NoSchedule");
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"Deleted".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn an_old_last_backup_makes_backups_unhealthy_with_an_event() {
+    let cluster = cluster(
+        vec![instance(
+            json!({"backup": {"schedule": "@daily", "destination": s3()}}),
+        )],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let old = (Utc::now() - chrono::Duration::days(3)).to_rfc3339();
+    cluster
+        .api::<MySQLInstance>()
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"lastBackup": {"name": "orders-old", "time": old,
+                "location": "s3://backups/orders-old", "compressedBytes": 1, "durationSeconds": 1}}})),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile().await;
+    let status = cluster.instance().await.status.unwrap();
+    let healthy = find_condition(&status.conditions, "BackupsHealthy").unwrap();
+    assert_eq!(
+        (healthy.status.as_str(), healthy.reason.as_str()),
+        ("False", "BackupsOverdue")
+    );
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"BackupsOverdue".to_owned())
+    );
+    assert_eq!(status.last_backup.unwrap().name, "orders-old", "untouched");
+}
+
+fn backup(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": keeper_crds::API_GROUP_VERSION,
+        "kind": "MySQLBackup",
+        "metadata": {"name": name, "namespace": NS, "uid": format!("{name}-uid"),
+            "labels": {"mysql.keeper.dev/instance": "orders"}},
+        "spec": {"instanceRef": {"name": "orders"}},
+    })
+}
+
+#[tokio::test]
+async fn an_on_demand_backup_gets_one_job_and_a_failed_job_fails_it() {
+    let cluster = cluster(
+        vec![
+            instance(json!({"backup": {"destination": s3(), "retention": {"maxAge": "30d"}}})),
+            backup("orders-manual"),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    let jobs = cluster.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(job.metadata.name.as_deref(), Some("orders-manual-backup"));
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("MySQLBackup", "orders-manual")
+    );
+    let container = &job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let args = container.args.clone().unwrap();
+    assert!(args.windows(2).any(|w| w == ["--name", "orders-manual"]));
+    assert!(
+        args.windows(2).any(|w| w == ["--max-age", "30d"]),
+        "{args:?}"
+    );
+    let env = container.env.clone().unwrap();
+    let backup_env = env.iter().find(|e| e.name == "KEEPER_BACKUP").unwrap();
+    assert_eq!(backup_env.value.as_deref(), Some("orders-manual"));
+    let status = cluster
+        .api::<MySQLBackup>()
+        .get("orders-manual")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.job_name.as_deref(), Some("orders-manual-backup"));
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Pending"));
+
+    // The agent was OOM-killed after it reported Running: the Job failed.
+    cluster
+        .api::<MySQLBackup>()
+        .patch_status(
+            "orders-manual",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+    cluster
+        .api::<Job>()
+        .patch_status(
+            "orders-manual-backup",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}]}})),
+        )
+        .await
+        .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "orders-manual-backup-x1", "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": "orders-manual-backup"}},
+        "status": {"containerStatuses": [{"name": "agent", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "backup of orders.shop.svc failed: table `shop`.`t` vanished"}}}]}
+    }))
+    .unwrap();
+    cluster
+        .api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    let status = cluster
+        .api::<MySQLBackup>()
+        .get("orders-manual")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Failed"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("backup of orders.shop.svc failed: table `shop`.`t` vanished")
+    );
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"BackupFailed".to_owned())
+    );
+    assert!(
+        cluster
+            .instance()
+            .await
+            .status
+            .is_none_or(|s| s.last_backup.is_none())
+    );
+    // Final: nothing more happens.
+    cluster.take_writes();
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    assert_eq!(cluster.take_writes(), Vec::<String>::new());
+    assert_eq!(cluster.jobs().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_backup_without_destination_or_instance_fails_clearly() {
+    let mut orphan = backup("ghost-manual");
+    orphan["spec"]["instanceRef"]["name"] = json!("ghost");
+    let cluster = cluster(
+        vec![instance(json!({})), backup("orders-manual"), orphan],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let error = cluster.reconcile_backup("orders-manual").await.unwrap_err();
+    assert_eq!(error.reason(), "NoDestination");
+    let error = cluster.reconcile_backup("ghost-manual").await.unwrap_err();
+    assert_eq!(error.reason(), "InstanceNotFound");
+    for name in ["orders-manual", "ghost-manual"] {
+        let status = cluster
+            .api::<MySQLBackup>()
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        assert_eq!(status.phase.map(|p| p.as_str()), Some("Failed"), "{name}");
+        assert!(status.message.is_some());
+    }
+    assert!(cluster.jobs().await.is_empty());
+}
+
+fn deleting_instance() -> serde_json::Value {
+    let mut object = instance(json!({"backupOnDelete": true, "backup": {"destination": s3()}}));
+    object["metadata"]["finalizers"] = json!(["mysql.keeper.dev/final-backup"]);
+    object["metadata"]["deletionTimestamp"] = json!(Utc::now().to_rfc3339());
+    object
+}
+
+async fn finalizers(cluster: &Cluster) -> Vec<String> {
+    match cluster
+        .api::<MySQLInstance>()
+        .get_opt("orders")
+        .await
+        .unwrap()
+    {
+        Some(instance) => instance.metadata.finalizers.unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn backup_on_delete_waits_for_the_final_backup() {
+    let cluster = cluster(vec![deleting_instance()], Duration::from_secs(3600)).await;
+    cluster.reconcile().await;
+    let status = cluster.instance().await.status.unwrap();
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Deleting"));
+    let record = status.final_backup.unwrap();
+    assert!(record.name.starts_with("orders-final-"), "{}", record.name);
+    let backup = cluster
+        .api::<MySQLBackup>()
+        .get(&record.name)
+        .await
+        .unwrap();
+    assert!(
+        backup.metadata.owner_references.is_none(),
+        "outlives the instance"
+    );
+    assert_eq!(
+        finalizers(&cluster).await,
+        ["mysql.keeper.dev/final-backup"]
+    );
+
+    // Still running: held, and no second final backup.
+    cluster.reconcile().await;
+    assert_eq!(finalizers(&cluster).await.len(), 1);
+    let all = cluster
+        .api::<MySQLBackup>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1);
+
+    cluster
+        .api::<MySQLBackup>()
+        .patch_status(
+            &record.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Succeeded"}})),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile().await;
+    assert!(finalizers(&cluster).await.is_empty());
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"FinalBackupSucceeded".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn backup_on_delete_lets_go_after_the_timeout() {
+    let cluster = cluster(vec![deleting_instance()], Duration::ZERO).await;
+    cluster.reconcile().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cluster.reconcile().await;
+    assert!(finalizers(&cluster).await.is_empty());
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"FinalBackupTimedOut".to_owned())
+    );
+    if let Some(instance) = cluster
+        .api::<MySQLInstance>()
+        .get_opt("orders")
+        .await
+        .unwrap()
+    {
+        let record = instance.status.unwrap().final_backup.unwrap();
+        assert_eq!(record.phase.map(|p| p.as_str()), Some("Failed"));
+        assert!(record.message.unwrap().contains("did not finish"));
+    }
+}
+
+#[tokio::test]
+async fn the_finalizer_follows_backup_on_delete() {
+    let cluster = cluster(
+        vec![instance(
+            json!({"backupOnDelete": true, "backup": {"destination": s3()}}),
+        )],
+        Duration::from_secs(3600),
+    )
+    .await;
+    cluster.reconcile().await;
+    assert_eq!(
+        finalizers(&cluster).await,
+        ["mysql.keeper.dev/final-backup"]
+    );
+    cluster.set_spec(json!({"backupOnDelete": false})).await;
+    cluster.reconcile().await;
+    assert!(finalizers(&cluster).await.is_empty());
+}
