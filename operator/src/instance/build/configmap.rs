@@ -25,13 +25,35 @@ pub fn build(meta: &InstanceMeta, spec: &MySQLInstanceSpec) -> ConfigMap {
     }
 }
 
-/// The `[mysqld]` section. Keys and single-line values were checked by
+/// Server settings the operator needs, written before `spec.config`; a key
+/// the user sets there (spelled with `_` or `-`) replaces the default.
+///
+/// * `log_bin_trust_function_creators = 1`: MySQL 8 turns the binary log on
+///   by default, and with the binary log on a user without `SUPER` cannot
+///   create stored functions (error 1419). The backup user restores them,
+///   and is deliberately not `SUPER` (see `crate::accounts`).
+pub const OPERATOR_DEFAULTS: &[(&str, &str)] = &[("log_bin_trust_function_creators", "1")];
+
+/// A my.cnf option name in one spelling: mysqld treats `-` and `_` alike.
+fn option_key(key: &str) -> String {
+    key.trim().replace('-', "_").to_ascii_lowercase()
+}
+
+/// The `[mysqld]` section: [`OPERATOR_DEFAULTS`] the user did not set, then
+/// `spec.config`. Keys and single-line values were checked by
 /// `MySQLInstanceSpec::validate`; values are quoted when my.cnf would
 /// otherwise cut or trim them.
 pub fn my_cnf(instance: &str, config: &BTreeMap<String, String>) -> String {
     let mut out = format!(
         "# Managed by MySQL Keeper from spec.config of MySQLInstance {instance}; edits here are overwritten.\n[mysqld]\n"
     );
+    let user_keys: Vec<String> = config.keys().map(|k| option_key(k)).collect();
+    for (key, value) in OPERATOR_DEFAULTS {
+        if !user_keys.contains(&option_key(key)) {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "{key} = {value}");
+        }
+    }
     for (key, value) in config {
         // Writing to a String cannot fail.
         let _ = writeln!(out, "{key} = {}", quote_value(value));
@@ -87,11 +109,25 @@ mod tests {
             my_cnf("demo", &config),
             "# Managed by MySQL Keeper from spec.config of MySQLInstance demo; edits here are overwritten.\n\
              [mysqld]\n\
+             log_bin_trust_function_creators = 1\n\
              both = 'a\"b\\'c\\\\d'\n\
              ft_stopword_file = \" padded \"\n\
              init_connect = \"SET NAMES utf8mb4 # x\"\n\
              max_connections = 300\n\
              secure_file_priv = \"\"\n"
         );
+    }
+
+    #[test]
+    fn user_values_replace_the_operators_defaults() {
+        let config =
+            BTreeMap::from([("log-bin-trust-function-creators".to_owned(), "0".to_owned())]);
+        let cnf = my_cnf("demo", &config);
+        assert!(
+            cnf.ends_with("[mysqld]\nlog-bin-trust-function-creators = 0\n"),
+            "{cnf}"
+        );
+        let defaults = my_cnf("demo", &BTreeMap::new());
+        assert!(defaults.ends_with("[mysqld]\nlog_bin_trust_function_creators = 1\n"));
     }
 }
