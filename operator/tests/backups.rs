@@ -645,3 +645,49 @@ async fn the_finalizer_follows_backup_on_delete() {
     cluster.reconcile().await;
     assert!(finalizers(&cluster).await.is_empty());
 }
+
+#[tokio::test]
+async fn scheduled_backups_wait_while_a_restore_runs() {
+    let mut object = instance(json!({"backup": {"schedule": "@hourly", "destination": s3()}}));
+    object["status"] = json!({"phase": "Restoring",
+        "restore": {"phase": "Running", "source": "orders-1", "jobName": "orders-restore-1"}});
+    let cluster = cluster(vec![object], Duration::from_secs(3600)).await;
+    let suspended = || async {
+        cluster
+            .api::<CronJob>()
+            .get("orders-backup")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .suspend
+    };
+
+    cluster.reconcile().await;
+    assert_eq!(suspended().await, Some(true), "suspended while restoring");
+    let status = cluster.instance().await.status.unwrap();
+    let scheduled = find_condition(&status.conditions, "BackupScheduled").unwrap();
+    assert_eq!(
+        (scheduled.status.as_str(), scheduled.reason.as_str()),
+        ("False", "RestoreInProgress")
+    );
+    assert_eq!(status.next_backup_time, None);
+
+    // The agent reports the restore finished: the spec's value is back.
+    cluster
+        .api::<MySQLInstance>()
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Ready",
+                "restore": {"phase": "Succeeded"}}})),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile().await;
+    assert_eq!(suspended().await, Some(false), "the spec's suspend again");
+    let status = cluster.instance().await.status.unwrap();
+    let scheduled = find_condition(&status.conditions, "BackupScheduled").unwrap();
+    assert_eq!(scheduled.reason, "Scheduled");
+    assert!(status.next_backup_time.is_some());
+}

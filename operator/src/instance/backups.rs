@@ -13,7 +13,10 @@
 //!   `BackupUserFailed` and a quick retry, not a failed reconcile: the server
 //!   itself is fine.
 //! * A valid schedule is applied as the CronJob `<name>-backup`; removing
-//!   `spec.backup` or its schedule deletes it.
+//!   `spec.backup` or its schedule deletes it. While a restore is in progress
+//!   ([`restore_in_progress`]) the CronJob is applied suspended (a backup of
+//!   a half-restored server could become the newest and prune good ones),
+//!   and with `spec.backup.suspend` again once it ended.
 //! * `BackupsHealthy` is False (with a Warning Event `BackupsOverdue` when it
 //!   turns so) when the last success — `status.lastBackup.time`, else the
 //!   newest Succeeded `MySQLBackup` of the instance — is older than twice the
@@ -36,7 +39,9 @@ use keeper_crds::condition::{
     remove_condition,
 };
 use keeper_crds::instance::{DEFAULT_ROOT_PASSWORD_KEY, MYSQL_PORT};
-use keeper_crds::{BackupPhase, INSTANCE_LABEL, MySQLBackup, MySQLInstance, MySQLInstanceStatus};
+use keeper_crds::{
+    BackupPhase, INSTANCE_LABEL, InstancePhase, MySQLBackup, MySQLInstance, MySQLInstanceStatus,
+};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
@@ -58,6 +63,8 @@ pub const REASON_SCHEDULED: &str = "Scheduled";
 pub const REASON_NO_SCHEDULE: &str = "NoSchedule";
 /// `BackupScheduled=False`: `spec.backup.suspend` is true.
 pub const REASON_SUSPENDED: &str = "Suspended";
+/// `BackupScheduled=False`: a restore is running, scheduled runs wait.
+pub const REASON_RESTORE_IN_PROGRESS: &str = "RestoreInProgress";
 /// `BackupsHealthy=True`.
 pub const REASON_RECENT: &str = "BackupsRecent";
 /// `BackupsHealthy=False`, and the Warning Event when it turns so.
@@ -148,6 +155,15 @@ pub async fn reconcile(
 
     let schedule_requeue = schedule(ctx, instance, meta, &namespace, status, now).await?;
     Ok(min_duration(requeue, schedule_requeue))
+}
+
+/// Whether a restore into `instance` is under way, as last observed: the
+/// phase is `Restoring`, or `status.restore` is not final (its Job runs).
+pub fn restore_in_progress(instance: &MySQLInstance) -> bool {
+    instance.status.as_ref().is_some_and(|status| {
+        status.phase == Some(InstancePhase::Restoring)
+            || status.restore.as_ref().is_some_and(|r| !r.phase.is_final())
+    })
 }
 
 fn min_duration(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -362,28 +378,38 @@ async fn schedule(
         return Ok(None);
     };
 
-    let desired = cronjob::build(&ctx.config, instance, meta, backup, &parsed)?;
+    let restoring = restore_in_progress(instance);
+    let mut desired = cronjob::build(&ctx.config, instance, meta, backup, &parsed)?;
+    if restoring && let Some(spec) = desired.spec.as_mut() {
+        spec.suspend = Some(true);
+    }
     apply_child(ctx, instance, namespace, &desired).await?;
 
-    if backup.suspend {
-        condition::set_condition(
-            &mut status.conditions,
-            condition::new_condition(
-                BACKUP_SCHEDULED,
-                false,
+    if backup.suspend || restoring {
+        let (reason, message, healthy_message) = if backup.suspend {
+            (
                 REASON_SUSPENDED,
                 format!("{parsed} is suspended (spec.backup.suspend)"),
-                generation,
-                now,
-            ),
+                "scheduled backups are suspended",
+            )
+        } else {
+            (
+                REASON_RESTORE_IN_PROGRESS,
+                format!("{parsed} is suspended while a restore is in progress"),
+                "scheduled backups wait for the restore",
+            )
+        };
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(BACKUP_SCHEDULED, false, reason, message, generation, now),
         );
         condition::set_condition(
             &mut status.conditions,
             condition::new_condition(
                 BACKUPS_HEALTHY,
                 ConditionStatus::Unknown,
-                REASON_SUSPENDED,
-                "scheduled backups are suspended",
+                reason,
+                healthy_message,
                 generation,
                 now,
             ),
