@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
 
@@ -67,6 +68,45 @@ pub struct RunArgs {
     /// Namespace of the leader Lease: the operator's own.
     #[arg(long, env = "POD_NAMESPACE", default_value = "mysql-keeper-system")]
     pub lease_namespace: String,
+
+    /// How long deleting an instance with `backupOnDelete` waits for its
+    /// final backup before letting go without it: seconds, or a number with
+    /// an `s`, `m` or `h` suffix (`90`, `45m`, `2h`).
+    #[arg(
+        long,
+        env = "KEEPER_FINAL_BACKUP_TIMEOUT",
+        default_value = "1h",
+        value_parser = parse_duration
+    )]
+    pub final_backup_timeout: Duration,
+}
+
+/// A duration: whole seconds (`90`), or a whole number with the suffix `s`,
+/// `m` or `h` (`90s`, `45m`, `2h`).
+///
+/// # Errors
+/// A message saying what is accepted.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let (number, unit) = match value.char_indices().last() {
+        Some((at, 's')) => (&value[..at], 1),
+        Some((at, 'm')) => (&value[..at], 60),
+        Some((at, 'h')) => (&value[..at], 3600),
+        _ => (value, 1),
+    };
+    let invalid = || {
+        format!(
+            "invalid duration {value:?}: expected seconds or a number with s, m or h (e.g. 90, 45m, 2h)"
+        )
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    number
+        .checked_mul(unit)
+        .map(Duration::from_secs)
+        .ok_or_else(invalid)
 }
 
 impl RunArgs {
@@ -118,6 +158,31 @@ mod tests {
         assert_eq!(args.health_addr.port(), 8081);
         assert!(args.agent_image.ends_with(env!("CARGO_PKG_VERSION")));
         assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.final_backup_timeout, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn final_backup_timeout_flag() {
+        let parse = |value: &str| {
+            let cli =
+                Cli::try_parse_from(["keeper-operator", "run", "--final-backup-timeout", value])?;
+            let Command::Run(args) = cli.command else {
+                panic!("expected run");
+            };
+            Ok::<_, clap::Error>(args.final_backup_timeout)
+        };
+        assert_eq!(parse("90").expect("seconds"), Duration::from_secs(90));
+        assert_eq!(parse("30s").expect("s"), Duration::from_secs(30));
+        assert_eq!(parse("45m").expect("m"), Duration::from_secs(45 * 60));
+        assert_eq!(parse("2h").expect("h"), Duration::from_secs(7200));
+        for bad in ["", "h", "1d", "-5", "1.5h", "1 h", "99999999999999999999h"] {
+            assert!(parse(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert_eq!(
+            parse_duration("18446744073709551615h").ok(),
+            None,
+            "overflow is an error"
+        );
     }
 
     #[test]

@@ -53,12 +53,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         agent_image: args.agent_image.clone(),
         field_manager: FIELD_MANAGER.to_owned(),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config,
-        metrics.clone(),
-        pod_name.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), config, metrics.clone(), pod_name.clone())
+            .with_final_backup_timeout(args.final_backup_timeout),
+    );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
