@@ -10,13 +10,13 @@
 //! instance's own Secrets must still log in.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
 use keeper_agent::AgentContext;
 use keeper_crds::{MySQLBackup, MySQLInstance, MySQLInstanceSpec};
 use keeper_operator::context::{Context, OperatorConfig};
@@ -29,88 +29,34 @@ use kube_fake_client::ClientBuilder;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 
+use common::{InstanceKind, NoAccounts, secret_value};
+
+fn secret(name: &str, data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {
+    common::secret(NS, name, data)
+}
+
+async fn resolve(
+    client: &Client,
+    job: &Job,
+    target: &MariaDb,
+) -> (Vec<String>, HashMap<String, String>) {
+    let job_name = job.metadata.name.clone().unwrap();
+    common::resolve(
+        client,
+        NS,
+        &job_name,
+        job.spec.as_ref().unwrap(),
+        &format!("{NAME}.{NS}.svc"),
+        target,
+    )
+    .await
+}
+
 const NS: &str = "shop";
 const NAME: &str = "orders-copy";
 const BACKUP: &str = "orders-20250101-030000";
 const BACKUP_PASSWORD: &str = "backup-pw-5f1e2d3c";
 const APP_PASSWORD: &str = "app-pw-9a8b7c6d";
-
-/// Stand-in with `Default` for `with_status_subresource` (see reconcile.rs).
-#[derive(Clone, Debug, serde::Serialize)]
-struct InstanceKind {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: kube::api::ObjectMeta,
-}
-
-impl Default for InstanceKind {
-    fn default() -> Self {
-        Self {
-            api_version: keeper_crds::API_GROUP_VERSION,
-            kind: "MySQLInstance",
-            metadata: kube::api::ObjectMeta::default(),
-        }
-    }
-}
-
-impl kube::Resource for InstanceKind {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::kind(&())
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::group(&())
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::version(&())
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::plural(&())
-    }
-    fn meta(&self) -> &kube::api::ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-/// The backup user is "ensured" without a server (the SQL side has its own
-/// tests in accounts.rs).
-struct NoAccounts;
-
-impl keeper_operator::accounts::AccountManager for NoAccounts {
-    fn ensure_backup_user<'a>(
-        &'a self,
-        _target: &'a keeper_operator::accounts::AccountTarget,
-    ) -> futures::future::BoxFuture<'a, Result<(), keeper_operator::accounts::AccountsError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
-    let mut secret = Secret::default();
-    secret.metadata.name = Some(name.to_owned());
-    secret.metadata.namespace = Some(NS.to_owned());
-    secret.data = Some(
-        data.iter()
-            .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
-            .collect(),
-    );
-    secret
-}
-
-async fn secret_value(client: &Client, name: &str, key: &str) -> String {
-    let secret = Api::<Secret>::namespaced(client.clone(), NS)
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
-    let bytes = secret.data.unwrap_or_default()[key].0.clone();
-    String::from_utf8(bytes).unwrap()
-}
 
 /// Every base table of `db` with its `CHECKSUM TABLE`, and the row count.
 async fn checksums(server: &MariaDb, db: &str) -> BTreeMap<String, (Option<u64>, u64)> {
@@ -178,63 +124,6 @@ async fn logs_in(server: &MariaDb, user: &str, password: &str) -> u64 {
         .unwrap();
     conn.disconnect().await.unwrap();
     actors
-}
-
-/// The Job's container arguments and environment as the pod would see
-/// them, with the server's Service address replaced by `target`'s.
-async fn resolve(
-    client: &Client,
-    job: &Job,
-    target: &MariaDb,
-) -> (Vec<String>, HashMap<String, String>) {
-    let job_name = job.metadata.name.clone().unwrap();
-    let container = &job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0];
-    let mut args = vec!["keeper-agent".to_owned()];
-    let mut given = container.args.clone().unwrap().into_iter();
-    while let Some(arg) = given.next() {
-        match arg.as_str() {
-            "--host" => {
-                let host = given.next().unwrap();
-                assert_eq!(host, format!("{NAME}.{NS}.svc"), "the client Service");
-                args.extend(["--host".to_owned(), target.host().to_owned()]);
-            }
-            "--port" => {
-                assert_eq!(given.next().as_deref(), Some("3306"));
-                args.extend(["--port".to_owned(), target.port().to_string()]);
-            }
-            _ => args.push(arg),
-        }
-    }
-    let mut env = HashMap::new();
-    for var in container.env.clone().unwrap() {
-        let value = match (&var.value, &var.value_from) {
-            (Some(value), None) => value.clone(),
-            (None, Some(source)) => {
-                if let Some(selector) = &source.secret_key_ref {
-                    secret_value(client, &selector.name, &selector.key).await
-                } else if let Some(field) = &source.field_ref {
-                    assert_eq!(
-                        field.field_path,
-                        "metadata.labels['batch.kubernetes.io/job-name']"
-                    );
-                    job_name.clone()
-                } else {
-                    panic!("unexpected env source for {}: {source:?}", var.name)
-                }
-            }
-            other => panic!("{}: {other:?}", var.name),
-        };
-        env.insert(var.name.clone(), value);
-    }
-    (args, env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,8 +336,8 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
     );
 
     // 6. The instance's own Secrets still log in: a restore has no accounts.
-    let root = secret_value(&client, &format!("{NAME}-credentials"), "root-password").await;
-    let app = secret_value(&client, &format!("{NAME}-credentials"), "password").await;
+    let root = secret_value(&client, NS, &format!("{NAME}-credentials"), "root-password").await;
+    let app = secret_value(&client, NS, &format!("{NAME}-credentials"), "password").await;
     let actors = before["actor"].1;
     assert_eq!(logs_in(&target, "root", &root).await, actors);
     assert_eq!(logs_in(&target, "app", &app).await, actors);
