@@ -45,6 +45,9 @@ pub fn run() -> anyhow::Result<()> {
         ],
     ))?;
 
+    let manifest = runtime.block_on(read_manifest(&garage, "demo/demo/manifest.json"))?;
+    print_manifest(&manifest);
+
     eprintln!("demo: restoring it into a second MariaDB");
     let target = MariaDb::start().context("starting the restore target")?;
     let from = format!("{url}/demo");
@@ -162,4 +165,60 @@ pub async fn table_rows(server: &MariaDb, db: &str) -> anyhow::Result<Vec<(Strin
     }
     conn.disconnect().await?;
     Ok(out)
+}
+
+/// The manifest as the agent wrote it, read back from the bucket.
+async fn read_manifest(
+    garage: &Garage,
+    key: &str,
+) -> anyhow::Result<keeper_agent::manifest::Manifest> {
+    let body = garage
+        .client()
+        .get_object()
+        .bucket(garage.bucket())
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("reading {key} from the bucket"))?
+        .body
+        .collect()
+        .await
+        .context("reading the manifest's body")?
+        .into_bytes();
+    Ok(keeper_agent::manifest::Manifest::from_json(&body)?)
+}
+
+fn print_manifest(m: &keeper_agent::manifest::Manifest) {
+    let position = match (&m.snapshot.gtid_executed, &m.snapshot.binlog) {
+        (Some(gtid), _) if !gtid.is_empty() => format!("GTID {gtid}"),
+        (_, Some(b)) => format!("binlog {}:{}", b.file, b.position),
+        _ => "no binary log position".to_owned(),
+    };
+    println!("backup {} (manifest.json):", m.name);
+    println!(
+        "  server            {:?} {}",
+        m.server.flavor, m.server.version
+    );
+    println!(
+        "  snapshot          {:?}, global lock held {} ms, {position}",
+        m.snapshot.consistency,
+        m.snapshot.lock_held_ms.unwrap_or(0)
+    );
+    println!(
+        "  content           {} databases, {} tables, {} rows",
+        m.databases.len(),
+        m.table_count(),
+        m.row_count()
+    );
+    println!(
+        "  dump.sql.gz       {} members, {} bytes ({} uncompressed), sha256 {}",
+        m.members.len(),
+        m.file.size,
+        m.uncompressed_bytes(),
+        m.file.sha256
+    );
+    println!(
+        "  took              {:.1} s",
+        (m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0
+    );
 }
