@@ -1,40 +1,61 @@
-//! The MySQL accounts the operator owns: the backup user `keeper_backup`@`%`,
-//! which backup and restore Jobs log in as, with only the privileges a dump
-//! and a restore need.
+//! The MySQL accounts the operator owns, and who logs in as what.
+//!
+//! * **Backups** (on-demand Jobs and the CronJob) log in as `keeper_backup`@`%`,
+//!   a *read-only dump account* whose password is in the `<name>-backup`
+//!   Secret. It can read every table and take a consistent snapshot with its
+//!   binlog position, and nothing else: it cannot write, create, drop, grant
+//!   or manage accounts. Backup Secrets travel (CronJobs, Jobs in every
+//!   namespace, copies for monitoring), so a leaked backup Secret must not
+//!   hand out the server.
+//! * **Restores** log in as `root`, with `MYSQL_PWD` from the instance's root
+//!   password Secret ([`keeper_crds::MySQLInstance::root_password_secret`]).
+//!   A restore is root-equivalent by nature: it recreates any object under any
+//!   `DEFINER` (DESIGN keeps `DEFINER` clauses), and the privilege that allows
+//!   that (`SET USER` / `SET_USER_ID` / `SET_ANY_DEFINER`) lets its holder
+//!   create a `SQL SECURITY DEFINER` routine as root and call it; on MariaDB
+//!   global `INSERT` also covers the grant tables (no partial revokes). A
+//!   "restore account" would therefore be root under another name, with a
+//!   second Secret to guard; running as root says what it is.
+//!
+//! This deliberately departs from DESIGN's first wording ("a backup user with
+//! only the privileges a dump and a restore need"): one account holding both
+//! was root-equivalent, so the roles are split.
 //!
 //! [`backup_user_statements`] is pure (the SQL for a server flavor and
 //! version), [`ensure_backup_user`] runs it over a root connection. Both are
 //! idempotent: `CREATE USER IF NOT EXISTS`, `ALTER USER … IDENTIFIED BY` (so
-//! the password always matches the `<name>-backup` Secret) and `GRANT`.
+//! the password always matches the `<name>-backup` Secret), then
+//! `REVOKE ALL PRIVILEGES, GRANT OPTION` and `GRANT` of the dump set.
 //!
-//! # Privileges
+//! # Privileges (dump only)
 //!
-//! Dump (a consistent snapshot with its binlog position):
 //! `SELECT`, `SHOW VIEW`, `TRIGGER`, `EVENT`, `LOCK TABLES`, `RELOAD`
-//! (`FLUSH TABLES WITH READ LOCK`; on MariaDB also what `BACKUP STAGE` needs),
-//! `PROCESS`, and the binlog position: `BINLOG MONITOR` on MariaDB 10.5+
-//! (`REPLICATION CLIENT` before), `REPLICATION CLIENT` plus `BACKUP_ADMIN`
+//! (`FLUSH TABLES WITH READ LOCK`; on MariaDB `BACKUP STAGE`), `PROCESS`, and
+//! the binlog position: `BINLOG MONITOR` on MariaDB 10.5+ (`REPLICATION
+//! CLIENT` before), `REPLICATION CLIENT` plus `BACKUP_ADMIN`
 //! (`LOCK INSTANCE FOR BACKUP`, `performance_schema.log_status`) on MySQL 8.
+//! The catalog lists schemas from `information_schema.SCHEMATA`, where global
+//! `SELECT` shows them all: `SHOW DATABASES` is not needed.
 //!
-//! Restore: `CREATE`, `ALTER`, `DROP` (`--overwrite` drops the backup's
-//! databases), `INSERT`, `INDEX`, `CREATE VIEW`, `CREATE ROUTINE`,
-//! `ALTER ROUTINE`, `EXECUTE`, `REFERENCES`, `CREATE TEMPORARY TABLES`.
+//! Known limitation: the grants are `ON *.*`, and on MariaDB (no partial
+//! revokes) global `SELECT` includes the `mysql` schema, so the dump account
+//! can read `mysql.global_priv` (password hashes). It cannot change anything
+//! there. Per-database grants the operator keeps current would close this;
+//! MySQL 8 with `partial_revokes` could `REVOKE SELECT ON mysql.*`.
 //!
-//! DEFINER: a dump keeps `DEFINER` clauses (DESIGN), and creating a view,
-//! routine, trigger or event for another definer needs one more privilege.
-//! Rather than `SUPER`, the operator grants the narrow one that exists for
-//! exactly this: `SET USER` on MariaDB 10.5+, `SET_USER_ID` on MySQL 8.0 and
-//! `SET_ANY_DEFINER` + `ALLOW_NONEXISTENT_DEFINER` on MySQL 8.2+. This is
-//! unavoidable for a faithful restore, and it means the `<name>-backup`
-//! Secret must be guarded like the root password: an object with a
-//! `SQL SECURITY DEFINER` of a powerful account runs with that account's rights.
+//! # Narrowing an existing account
 //!
-//! Account management itself (`CREATE USER`, `GRANT OPTION`, `SUPER`,
-//! `SHUTDOWN`, `FILE`, …) is never granted.
-//!
-//! Grants are only ever added: a privilege dropped from this list in a later
-//! release is not revoked from existing accounts (revoking and re-granting
-//! would make a running backup fail).
+//! Earlier releases granted the restore privileges too (`INSERT`, `CREATE`,
+//! `DROP`, …, `SET USER`). Every ensure therefore first revokes everything
+//! (`REVOKE ALL PRIVILEGES, GRANT OPTION`, which also drops database- and
+//! table-level grants) and then grants the dump set: the account ends up with
+//! exactly the dump set whatever it had, with no `SHOW GRANTS` parsing. This
+//! does not disturb a dump that is running: MySQL and MariaDB apply changes of
+//! global privileges to *new* logins only, so connected sessions keep theirs.
+//! Only a login that lands between the two statements (sent back to back on
+//! one connection, when the operator starts or a password changes) would get
+//! no privileges, and that backup run fails cleanly and is retried by the
+//! next run.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -45,6 +66,10 @@ use keeper_crds::Flavor;
 use keeper_crds::agent::BACKUP_USER;
 use mysql_async::prelude::Queryable;
 use thiserror::Error;
+
+/// The administrative account: the operator ensures accounts as it, and
+/// restore Jobs log in as it (see the module docs).
+pub const ROOT_USER: &str = "root";
 
 /// How long connecting to the server may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,10 +109,10 @@ impl ServerKind {
     }
 }
 
-/// The global privileges of the backup user on `server` (see the module docs).
+/// The global privileges of the dump account on `server` (see the module
+/// docs): read-only, and nothing a restore needs.
 pub fn backup_privileges(server: ServerKind) -> Vec<&'static str> {
     let mut privileges = vec![
-        // Dump.
         "SELECT",
         "SHOW VIEW",
         "TRIGGER",
@@ -95,34 +120,14 @@ pub fn backup_privileges(server: ServerKind) -> Vec<&'static str> {
         "LOCK TABLES",
         "RELOAD",
         "PROCESS",
-        // Restore.
-        "CREATE",
-        "ALTER",
-        "DROP",
-        "INSERT",
-        "INDEX",
-        "CREATE VIEW",
-        "CREATE ROUTINE",
-        "ALTER ROUTINE",
-        "EXECUTE",
-        "REFERENCES",
-        "CREATE TEMPORARY TABLES",
     ];
     match server.flavor {
-        Flavor::Mariadb if server.at_least(10, 5) => {
-            privileges.extend(["BINLOG MONITOR", "SET USER"]);
-        }
-        // Before 10.5 the DEFINER of another account needs SUPER: not granted.
+        Flavor::Mariadb if server.at_least(10, 5) => privileges.push("BINLOG MONITOR"),
         Flavor::Mariadb => privileges.push("REPLICATION CLIENT"),
         Flavor::Mysql => {
             privileges.push("REPLICATION CLIENT");
             if server.major >= 8 {
                 privileges.push("BACKUP_ADMIN");
-                if server.at_least(8, 2) {
-                    privileges.extend(["SET_ANY_DEFINER", "ALLOW_NONEXISTENT_DEFINER"]);
-                } else {
-                    privileges.push("SET_USER_ID");
-                }
             }
         }
     }
@@ -146,7 +151,9 @@ fn quote(value: &str) -> String {
     out
 }
 
-/// The statements that ensure the backup user on `server` with `password`.
+/// The statements that ensure the backup user on `server` with `password`,
+/// with exactly the dump privileges (the revoke narrows an account created
+/// by an earlier release; see the module docs).
 ///
 /// They contain the password: never log them (the executor does not).
 pub fn backup_user_statements(server: ServerKind, password: &str) -> Vec<String> {
@@ -155,6 +162,7 @@ pub fn backup_user_statements(server: ServerKind, password: &str) -> Vec<String>
     vec![
         format!("CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password}"),
         format!("ALTER USER {account} IDENTIFIED BY {password}"),
+        format!("REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account}"),
         format!(
             "GRANT {} ON *.* TO {account}",
             backup_privileges(server).join(", ")
@@ -277,7 +285,12 @@ pub async fn ensure_backup_user(target: &AccountTarget) -> Result<(), AccountsEr
         port: target.port,
         version: version.clone(),
     })?;
-    let steps = ["creating the account", "setting its password", "granting"];
+    let steps = [
+        "creating the account",
+        "setting its password",
+        "revoking its privileges",
+        "granting",
+    ];
     for (statement, step) in backup_user_statements(server, &target.backup_password)
         .into_iter()
         .zip(steps)
@@ -364,30 +377,56 @@ mod tests {
             [
                 "CREATE USER IF NOT EXISTS 'keeper_backup'@'%' IDENTIFIED BY 's3cr''et\\\\'",
                 "ALTER USER 'keeper_backup'@'%' IDENTIFIED BY 's3cr''et\\\\'",
-                "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, CREATE, ALTER, DROP, INSERT, INDEX, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, REFERENCES, CREATE TEMPORARY TABLES, BINLOG MONITOR, SET USER ON *.* TO 'keeper_backup'@'%'",
+                "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'keeper_backup'@'%'",
+                "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, BINLOG MONITOR ON *.* TO 'keeper_backup'@'%'",
             ]
         );
     }
 
     #[test]
-    fn mysql_privileges_follow_the_version() {
+    fn the_position_privilege_follows_the_server() {
         let p84 = backup_privileges(kind("8.4.3"));
         assert!(p84.contains(&"BACKUP_ADMIN"));
-        assert!(p84.contains(&"SET_ANY_DEFINER"));
-        assert!(!p84.contains(&"SET_USER_ID"));
-        let p80 = backup_privileges(kind("8.0.40"));
-        assert!(p80.contains(&"SET_USER_ID"));
-        assert!(p80.contains(&"REPLICATION CLIENT"));
+        assert!(p84.contains(&"REPLICATION CLIENT"));
+        let p57 = backup_privileges(kind("5.7.44"));
+        assert!(p57.contains(&"REPLICATION CLIENT"));
+        assert!(!p57.contains(&"BACKUP_ADMIN"));
         let old_maria = backup_privileges(kind("10.4.30-MariaDB"));
         assert!(old_maria.contains(&"REPLICATION CLIENT"));
-        assert!(!old_maria.contains(&"SET USER"));
+        assert!(!old_maria.contains(&"BINLOG MONITOR"));
+        let maria = backup_privileges(kind("10.11.6-MariaDB"));
+        assert!(maria.contains(&"BINLOG MONITOR"));
+        assert!(!maria.contains(&"REPLICATION CLIENT"));
     }
 
     #[test]
-    fn nothing_administrative_is_granted() {
+    fn the_revoke_comes_before_the_grant() {
         for version in ["11.4.4-MariaDB", "10.4.1-MariaDB", "8.4.3", "8.0.36"] {
+            let statements = backup_user_statements(kind(version), "pw");
+            let revoke = statements
+                .iter()
+                .position(|s| s.starts_with("REVOKE ALL PRIVILEGES, GRANT OPTION FROM"));
+            let grant = statements.iter().position(|s| s.starts_with("GRANT "));
+            assert!(
+                matches!((revoke, grant), (Some(r), Some(g)) if r < g),
+                "{version}"
+            );
+            assert_eq!(grant, Some(statements.len() - 1), "{version}");
+        }
+    }
+
+    #[test]
+    fn only_dump_privileges_are_granted() {
+        for version in [
+            "11.4.4-MariaDB",
+            "10.4.1-MariaDB",
+            "8.4.3",
+            "8.0.36",
+            "5.7.44",
+        ] {
             let privileges = backup_privileges(kind(version));
             for forbidden in [
+                // Administration.
                 "SUPER",
                 "CREATE USER",
                 "GRANT OPTION",
@@ -395,6 +434,24 @@ mod tests {
                 "SHUTDOWN",
                 "ALL",
                 "ALL PRIVILEGES",
+                // Writes and DDL (a restore runs as root).
+                "INSERT",
+                "UPDATE",
+                "DELETE",
+                "CREATE",
+                "DROP",
+                "ALTER",
+                "INDEX",
+                "CREATE VIEW",
+                "CREATE ROUTINE",
+                "ALTER ROUTINE",
+                "EXECUTE",
+                "CREATE TEMPORARY TABLES",
+                // Acting as another account.
+                "SET USER",
+                "SET_USER_ID",
+                "SET_ANY_DEFINER",
+                "ALLOW_NONEXISTENT_DEFINER",
             ] {
                 assert!(!privileges.contains(&forbidden), "{version}: {forbidden}");
             }
