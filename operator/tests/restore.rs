@@ -472,8 +472,10 @@ async fn a_new_instance_restores_once_ready_then_becomes_ready() {
     );
     assert_eq!(
         secret_ref(&job, "MYSQL_PWD"),
-        ("fresh-backup".into(), "password".into())
+        ("fresh-credentials".into(), "root-password".into()),
+        "a restore logs in as root with the instance's root Secret"
     );
+    assert_eq!(arg_after(&job, "--user").as_deref(), Some("root"));
     assert_eq!(
         env(&job, "KEEPER_RESTORE_SOURCE").and_then(|e| e.value.as_deref()),
         Some("orders-b1")

@@ -7,7 +7,9 @@
 //! MariaDB) and the agent runs them in-process, reporting into the same
 //! in-memory API. Every table's checksum must match, `status.restore` must
 //! show the run, the instance must end Ready and Restored, and the
-//! instance's own Secrets must still log in.
+//! instance's own Secrets must still log in. The restore logs in as root with
+//! the instance's root Secret (`operator/src/accounts.rs`); the backup user's
+//! `<name>-backup` Secret is not in the cluster and not needed.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -88,25 +90,18 @@ async fn checksums(server: &MariaDb, db: &str) -> BTreeMap<String, (Option<u64>,
 }
 
 /// The accounts the operator keeps on a server (DESIGN: it owns them): the
-/// application user and the backup user with its MariaDB grants
-/// (`operator/src/accounts.rs`). The harness server's root is the root.
-///
-/// The harness runs with `--log-bin` (the operator's MariaDB does not), and
-/// with the binary log on a user without SUPER may create stored functions
-/// only under `log_bin_trust_function_creators` (error 1419 otherwise): set
-/// here as a server with the binary log must have it for a restore as the
-/// backup user.
+/// application user and the read-only dump account with its MariaDB grants
+/// (`operator/src/accounts.rs`). The harness server's root is the root, and
+/// the restore logs in as it.
 fn operator_accounts(server: &MariaDb) {
     server
         .run_sql(
             &format!(
                 "CREATE USER 'keeper_backup'@'%' IDENTIFIED BY '{BACKUP_PASSWORD}';
-                 GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, CREATE, ALTER, DROP,
-                   INSERT, INDEX, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, REFERENCES,
-                   CREATE TEMPORARY TABLES, BINLOG MONITOR, SET USER ON *.* TO 'keeper_backup'@'%';
+                 GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS,
+                   BINLOG MONITOR ON *.* TO 'keeper_backup'@'%';
                  CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}';
-                 GRANT ALL PRIVILEGES ON `sakila`.* TO 'app'@'%';
-                 SET GLOBAL log_bin_trust_function_creators = 1;"
+                 GRANT ALL PRIVILEGES ON `sakila`.* TO 'app'@'%';"
             ),
             None,
         )
@@ -218,10 +213,6 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
                 ("password", APP_PASSWORD),
             ],
         ))
-        .with_object(secret(
-            &format!("{NAME}-backup"),
-            &[("username", "keeper_backup"), ("password", BACKUP_PASSWORD)],
-        ))
         .build()
         .await
         .unwrap();
@@ -265,9 +256,24 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
     // 4. The Job's pod: the agent in-process with the Job's args and env.
     let (args, env) = resolve(&client, job, &target).await;
     assert!(
-        args.iter()
-            .all(|a| !a.contains(BACKUP_PASSWORD) && !a.contains(garage.secret_access_key())),
+        args.iter().all(|a| !a.contains(target.root_password())
+            && !a.contains(BACKUP_PASSWORD)
+            && !a.contains(garage.secret_access_key())),
         "no secret in the arguments: {args:?}"
+    );
+    let user = args
+        .iter()
+        .position(|a| a == "--user")
+        .map(|i| &args[i + 1]);
+    assert_eq!(
+        user.map(String::as_str),
+        Some("root"),
+        "a restore runs as root"
+    );
+    assert_eq!(
+        env.get("MYSQL_PWD").map(String::as_str),
+        Some(target.root_password()),
+        "MYSQL_PWD from the instance's root Secret"
     );
     keeper_agent::run(
         args,

@@ -9,7 +9,10 @@
 //! DESIGN's "Agent CLI"; every secret reaches it as a `secretKeyRef` or a
 //! mounted file, never as an argument:
 //!
-//! * `MYSQL_PWD` from the `<name>-backup` Secret (the backup user's password);
+//! * `MYSQL_PWD`: a backup logs in as the read-only dump account
+//!   `keeper_backup` with the `<name>-backup` Secret; a restore logs in as
+//!   `root` with the instance's root password Secret (a restore is
+//!   root-equivalent by nature, see [`crate::accounts`]);
 //! * `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from the destination's
 //!   `credentialsSecretRef` (unset: the pod gets credentials another way, e.g.
 //!   IRSA); `AWS_REGION`, `AWS_ENDPOINT_URL` as plain values;
@@ -48,6 +51,7 @@ use keeper_crds::destination::{
 use keeper_crds::instance::MYSQL_PORT;
 use keeper_crds::{BackupDestination, INSTANCE_LABEL, MySQLInstance, RetentionSpec};
 
+use crate::accounts::ROOT_USER;
 use crate::context::OperatorConfig;
 use crate::error::{Error, Result};
 use crate::instance::build::{
@@ -122,6 +126,15 @@ impl AgentCommand<'_> {
         match self {
             AgentCommand::Backup { destination, .. }
             | AgentCommand::Restore { destination, .. } => destination,
+        }
+    }
+
+    /// The MySQL account the agent logs in as: the read-only dump account
+    /// for a backup, `root` for a restore (see [`crate::accounts`]).
+    pub fn mysql_user(&self) -> &'static str {
+        match self {
+            AgentCommand::Backup { .. } => BACKUP_USER,
+            AgentCommand::Restore { .. } => ROOT_USER,
         }
     }
 
@@ -348,7 +361,7 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
     let connect = |args: &mut Vec<String>| -> Result<()> {
         flag(args, "--host", server_host(instance)?);
         flag(args, "--port", MYSQL_PORT.to_string());
-        flag(args, "--user", BACKUP_USER);
+        flag(args, "--user", command.mysql_user());
         Ok(())
     };
     match command {
@@ -429,18 +442,25 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-/// The agent's environment: the backup user's password and S3 credentials
-/// by `secretKeyRef`, S3 region and endpoint, and the `KEEPER_*` variables
+/// The agent's environment: the MySQL password of [`AgentCommand::mysql_user`]
+/// and S3 credentials by `secretKeyRef`, S3 region and endpoint, and the `KEEPER_*` variables
 /// that turn on status reporting.
 ///
 /// # Errors
 /// As [`job`].
 pub fn env(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<EnvVar>> {
     let destination = command.destination();
+    let (password_secret, password_key) = match command {
+        AgentCommand::Backup { .. } => (
+            instance.backup_secret_name(),
+            BACKUP_PASSWORD_KEY.to_owned(),
+        ),
+        AgentCommand::Restore { .. } => instance.root_password_secret(),
+    };
     let mut env = vec![secret_env(
         ENV_MYSQL_PASSWORD,
-        &instance.backup_secret_name(),
-        BACKUP_PASSWORD_KEY,
+        &password_secret,
+        &password_key,
     )];
     if let Some(s3) = &destination.s3 {
         if let Some(credentials) = &s3.credentials_secret_ref {

@@ -189,8 +189,8 @@ fn secret_value(secret: Option<&Secret>, key: &str) -> Option<String> {
 /// are in place.
 ///
 /// The Secret is created only after the account was created with its
-/// password, so "`<name>-backup` exists" means "the backup user can log in"
-/// (what a restore waits for). A Secret that exists is never changed; the
+/// password, so "`<name>-backup` exists" means "the backup user can log in".
+/// (Restores log in as root and do not need it; see `crate::accounts`.) A Secret that exists is never changed; the
 /// account is brought in line with it (`ALTER USER`).
 async fn ensure_backup_user(
     ctx: &Context,
@@ -298,7 +298,7 @@ async fn ensure_account(
     let target = AccountTarget {
         host,
         port: MYSQL_PORT,
-        root_user: "root".to_owned(),
+        root_user: crate::accounts::ROOT_USER.to_owned(),
         root_password,
         backup_password,
         cache_key: format!(

@@ -121,7 +121,7 @@ pub enum Step {
     Blocked(SourceProblem),
     /// Waiting for the server to become ready.
     WaitingForServer(String),
-    /// Waiting for something else (another restore Job, the backup user).
+    /// Waiting for something else (another restore Job, the root Secret).
     Waiting(String),
     /// The Job runs.
     Running {
@@ -282,14 +282,16 @@ async fn advance(
                     "waiting for restore Job {other} to finish before restoring {description}"
                 )));
             }
-            let backup_secret = instance.backup_secret_name();
+            // The restore logs in as root (crate::accounts): its Secret, not
+            // the backup user's, must exist for the Job's secretKeyRef.
+            let (root_secret, _) = instance.root_password_secret();
             let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-                .get_opt(&backup_secret)
+                .get_opt(&root_secret)
                 .await
-                .map_err(kube_error(format!("Secret {namespace}/{backup_secret}")))?;
+                .map_err(kube_error(format!("Secret {namespace}/{root_secret}")))?;
             if secret.is_none() {
                 return Ok(Step::Waiting(format!(
-                    "waiting for Secret {backup_secret} (the backup user the restore logs in as) before restoring {description}"
+                    "waiting for Secret {root_secret} (the root password the restore logs in with) before restoring {description}"
                 )));
             }
             let job = restore_job(&ctx.config, instance, resolved, &name)?;
