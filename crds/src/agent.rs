@@ -16,7 +16,7 @@
 //! | [`ENV_JOB_NAME`] | the Job's name, from the downward API: `fieldRef.fieldPath` = [`JOB_NAME_FIELD_PATH`] |
 //! | [`ENV_DESTINATION`] | the destination used, as JSON of [`crate::BackupDestination`] (secret references only) |
 //! | [`ENV_RESTORE_SOURCE`] | restores: what `status.restore.source` shows |
-//! | [`ENV_MYSQL_PASSWORD`] | the backup user's password, from a `secretKeyRef` |
+//! | [`ENV_MYSQL_PASSWORD`] | the MySQL password, from a `secretKeyRef`: the backup user's (`<instance>-backup`) for a backup, root's for a restore |
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 

@@ -30,8 +30,9 @@ pub fn build(meta: &InstanceMeta, spec: &MySQLInstanceSpec) -> ConfigMap {
 ///
 /// * `log_bin_trust_function_creators = 1`: MySQL 8 turns the binary log on
 ///   by default, and with the binary log on a user without `SUPER` cannot
-///   create stored functions (error 1419). The backup user restores them,
-///   and is deliberately not `SUPER` (see `crate::accounts`).
+///   create stored functions (error 1419). Restores now run as root
+///   (`crate::accounts`) and no longer need it; it stays for application
+///   users, who are not `SUPER` either and may create functions.
 pub const OPERATOR_DEFAULTS: &[(&str, &str)] = &[("log_bin_trust_function_creators", "1")];
 
 /// A my.cnf option name in one spelling: mysqld treats `-` and `_` alike.
