@@ -231,3 +231,43 @@ async fn hostile_names_comments_and_data_round_trip_exactly_and_inject_nothing()
     assert_eq!(fingerprint(&plain).await, expected);
     assert_canary_alive(&plain).await;
 }
+
+/// The checks of the `fuzz/` targets (`manifest`, `statements`) on a few
+/// hostile seeds, so the functions they drive stay covered in CI, where the
+/// fuzzer does not run.
+#[test]
+fn fuzz_target_checks_hold_on_hostile_seeds() {
+    let manifest_seeds: [&[u8]; 6] = [
+        b"",
+        b"{",
+        b"{\"formatVersion\": 0}",
+        b"[1,2,3]",
+        b"{\"formatVersion\": 4294967295, \"members\": []}",
+        &[0xff, 0xfe, b'{', b'}'],
+    ];
+    for seed in manifest_seeds {
+        if let Ok(m) = keeper_agent::manifest::Manifest::from_json(seed) {
+            let json = m.to_json().unwrap();
+            keeper_agent::manifest::Manifest::from_json(&json).unwrap();
+        }
+    }
+    let sql_seeds: [&[u8]; 8] = [
+        b"",
+        b"DELIMITER ;;\nCREATE PROCEDURE p() BEGIN SELECT 1; END;;\nDELIMITER ;\nSELECT 2;",
+        b"SELECT '\\'; DROP TABLE t; --'; SELECT `a``;`;",
+        b"/* ;; */ -- x;\n# y;\nSELECT 1 /*! ;*/;",
+        b"SELECT 'unterminated",
+        b"DELIMITER \n",
+        b"/*",
+        &[b'S', 0xff, 0x00, b'\'', 0x80, b'\'', b';', 0xc3],
+    ];
+    for seed in sql_seeds {
+        let mut last = 0;
+        for item in keeper_agent::restore::statements::split(seed).take(seed.len() + 1) {
+            let Ok(s) = item else { break };
+            assert!(s.offset >= last);
+            assert_eq!(&seed[s.offset..s.offset + s.text.len()], s.text);
+            last = s.offset;
+        }
+    }
+}
