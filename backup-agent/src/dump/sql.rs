@@ -36,18 +36,32 @@ pub fn string_literal(text: &str) -> String {
 fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'\'');
-    for &b in bytes {
-        match b {
-            0 => out.extend_from_slice(b"\\0"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\'' => out.extend_from_slice(b"\\'"),
-            0x1a => out.extend_from_slice(b"\\Z"),
-            _ => out.push(b),
+    // Copy runs that need no escape in one go: most values have no special
+    // byte at all, and a per-byte push was 6% of a sysbench dump's CPU.
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| escape(b).is_some()) {
+        out.extend_from_slice(&rest[..at]);
+        if let Some(escaped) = escape(rest[at]) {
+            out.extend_from_slice(escaped);
         }
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'\'');
+}
+
+/// The backslash escape of a byte that cannot appear raw in a literal.
+#[inline]
+fn escape(b: u8) -> Option<&'static [u8]> {
+    match b {
+        0 => Some(b"\\0"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        b'\\' => Some(b"\\\\"),
+        b'\'' => Some(b"\\'"),
+        0x1a => Some(b"\\Z"),
+        _ => None,
+    }
 }
 
 /// How a column's values are written.
@@ -190,6 +204,28 @@ mod tests {
             "'a\\'b\\\\c\\nd\\re\\0f\\Zg;'"
         );
         assert_eq!(string_literal("😀 ü"), "'😀 ü'");
+    }
+
+    #[test]
+    fn run_copying_escapes_like_byte_by_byte() {
+        // Every byte value, at the start, middle and end, and runs of
+        // specials next to each other.
+        let all: Vec<u8> = (0..=255u8).collect();
+        let mut samples = vec![all.clone(), b"''\\\n\r\0\x1a".to_vec(), Vec::new()];
+        samples.push([b"abc".as_slice(), &all, b"xyz"].concat());
+        for bytes in samples {
+            let mut expected = vec![b'\''];
+            for &b in &bytes {
+                match escape(b) {
+                    Some(e) => expected.extend_from_slice(e),
+                    None => expected.push(b),
+                }
+            }
+            expected.push(b'\'');
+            let mut out = Vec::new();
+            push_quoted(&mut out, &bytes);
+            assert_eq!(out, expected);
+        }
     }
 
     #[test]
