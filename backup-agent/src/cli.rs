@@ -81,8 +81,9 @@ pub struct BackupArgs {
     /// Connections that dump in parallel.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
-    /// gzip level 1 (fastest) to 9 (smallest).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+    /// gzip level 1 (fastest) to 9 (smallest); the same default as the CRD's
+    /// `spec.backup.compressionLevel`.
+    #[arg(long, default_value_t = keeper_crds::instance::DEFAULT_COMPRESSION_LEVEL, value_parser = clap::value_parser!(u32).range(1..=9))]
     pub compression_level: u32,
     /// Where backups live: file:///dir or s3://bucket/prefix.
     #[arg(long)]

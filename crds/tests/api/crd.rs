@@ -293,7 +293,10 @@ fn schema_validations_outside_cel() {
     assert_eq!(spec["backupOnDelete"]["default"], false);
     assert_eq!(backup["compressionLevel"]["minimum"], 1.0);
     assert_eq!(backup["compressionLevel"]["maximum"], 9.0);
-    assert_eq!(backup["compressionLevel"]["default"], 6);
+    assert_eq!(
+        backup["compressionLevel"]["default"],
+        keeper_crds::instance::DEFAULT_COMPRESSION_LEVEL
+    );
     assert_eq!(
         backup["retention"]["properties"]["keepLast"]["minimum"],
         1.0
