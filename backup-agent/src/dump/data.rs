@@ -15,9 +15,11 @@ use super::member::{EncodedMember, MemberEncoder};
 use super::sql::{self, ident};
 use crate::manifest::MemberKind;
 
-/// Uncompressed SQL per data member: big enough to compress well and keep
-/// the member count low, small enough that workers × chunk stays modest.
-pub const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
+/// Uncompressed SQL per data member: big enough to keep the member count
+/// low (deflate's window is 32 KiB, so the ratio does not depend on it),
+/// small enough that the members in flight stay modest. 8 MiB let peak RSS
+/// reach 47-61 MiB at 1M sysbench rows per table; see docs/benchmarks.md.
+pub const DEFAULT_CHUNK_BYTES: u64 = 4 << 20;
 /// Statements stop growing here even when the server would take more:
 /// bigger statements only cost the restore memory.
 pub const MAX_STATEMENT_BYTES: u64 = 1 << 20;

@@ -77,7 +77,10 @@ impl MemberEncoder {
     }
 
     pub fn finish(self) -> std::io::Result<EncodedMember> {
-        let compressed = self.gz.finish()?;
+        let mut compressed = self.gz.finish()?;
+        // The output grew by doubling; a member may wait for the writer a
+        // while, so do not keep up to twice its size allocated meanwhile.
+        compressed.shrink_to_fit();
         let sha256 = hex::encode(Sha256::digest(&compressed));
         Ok(EncodedMember {
             kind: self.kind,
