@@ -48,6 +48,8 @@ const BENCH_USER: &str = "bench";
 // A throwaway server on loopback: this password protects nothing.
 const BENCH_PASSWORD: &str = "bench-password";
 const DB: &str = "sbtest";
+/// The environment `Dockerfile.agent` sets for the agent.
+const MALLOC_ENV: &str = "MALLOC_TRIM_THRESHOLD_=1048576";
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     crate::deps::install()?;
@@ -96,9 +98,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dump = format!(
         "mariadb-dump --no-defaults -h127.0.0.1 -P{port} -u{BENCH_USER} --single-transaction --databases {DB}"
     );
+    // The agent runs as its image runs it: with the malloc setting of
+    // Dockerfile.agent, which keeps its peak RSS flat as the data grows.
+    let agent = format!("{MALLOC_ENV} {}", agent.display());
     let keeper = format!(
-        "{} backup --host 127.0.0.1 --port {port} --user {BENCH_USER} --databases {DB} --parallel {t}",
-        agent.display()
+        "{agent} backup --host 127.0.0.1 --port {port} --user {BENCH_USER} --databases {DB} --parallel {t}"
     );
     let mut contenders: Vec<(&str, String, PathBuf)> = vec![
         (
@@ -172,8 +176,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             (
                 "keeper-agent restore (file)",
                 format!(
-                    "{} restore {tconn} --parallel {t} --from file://{}/keeper/bench",
-                    agent.display(),
+                    "{agent} restore {tconn} --parallel {t} --from file://{}/keeper/bench",
                     dir.display()
                 ),
             ),
@@ -198,8 +201,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 (
                     "keeper-agent restore (s3, Garage)",
                     format!(
-                        "{} restore {tconn} --parallel {t} --from s3://keeper-test/bench/bench --s3-force-path-style",
-                        agent.display()
+                        "{agent} restore {tconn} --parallel {t} --from s3://keeper-test/bench/bench --s3-force-path-style"
                     ),
                 ),
             );
@@ -340,9 +342,19 @@ fn to_json(args: &BenchArgs, sql_bytes: u64, results: &[Measurement]) -> anyhow:
     }))?)
 }
 
-/// The agent as users run it: a release build.
+/// The agent as users run it: a release build. The same package set as
+/// CI's manifest step, so features unify the same way and CI's smoke run
+/// reuses that build instead of compiling the agent again.
 fn build_agent() -> anyhow::Result<PathBuf> {
-    sh::run(sh::cargo().args(["build", "--release", "--locked", "-p", "keeper-agent"]))?;
+    sh::run(sh::cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "keeper-operator",
+        "-p",
+        "keeper-agent",
+    ]))?;
     Ok(sh::workspace_root().join("target/release/keeper-agent"))
 }
 
