@@ -330,6 +330,17 @@ pub async fn restore_backup(
 
 /// Member indices of the three phases: header and schema (in order), data
 /// (in parallel), and the code objects (in order, after all data).
+///
+/// Data members are interleaved across tables (every table's chunk 0, then
+/// every chunk 1, …) rather than taken in file order. In file order the
+/// parallel connections insert neighbouring key ranges of the same table at
+/// once: each connection's rows land in front of the other's, so InnoDB
+/// splits pages in the middle instead of appending, and the connections
+/// contend for the same index pages. Interleaved, they load different tables
+/// while there are several, and each table still receives its chunks in
+/// key order. Measured (4 x 250k sysbench rows, 2 connections): the same
+/// restore time, and tables as compact as the source's (228.9 MB of data
+/// pages instead of 231-232 MB).
 fn phases(manifest: &crate::manifest::Manifest) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
     let (mut first, mut data, mut last) = (Vec::new(), Vec::new(), Vec::new());
     for (i, m) in manifest.members.iter().enumerate() {
@@ -342,6 +353,8 @@ fn phases(manifest: &crate::manifest::Manifest) -> (Vec<usize>, Vec<usize>, Vec<
             | MemberKind::Events => last.push(i),
         }
     }
+    // A stable sort: members of one chunk number keep their file order.
+    data.sort_by_key(|&i| manifest.members[i].chunk.unwrap_or(0));
     (first, data, last)
 }
 
