@@ -28,7 +28,8 @@ pub struct Observed {
     pub data_claim: Option<PersistentVolumeClaim>,
 }
 
-async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>>
+/// Reads one namespaced object; `None` when it does not exist.
+pub(crate) async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone

@@ -5,12 +5,12 @@
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use keeper_crds::destination::{AWS_ACCESS_KEY_ID_KEY, AWS_SECRET_ACCESS_KEY_KEY};
 use keeper_crds::{BackupDestination, BackupPhase, MySQLBackup, RestoreSource};
-use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
+use kube::Client;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::instance::fetch::get;
 
 /// Hex digits of a fingerprint: 40 bits, plenty for the handful of restores
 /// one instance ever sees, short enough for a Job name.
@@ -93,22 +93,6 @@ pub fn restored_key(restored_from: &str) -> Option<&str> {
     let (head, _) = restored_from.rsplit_once("] at ")?;
     let (_, key) = head.rsplit_once(" [")?;
     (key.len() == KEY_LEN && key.bytes().all(|b| b.is_ascii_hexdigit())).then_some(key)
-}
-
-async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::Kube {
-            what: format!("{} {namespace}/{name}", K::kind(&())),
-            source: Box::new(source),
-        })
 }
 
 /// Resolves `request` in `namespace`: the `MySQLBackup` it names (which must
