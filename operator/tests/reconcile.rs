@@ -18,54 +18,13 @@ use kube::{Api, Client};
 use kube_fake_client::{ClientBuilder, interceptor};
 use serde_json::json;
 
+mod common;
+
+use common::InstanceKind;
+
 const NS: &str = "shop";
 
 type Writes = Arc<Mutex<Vec<String>>>;
-
-/// `with_status_subresource` learns the kind from `K::default()`, and
-/// `MySQLInstance` has no default (its spec has required parts): this stand-in
-/// serializes to the same apiVersion and kind.
-#[derive(Clone, Debug, serde::Serialize)]
-struct InstanceKind {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: kube::api::ObjectMeta,
-}
-
-impl Default for InstanceKind {
-    fn default() -> Self {
-        Self {
-            api_version: keeper_crds::API_GROUP_VERSION,
-            kind: "MySQLInstance",
-            metadata: kube::api::ObjectMeta::default(),
-        }
-    }
-}
-
-impl kube::Resource for InstanceKind {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::kind(&())
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::group(&())
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::version(&())
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::plural(&())
-    }
-    fn meta(&self) -> &kube::api::ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
-        &mut self.metadata
-    }
-}
 
 struct Cluster {
     client: Client,

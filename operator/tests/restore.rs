@@ -22,71 +22,19 @@ use kube::{Api, Client};
 use kube_fake_client::{ClientBuilder, interceptor};
 use serde_json::{Value, json};
 
+mod common;
+
+use common::{InstanceKind, NoAccounts};
+
 const NS: &str = "shop";
 const NAME: &str = "fresh";
 
 type Writes = Arc<Mutex<Vec<String>>>;
 
-/// Stand-in with `Default` for `with_status_subresource` (see reconcile.rs).
-#[derive(Clone, Debug, serde::Serialize)]
-struct InstanceKind {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: kube::api::ObjectMeta,
-}
-
-impl Default for InstanceKind {
-    fn default() -> Self {
-        Self {
-            api_version: keeper_crds::API_GROUP_VERSION,
-            kind: "MySQLInstance",
-            metadata: kube::api::ObjectMeta::default(),
-        }
-    }
-}
-
-impl kube::Resource for InstanceKind {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::kind(&())
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::group(&())
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::version(&())
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        MySQLInstance::plural(&())
-    }
-    fn meta(&self) -> &kube::api::ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 struct Cluster {
     client: Client,
     writes: Writes,
     ctx: Arc<Context>,
-}
-
-/// The backup user is "ensured" without a server (the SQL side has its own
-/// tests in accounts.rs).
-struct NoAccounts;
-
-impl keeper_operator::accounts::AccountManager for NoAccounts {
-    fn ensure_backup_user<'a>(
-        &'a self,
-        _target: &'a keeper_operator::accounts::AccountTarget,
-    ) -> futures::future::BoxFuture<'a, Result<(), keeper_operator::accounts::AccountsError>> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 fn kind_and_name(object: &Value) -> String {

@@ -1,5 +1,5 @@
-//! Setup shared by the tests that run the operator's Jobs for real
-//! (`restore_job_e2e.rs`, `backup_job_e2e.rs`): the stand-ins the in-memory
+//! Setup shared by the operator's integration tests (reconcile, restore and
+//! the Job end-to-end tests): the stand-ins the in-memory
 //! API needs for status subresources, Secrets, an account manager without a
 //! server, and the kubelet's part — a Job's arguments and environment as its
 //! pod would see them.
