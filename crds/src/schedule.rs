@@ -38,7 +38,7 @@
 //!
 //! Wrapping croner would have meant re-parsing every field to reject (a),
 //! rewriting (b), and reimplementing the search for (c) — that is the whole
-//! of a 5-field matcher, so the matcher is written here (about 300 lines) and
+//! of a 5-field matcher, so the matcher is written here (about 480 lines of code) and
 //! tested against robfig's and Kubernetes' own examples.
 //!
 //! # Semantics (robfig/cron v3 standard parser, as Kubernetes uses it)
