@@ -1,5 +1,5 @@
 //! The project's own sample database, `bookshop` (`tests/fixtures/sample/`):
-//! about 125,000 generated rows in tables with foreign keys, BLOB, JSON and
+//! about 137,000 generated rows in tables with foreign keys, BLOB, JSON and
 //! spatial columns, an Aria and a MyISAM table, a sequence, views, routines,
 //! triggers and events. The demo and the round-trip tests load it.
 

@@ -141,7 +141,8 @@ fn install_python_tools() -> anyhow::Result<()> {
             .iter()
             .filter(|(_, module)| {
                 !venv_command("python3")
-                    .args(["-c", &format!("import {module}")])
+                    .arg("-c")
+                    .arg(format!("import {module}"))
                     .output()
                     .is_ok_and(|o| o.status.success())
             })
