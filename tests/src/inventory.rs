@@ -202,10 +202,7 @@ impl Inventory {
     }
 
     /// Each view, routine, trigger, event and sequence, matched by kind and name.
-    pub fn compare_objects<'a>(
-        &'a self,
-        restored: &'a Inventory,
-    ) -> Vec<(&'a ObjectFacts, Match)> {
+    pub fn compare_objects<'a>(&'a self, restored: &'a Inventory) -> Vec<(&'a ObjectFacts, Match)> {
         let find = |inv: &'a Inventory, o: &ObjectFacts| {
             inv.objects
                 .iter()
@@ -289,7 +286,12 @@ async fn read_with(conn: &mut mysql_async::Conn, db: &str) -> mysql_async::Resul
                     format!("-- sql_mode {}\n{}", text(1), text(2))
                 }
                 ObjectKind::Event => {
-                    format!("-- sql_mode {}, time zone {}\n{}", text(1), text(2), text(3))
+                    format!(
+                        "-- sql_mode {}, time zone {}\n{}",
+                        text(1),
+                        text(2),
+                        text(3)
+                    )
                 }
             };
             if kind == ObjectKind::Sequence {

@@ -21,7 +21,10 @@ const STEPS: &[(&str, Step)] = &[
     ("load the sample database into MariaDB", load_sample),
     ("back it up to S3", backup),
     ("list the backups in the bucket", list),
-    ("check every byte of the backup against its manifest", verify),
+    (
+        "check every byte of the backup against its manifest",
+        verify,
+    ),
     ("restore it into a second, empty MariaDB", restore),
     ("compare the restored server with the source", compare),
 ];
@@ -216,7 +219,9 @@ fn compare(demo: &mut Demo) -> anyhow::Result<()> {
         .block_on(Inventory::read(demo.target()?, sample::DATABASE))?;
     let mut differ = 0;
 
-    println!("tables: row count, CHECKSUM TABLE and SHOW CREATE TABLE (keys, AUTO_INCREMENT), source vs restored");
+    println!(
+        "tables: row count, CHECKSUM TABLE and SHOW CREATE TABLE (keys, AUTO_INCREMENT), source vs restored"
+    );
     println!(
         "    {:<14} {:>8} {:>12} {:>12}",
         "table", "rows", "source", "restored"

@@ -106,10 +106,8 @@ fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
         cmd
     };
     sh::run(&mut apt(&["update", "-q"]))?;
-    sh::run(
-        apt(&["install", "-y", "-q", "--no-install-recommends"]).args(packages),
-    )
-    .with_context(|| format!("installing Debian packages {}", packages.join(", ")))
+    sh::run(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(packages))
+        .with_context(|| format!("installing Debian packages {}", packages.join(", ")))
 }
 
 /// `target/xtask-venv` (or under `CARGO_TARGET_DIR`).

@@ -180,7 +180,9 @@ mod tests {
         );
         for needed in [["cargo", "xtask", "demo"], ["cargo", "xtask", "ci"]] {
             assert!(
-                commands.iter().any(|c| c.starts_with(&needed.map(String::from))),
+                commands
+                    .iter()
+                    .any(|c| c.starts_with(&needed.map(String::from))),
                 "the README shows `{}`",
                 needed.join(" ")
             );
