@@ -398,24 +398,21 @@ async fn only_the_chosen_databases_are_dumped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sakila_round_trips_with_every_checksum_equal() {
+async fn the_sample_database_round_trips_with_every_checksum_equal() {
     let source = MariaDb::start().unwrap();
-    let sakila = keeper_tests::sakila_dir();
-    source
-        .run_sql_file(&sakila.join("sakila-mv-schema.sql"), None)
-        .unwrap();
-    source
-        .run_sql_file(&sakila.join("sakila-mv-data.sql"), None)
-        .unwrap();
+    keeper_tests::sample::load(&source).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let outcome = backup(&source, dir.path(), &["--parallel", "4"])
         .await
         .unwrap();
     check_file(&folder(&outcome));
-    let before = fingerprint(&source, &["sakila"]).await;
+    let before = fingerprint(&source, &[keeper_tests::sample::DATABASE]).await;
     let target = MariaDb::start().unwrap();
     restore_with_client(&folder(&outcome).join("dump.sql.gz"), &target);
-    assert_same(&before, &fingerprint(&target, &["sakila"]).await);
+    assert_same(
+        &before,
+        &fingerprint(&target, &[keeper_tests::sample::DATABASE]).await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

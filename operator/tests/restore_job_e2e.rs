@@ -1,4 +1,5 @@
-//! The restore Job the operator builds, run for real: sakila is backed up
+//! The restore Job the operator builds, run for real: the sample database
+//! (`tests/fixtures/sample`) is backed up
 //! from a harness MariaDB into a harness Garage by the agent; a new instance
 //! with `restoreFrom.backupName` is reconciled against the in-memory API
 //! until it creates its Job; that Job's arguments and environment are
@@ -55,6 +56,7 @@ async fn resolve(
 }
 
 const NS: &str = "shop";
+const DB: &str = keeper_tests::sample::DATABASE;
 const NAME: &str = "orders-copy";
 const BACKUP: &str = "orders-20250101-030000";
 const BACKUP_PASSWORD: &str = "backup-pw-5f1e2d3c";
@@ -101,7 +103,7 @@ fn operator_accounts(server: &MariaDb) {
                  GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS,
                    BINLOG MONITOR ON *.* TO 'keeper_backup'@'%';
                  CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}';
-                 GRANT ALL PRIVILEGES ON `sakila`.* TO 'app'@'%';"
+                 GRANT ALL PRIVILEGES ON `bookshop`.* TO 'app'@'%';"
             ),
             None,
         )
@@ -109,30 +111,24 @@ fn operator_accounts(server: &MariaDb) {
 }
 
 async fn logs_in(server: &MariaDb, user: &str, password: &str) -> u64 {
-    let mut conn = mysql_async::Conn::new(server.opts_for(user, password, Some("sakila")))
+    let mut conn = mysql_async::Conn::new(server.opts_for(user, password, Some(DB)))
         .await
         .unwrap_or_else(|e| panic!("{user} cannot log in after the restore: {e}"));
-    let actors: u64 = conn
-        .query_first("SELECT COUNT(*) FROM actor")
+    let books: u64 = conn
+        .query_first("SELECT COUNT(*) FROM books")
         .await
         .unwrap()
         .unwrap();
     conn.disconnect().await.unwrap();
-    actors
+    books
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operators_restore_job_restores_sakila_and_reports_it() {
+async fn the_operators_restore_job_restores_the_sample_and_reports_it() {
     let garage = Garage::start().unwrap();
     let source = MariaDb::start().unwrap();
     let target = MariaDb::start().unwrap();
-    let sakila = keeper_tests::sakila_dir();
-    source
-        .run_sql_file(&sakila.join("sakila-mv-schema.sql"), None)
-        .unwrap();
-    source
-        .run_sql_file(&sakila.join("sakila-mv-data.sql"), None)
-        .unwrap();
+    keeper_tests::sample::load(&source).unwrap();
     operator_accounts(&target);
 
     // 1. The backup, taken by the agent outside Kubernetes.
@@ -155,7 +151,7 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
             "--user",
             source.root_user(),
             "--databases",
-            "sakila",
+            DB,
             "--to",
             &to,
             "--name",
@@ -286,9 +282,9 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
     .unwrap();
 
     // Every table came back.
-    let before = checksums(&source, "sakila").await;
-    assert!(before.len() >= 16, "{before:?}");
-    assert_eq!(checksums(&target, "sakila").await, before);
+    let before = checksums(&source, DB).await;
+    assert!(before.len() >= 14, "{before:?}");
+    assert_eq!(checksums(&target, DB).await, before);
 
     // The agent reported the run into status.restore.
     let restore = instances
@@ -344,11 +340,11 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
     // 6. The instance's own Secrets still log in: a restore has no accounts.
     let root = secret_value(&client, NS, &format!("{NAME}-credentials"), "root-password").await;
     let app = secret_value(&client, NS, &format!("{NAME}-credentials"), "password").await;
-    let actors = before["actor"].1;
-    assert_eq!(logs_in(&target, "root", &root).await, actors);
-    assert_eq!(logs_in(&target, "app", &app).await, actors);
+    let books = before["books"].1;
+    assert_eq!(logs_in(&target, "root", &root).await, books);
+    assert_eq!(logs_in(&target, "app", &app).await, books);
     assert_eq!(
         logs_in(&target, "keeper_backup", BACKUP_PASSWORD).await,
-        actors
+        books
     );
 }

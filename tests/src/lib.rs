@@ -7,6 +7,8 @@
 //!   access key allowed on it.
 //! - [`Proxy`] sits between a client and either server on loopback, to drop,
 //!   refuse, slow down or (HTTP) fail connections and requests on demand.
+//! - [`sample`] loads the project's sample database, and [`Inventory`] reads
+//!   what a database holds so two servers can be compared.
 //!
 //! Both stop when dropped (also when a test panics, since the value is dropped
 //! while unwinding), and several of each can run side by side. A service that
@@ -14,19 +16,17 @@
 //! how to install it: tests never pass silently without their servers.
 
 mod garage;
+mod inventory;
 mod mariadb;
 mod process;
 mod proxy;
+pub mod sample;
 
 pub use garage::{Garage, client_for as s3_client_for};
+pub use inventory::{Inventory, Match, ObjectFacts, ObjectKind, TableFacts};
 pub use mariadb::{MariaDb, MariaDbOptions};
 pub use process::HarnessError;
 pub use proxy::Proxy;
-
-/// The sakila sample shipped in `shared/fixtures/sakila` next to the checkout.
-pub fn sakila_dir() -> std::path::PathBuf {
-    workspace_root().join("../shared/fixtures/sakila")
-}
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> std::path::PathBuf {

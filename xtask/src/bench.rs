@@ -52,7 +52,7 @@ const DB: &str = "sbtest";
 const MALLOC_ENV: &str = "MALLOC_TRIM_THRESHOLD_=1048576";
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    crate::deps::install()?;
+    crate::deps::install(crate::deps::Purpose::Bench)?;
     let work = tempfile::Builder::new()
         .prefix("keeper-bench-")
         .tempdir()

@@ -1,9 +1,10 @@
 //! Every check CI runs, in the order that fails fastest.
 
-use crate::{deps, manifests, sh};
+use crate::deps::{self, Purpose};
+use crate::{manifests, sh};
 
 pub fn run() -> anyhow::Result<()> {
-    deps::install()?;
+    deps::install(Purpose::All)?;
     sh::run(sh::cargo().args(["fmt", "--all", "--", "--check"]))?;
     sh::run(sh::cargo().args([
         "clippy",

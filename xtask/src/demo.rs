@@ -1,170 +1,297 @@
-//! `cargo xtask demo`: the main job, locally, against throwaway servers.
+//! `cargo xtask demo`: what Keeper does, shown step by step against
+//! throwaway servers (a MariaDB loaded with the project's sample database,
+//! a Garage S3 store, and a second, empty MariaDB to restore into).
+//!
+//! Each capability is one entry of [`STEPS`]: a feature that lands (a
+//! verified restore, point-in-time recovery, encryption) adds its step there,
+//! and the demo prints what each step proved.
 
 use anyhow::Context;
-use keeper_tests::{Garage, MariaDb};
-use mysql_async::prelude::Queryable;
+use keeper_tests::{Garage, Inventory, MariaDb, Match, ObjectKind, sample};
+
+use crate::deps::{self, Purpose};
+
+/// The backup's name in the bucket.
+const BACKUP: &str = "demo";
+
+type Step = fn(&mut Demo) -> anyhow::Result<()>;
+
+/// The demo, in order: a title and what runs.
+const STEPS: &[(&str, Step)] = &[
+    ("load the sample database into MariaDB", load_sample),
+    ("back it up to S3", backup),
+    ("list the backups in the bucket", list),
+    (
+        "check every byte of the backup against its manifest",
+        verify,
+    ),
+    ("restore it into a second, empty MariaDB", restore),
+    ("compare the restored server with the source", compare),
+];
+
+/// What the steps share.
+struct Demo {
+    runtime: tokio::runtime::Runtime,
+    source: MariaDb,
+    garage: Garage,
+    target: Option<MariaDb>,
+    /// What the source holds, read after loading.
+    source_inventory: Option<Inventory>,
+    /// What the demo proved, one line per step, printed at the end.
+    proved: Vec<String>,
+}
 
 pub fn run() -> anyhow::Result<()> {
-    crate::deps::install()?;
+    deps::install(Purpose::Demo)?;
     eprintln!("demo: starting MariaDB and Garage");
-    let source = MariaDb::start().context("starting MariaDB")?;
-    let garage = Garage::start().context("starting Garage")?;
-
-    let sakila = keeper_tests::sakila_dir();
-    eprintln!("demo: loading the sakila sample from {}", sakila.display());
-    source.run_sql_file(&sakila.join("sakila-mv-schema.sql"), None)?;
-    source.run_sql_file(&sakila.join("sakila-mv-data.sql"), None)?;
-
-    let runtime = tokio::runtime::Runtime::new()?;
-    let tables = runtime.block_on(table_rows(&source, "sakila"))?;
-    println!("MariaDB {}:{} holds sakila:", source.host(), source.port());
-    for (table, rows) in &tables {
-        println!("  {table:<28} {rows:>8} rows");
-    }
+    let mut demo = Demo {
+        runtime: tokio::runtime::Runtime::new()?,
+        source: MariaDb::start().context("starting MariaDB")?,
+        garage: Garage::start().context("starting Garage")?,
+        target: None,
+        source_inventory: None,
+        proved: Vec::new(),
+    };
     println!(
-        "Garage S3 listens on {} (region {}, bucket {})",
-        garage.endpoint(),
-        garage.region(),
-        garage.bucket()
+        "MariaDB listens on {}:{}; Garage S3 on {} (region {}, bucket {})",
+        demo.source.host(),
+        demo.source.port(),
+        demo.garage.endpoint(),
+        demo.garage.region(),
+        demo.garage.bucket()
     );
-
-    let url = format!("s3://{}/demo", garage.bucket());
-    eprintln!("demo: backing up sakila to {url}");
-    runtime.block_on(agent(
-        &source,
-        &garage,
-        &[
-            "backup",
-            "--s3-force-path-style",
-            "--databases",
-            "sakila",
-            "--to",
-            &url,
-            "--name",
-            "demo",
-        ],
-    ))?;
-
-    let manifest = runtime.block_on(read_manifest(&garage, "demo/demo/manifest.json"))?;
-    print_manifest(&manifest);
-
-    eprintln!("demo: restoring it into a second MariaDB");
-    let target = MariaDb::start().context("starting the restore target")?;
-    let from = format!("{url}/demo");
-    runtime.block_on(agent(
-        &target,
-        &garage,
-        &[
-            "restore",
-            "--s3-force-path-style",
-            "--from",
-            &from,
-            "--parallel",
-            "2",
-        ],
-    ))?;
-    let source_sums = runtime.block_on(table_checksums(&source, "sakila"))?;
-    let target_sums = runtime.block_on(table_checksums(&target, "sakila"))?;
-    println!("CHECKSUM TABLE, source vs restored:");
-    let mut differ = 0;
-    for (table, sum) in &source_sums {
-        let restored = target_sums
-            .iter()
-            .find(|(t, _)| t == table)
-            .map(|(_, s)| *s);
-        let ok = restored == Some(*sum);
-        differ += usize::from(!ok);
-        let show = |s: Option<u64>| s.map_or_else(|| "-".to_owned(), |s| s.to_string());
-        println!(
-            "  {} {table:<28} {:>12} {:>12}",
-            if ok { "✓" } else { "✗" },
-            show(*sum),
-            show(restored.flatten())
-        );
+    for (number, (title, step)) in STEPS.iter().enumerate() {
+        println!("\n== {}/{} {title} ==", number + 1, STEPS.len());
+        step(&mut demo).with_context(|| format!("demo step {}: {title}", number + 1))?;
     }
-    anyhow::ensure!(
-        differ == 0 && source_sums.len() == target_sums.len(),
-        "{differ} of {} tables differ after the restore",
-        source_sums.len()
-    );
-    println!("restore: all {} tables match", source_sums.len());
+    println!("\nWhat this demo proved:");
+    for line in &demo.proved {
+        println!("  ✓ {line}");
+    }
     Ok(())
 }
 
-/// Runs the agent in-process against `server` with `garage` as its S3 store,
-/// as a Job would run it.
-async fn agent(server: &MariaDb, garage: &Garage, args: &[&str]) -> anyhow::Result<()> {
-    let port = server.port().to_string();
-    let mut argv = vec![
-        "keeper-agent",
-        args[0],
-        "--host",
-        server.host(),
-        "--port",
-        &port,
-    ];
-    argv.extend(["--user", server.root_user()]);
-    argv.extend(&args[1..]);
-    let mut env: std::collections::HashMap<String, String> = garage
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    env.insert("MYSQL_PWD".to_owned(), server.root_password().to_owned());
-    let ctx = keeper_agent::AgentContext { env, kube: None };
-    keeper_agent::run(argv, ctx)
-        .await
-        .with_context(|| format!("keeper-agent {}", args[0]))
+impl Demo {
+    fn location(&self) -> String {
+        format!("s3://{}/demo", self.garage.bucket())
+    }
+
+    fn backup_folder(&self) -> String {
+        format!("{}/{BACKUP}", self.location())
+    }
+
+    fn target(&self) -> anyhow::Result<&MariaDb> {
+        self.target
+            .as_ref()
+            .context("the restore step has not run yet")
+    }
+
+    /// Runs the agent in-process, as a Job would run it: with `garage` as its
+    /// S3 store and, for `server`, that server's address and root login.
+    fn agent(&self, args: &[&str], server: Option<&MariaDb>) -> anyhow::Result<()> {
+        let port = server.map(|s| s.port().to_string());
+        let mut argv = vec!["keeper-agent", args[0]];
+        if let (Some(server), Some(port)) = (server, port.as_deref()) {
+            argv.extend(["--host", server.host(), "--port", port]);
+            argv.extend(["--user", server.root_user()]);
+        }
+        argv.extend(&args[1..]);
+        argv.push("--s3-force-path-style");
+        let mut env: std::collections::HashMap<String, String> = self
+            .garage
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        if let Some(server) = server {
+            env.insert("MYSQL_PWD".to_owned(), server.root_password().to_owned());
+        }
+        let ctx = keeper_agent::AgentContext { env, kube: None };
+        self.runtime
+            .block_on(keeper_agent::run(argv, ctx))
+            .with_context(|| format!("keeper-agent {}", args[0]))
+    }
 }
 
-/// `CHECKSUM TABLE` of every base table in `db`, by name.
-async fn table_checksums(server: &MariaDb, db: &str) -> anyhow::Result<Vec<(String, Option<u64>)>> {
-    let mut conn = server.connect().await?;
-    let tables: Vec<String> = conn
-        .exec(
-            "SELECT table_name FROM information_schema.tables \
-             WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
-            (db,),
-        )
-        .await?;
-    let mut out = Vec::with_capacity(tables.len());
-    for table in tables {
-        let row: Option<(String, Option<u64>)> = conn
-            .query_first(format!(
-                "CHECKSUM TABLE `{}`.`{}`",
-                db.replace('`', "``"),
-                table.replace('`', "``")
-            ))
-            .await?;
-        out.push((table, row.and_then(|(_, sum)| sum)));
+fn load_sample(demo: &mut Demo) -> anyhow::Result<()> {
+    eprintln!(
+        "demo: loading {} from {}",
+        sample::DATABASE,
+        sample::dir().display()
+    );
+    sample::load(&demo.source)?;
+    let inventory = demo
+        .runtime
+        .block_on(Inventory::read(&demo.source, sample::DATABASE))?;
+    println!(
+        "{}: {} tables with {} rows, and {}",
+        sample::DATABASE,
+        inventory.tables.len(),
+        inventory.row_count(),
+        object_counts(&inventory)
+    );
+    for table in &inventory.tables {
+        println!(
+            "  {:<14} {:<7} {:>8} rows",
+            table.name, table.engine, table.rows
+        );
     }
-    conn.disconnect().await?;
-    Ok(out)
+    demo.source_inventory = Some(inventory);
+    Ok(())
 }
 
-/// Exact row counts of every base table in `db`, by name.
-pub async fn table_rows(server: &MariaDb, db: &str) -> anyhow::Result<Vec<(String, u64)>> {
-    let mut conn = server.connect().await?;
-    let tables: Vec<String> = conn
-        .exec(
-            "SELECT table_name FROM information_schema.tables \
-             WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
-            (db,),
-        )
-        .await?;
-    let mut out = Vec::with_capacity(tables.len());
-    for table in tables {
-        let count: Option<u64> = conn
-            .query_first(format!(
-                "SELECT COUNT(*) FROM `{}`.`{}`",
-                db.replace('`', "``"),
-                table.replace('`', "``")
-            ))
-            .await?;
-        out.push((table, count.unwrap_or(0)));
+fn backup(demo: &mut Demo) -> anyhow::Result<()> {
+    let location = demo.location();
+    eprintln!("demo: backing up {} to {location}", sample::DATABASE);
+    demo.agent(
+        &[
+            "backup",
+            "--databases",
+            sample::DATABASE,
+            "--parallel",
+            "2",
+            "--to",
+            &location,
+            "--name",
+            BACKUP,
+        ],
+        Some(&demo.source),
+    )?;
+    let manifest = demo.runtime.block_on(read_manifest(
+        &demo.garage,
+        &format!("demo/{BACKUP}/manifest.json"),
+    ))?;
+    print_manifest(&manifest);
+    demo.proved.push(format!(
+        "a consistent backup ({:?}) of {} tables and {} rows, streamed to S3 as {} gzip members with a manifest of sha256 sums",
+        manifest.snapshot.consistency,
+        manifest.table_count(),
+        manifest.row_count(),
+        manifest.members.len()
+    ));
+    Ok(())
+}
+
+fn list(demo: &mut Demo) -> anyhow::Result<()> {
+    let location = demo.location();
+    demo.agent(&["list", "--from", &location], None)?;
+    demo.proved
+        .push("the bucket lists the backup as complete (it has its manifest)".to_owned());
+    Ok(())
+}
+
+fn verify(demo: &mut Demo) -> anyhow::Result<()> {
+    let folder = demo.backup_folder();
+    demo.agent(&["verify", "--from", &folder], None)?;
+    demo.proved.push(
+        "every member and the whole file match their sha256 in the manifest, read back from S3"
+            .to_owned(),
+    );
+    Ok(())
+}
+
+fn restore(demo: &mut Demo) -> anyhow::Result<()> {
+    eprintln!("demo: starting a second, empty MariaDB");
+    demo.target = Some(MariaDb::start().context("starting the restore target")?);
+    let folder = demo.backup_folder();
+    let target = demo.target()?;
+    println!(
+        "restoring {folder} into MariaDB {}:{} with 2 connections",
+        target.host(),
+        target.port()
+    );
+    demo.agent(
+        &["restore", "--from", &folder, "--parallel", "2"],
+        Some(target),
+    )?;
+    demo.proved
+        .push("the backup restores into an empty server, members replayed in parallel".to_owned());
+    Ok(())
+}
+
+fn compare(demo: &mut Demo) -> anyhow::Result<()> {
+    let source = demo
+        .source_inventory
+        .as_ref()
+        .context("the load step has not run yet")?;
+    let restored = demo
+        .runtime
+        .block_on(Inventory::read(demo.target()?, sample::DATABASE))?;
+    let mut differ = 0;
+
+    println!(
+        "tables: row count, CHECKSUM TABLE and SHOW CREATE TABLE (keys, AUTO_INCREMENT), source vs restored"
+    );
+    println!(
+        "    {:<14} {:>8} {:>12} {:>12}",
+        "table", "rows", "source", "restored"
+    );
+    let show = |sum: Option<u64>| sum.map_or_else(|| "-".to_owned(), |s| s.to_string());
+    for (ours, theirs, verdict) in source.compare_tables(&restored) {
+        differ += usize::from(verdict != Match::Same);
+        println!(
+            "  {} {:<14} {:>8} {:>12} {:>12}{}",
+            verdict.mark(),
+            ours.name,
+            ours.rows,
+            show(ours.checksum),
+            show(theirs.and_then(|t| t.checksum)),
+            explain(verdict)
+        );
     }
-    conn.disconnect().await?;
-    Ok(out)
+    println!("code and other objects: SHOW CREATE text (with sql_mode), source vs restored");
+    for kind in ObjectKind::ALL {
+        let rows: Vec<_> = source
+            .compare_objects(&restored)
+            .into_iter()
+            .filter(|(o, _)| o.kind == kind)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = rows
+            .iter()
+            .map(|(o, verdict)| format!("{} {}{}", verdict.mark(), o.name, explain(*verdict)))
+            .collect();
+        differ += rows.iter().filter(|(_, v)| *v != Match::Same).count();
+        println!("  {:<10} {}", kind.plural(), names.join("  "));
+    }
+    anyhow::ensure!(
+        differ == 0,
+        "{differ} tables or objects differ between the source and the restored server"
+    );
+    println!(
+        "the restored server matches the source: {} tables ({} rows), {}",
+        source.tables.len(),
+        source.row_count(),
+        object_counts(source)
+    );
+    demo.proved.push(format!(
+        "the restored server holds the same {} tables (rows, checksums, definitions, AUTO_INCREMENT counters) and the same {}",
+        source.tables.len(),
+        object_counts(source)
+    ));
+    Ok(())
+}
+
+fn explain(verdict: Match) -> &'static str {
+    match verdict {
+        Match::Same => "",
+        Match::Differs => "  (differs)",
+        Match::Missing => "  (missing after the restore)",
+        Match::Extra => "  (only in the restored server)",
+    }
+}
+
+/// `1 sequences, 2 functions, …` for the kinds present.
+fn object_counts(inventory: &Inventory) -> String {
+    ObjectKind::ALL
+        .iter()
+        .map(|kind| (inventory.of_kind(*kind).count(), kind.plural()))
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, plural)| format!("{count} {plural}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The manifest as the agent wrote it, read back from the bucket.

@@ -1,12 +1,14 @@
 //! Offline checks of what a cluster admin installs: kustomize overlays build,
 //! every object validates against the Kubernetes schemas and our CRDs, the
 //! Dockerfiles pass hadolint, a policy scanner finds nothing in `deploy/`, and
-//! the release binaries the images contain build.
+//! the release binaries the images contain build. The Python checkers run
+//! from the project's venv (`crate::deps`), which `deps::install` fills.
 
 use std::process::Command;
 
 use anyhow::Context;
 
+use crate::deps::venv_command;
 use crate::sh::{self, workspace_root};
 
 const OVERLAYS: &[&str] = &["crds", "rbac", "operator", "samples", "default"];
@@ -33,24 +35,24 @@ pub fn check() -> anyhow::Result<()> {
         eprintln!("manifests: deploy/{overlay} builds");
     }
     sh::run(
-        Command::new("kubernetes-validate")
+        venv_command("kubernetes-validate")
             .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
             .arg(out.path().join("default.yaml")),
     )
     .context("validating deploy/default against the Kubernetes schemas")?;
     sh::run(
-        Command::new("python3")
+        venv_command("python3")
             .arg(workspace_root().join("xtask/scripts/validate_custom_resources.py"))
             .arg(workspace_root().join("deploy/crds/mysql.keeper.dev_crds.yaml"))
             .arg(out.path().join("samples.yaml")),
     )
     .context("validating deploy/samples against the CRDs")?;
     sh::run(
-        Command::new("hadolint")
+        venv_command("hadolint")
             .current_dir(workspace_root())
             .args(["Dockerfile.operator", "Dockerfile.agent"]),
     )?;
-    sh::run(Command::new("checkov").current_dir(workspace_root()).args([
+    sh::run(venv_command("checkov").current_dir(workspace_root()).args([
         "--config-file",
         ".checkov.yaml",
         "-d",
