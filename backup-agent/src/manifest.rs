@@ -6,8 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Bumped when a reader of an older version could misread a newer manifest.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format this agent reads. Bumped when a reader of an older
+/// version could misread a newer manifest: version 2 added the `sequences`
+/// member kind. A backup is written with the lowest version that describes it
+/// ([`Manifest::needed_format_version`]), so one without sequences still
+/// restores with an agent that reads only version 1.
+pub const FORMAT_VERSION: u32 = 2;
 /// The dump's file name inside a backup folder.
 pub const DUMP_FILE: &str = "dump.sql.gz";
 /// The manifest's file name inside a backup folder.
@@ -111,15 +115,40 @@ pub struct TableEntry {
     /// False for MyISAM, Aria and other engines without MVCC snapshots.
     pub transactional: bool,
     /// True when a non-transactional table was read while the global lock was
-    /// held (so it is consistent); false means it was read later and is flagged.
+    /// held (so it is consistent); false means it was read later and is
+    /// flagged, or that its data was not dumped at all (`data_skipped`).
     #[serde(default)]
     pub read_under_lock: bool,
+    /// Set when the table's definition was dumped but its rows deliberately
+    /// were not, with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_skipped: Option<DataSkipped>,
+}
+
+/// Why a table's rows are not in the dump: its engine does not own them, so
+/// dumping them would duplicate or misplace data on restore. Stable codes:
+/// tools match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DataSkipped {
+    /// MERGE (`MRG_MyISAM`): the rows are those of the MyISAM tables it
+    /// unions, which are dumped themselves; restoring them through the MERGE
+    /// table would store them twice.
+    UnderlyingTables,
+    /// FEDERATED, SPIDER, CONNECT: the rows live in another server or an
+    /// external file; restoring them would write into that source.
+    ExternalSource,
+    /// BLACKHOLE: the engine stores nothing.
+    NoStorage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MemberKind {
     Header,
+    /// A database's sequences: created before any table of any database,
+    /// since a column DEFAULT may call `NEXTVAL()` of any of them.
+    Sequences,
     Schema,
     Data,
     Routines,
@@ -186,6 +215,16 @@ impl Manifest {
         }
         manifest.check()?;
         Ok(manifest)
+    }
+
+    /// The lowest format version that describes these members, so older
+    /// agents can still read every backup that does not need a newer one.
+    pub fn needed_format_version(members: &[Member]) -> u32 {
+        if members.iter().any(|m| m.kind == MemberKind::Sequences) {
+            2
+        } else {
+            1
+        }
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
@@ -256,4 +295,65 @@ pub struct InProgress {
     pub started_at: DateTime<Utc>,
     pub refreshed_at: DateTime<Utc>,
     pub host: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn member(kind: MemberKind) -> Member {
+        Member {
+            kind,
+            database: Some("d".into()),
+            table: None,
+            chunk: None,
+            offset: 0,
+            length: 1,
+            uncompressed_length: 1,
+            rows: 0,
+            sha256: "0".repeat(64),
+        }
+    }
+
+    #[test]
+    fn only_backups_with_sequences_need_format_2() {
+        let plain = [member(MemberKind::Header), member(MemberKind::Schema)];
+        assert_eq!(Manifest::needed_format_version(&plain), 1);
+        let with_sequences = [member(MemberKind::Header), member(MemberKind::Sequences)];
+        assert_eq!(Manifest::needed_format_version(&with_sequences), 2);
+        assert!(FORMAT_VERSION >= 2);
+    }
+
+    #[test]
+    fn skipped_data_has_stable_codes_and_is_optional() {
+        let codes: Vec<String> = [
+            DataSkipped::UnderlyingTables,
+            DataSkipped::ExternalSource,
+            DataSkipped::NoStorage,
+        ]
+        .iter()
+        .map(|d| serde_json::to_string(d).unwrap())
+        .collect();
+        assert_eq!(
+            codes,
+            ["\"underlyingTables\"", "\"externalSource\"", "\"noStorage\""]
+        );
+        assert_eq!(
+            serde_json::to_string(&MemberKind::Sequences).unwrap(),
+            "\"sequences\""
+        );
+        // A table entry written before the field existed still reads.
+        let old: TableEntry = serde_json::from_str(
+            r#"{"name":"t","kind":"table","engine":"InnoDB","rows":3,"transactional":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.data_skipped, None);
+        let entry = TableEntry {
+            data_skipped: Some(DataSkipped::UnderlyingTables),
+            ..old
+        };
+        let json = serde_json::to_string(&entry).unwrap();
+        assert!(json.contains(r#""dataSkipped":"underlyingTables""#), "{json}");
+    }
 }

@@ -377,6 +377,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     rows: 30,
                     transactional: true,
                     read_under_lock: false,
+                    data_skipped: None,
                 },
                 TableEntry {
                     name: "orders".into(),
@@ -385,6 +386,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     rows: 12,
                     transactional: true,
                     read_under_lock: false,
+                    data_skipped: None,
                 },
             ],
         }],

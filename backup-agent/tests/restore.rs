@@ -110,6 +110,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
                     rows: p.rows,
                     transactional: true,
                     read_under_lock: false,
+                    data_skipped: None,
                 }),
             }
         }

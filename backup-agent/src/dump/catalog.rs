@@ -9,7 +9,7 @@ use mysql_async::{Conn, Row, Value};
 
 use super::error::{BackupError, SqlContext};
 use super::sql::{self, ColumnClass, ident, string_literal};
-use crate::manifest::TableKind;
+use crate::manifest::{DataSkipped, TableKind};
 
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -24,6 +24,9 @@ pub struct Table {
     pub kind: TableKind,
     pub engine: String,
     pub transactional: bool,
+    /// Set when the engine does not own its rows: the definition is dumped,
+    /// the data is not.
+    pub data_skipped: Option<DataSkipped>,
     /// Columns that take values on INSERT: generated columns are left out,
     /// invisible ones are in (the list is explicit).
     pub columns: Vec<Column>,
@@ -62,6 +65,21 @@ fn is_transactional(engine: &str) -> bool {
         engine.to_ascii_lowercase().as_str(),
         "innodb" | "xtradb" | "rocksdb" | "tokudb" | "ndbcluster" | "ndb"
     )
+}
+
+/// Engines that do not own their rows, by the name `information_schema`
+/// reports (MariaDB says `MRG_MyISAM`, MySQL `MRG_MYISAM`). Their data is
+/// never dumped: a MERGE table's rows are its MyISAM children's, which are
+/// dumped themselves (restoring both stores them twice); FEDERATED, SPIDER
+/// and CONNECT read another server or a file (restoring would write into
+/// it); BLACKHOLE keeps nothing.
+pub fn data_skipped(engine: &str) -> Option<DataSkipped> {
+    match engine.to_ascii_uppercase().as_str() {
+        "MRG_MYISAM" | "MERGE" => Some(DataSkipped::UnderlyingTables),
+        "FEDERATED" | "SPIDER" | "CONNECT" => Some(DataSkipped::ExternalSource),
+        "BLACKHOLE" => Some(DataSkipped::NoStorage),
+        _ => None,
+    }
 }
 
 fn text(row: &Row, i: usize) -> Option<String> {
@@ -143,7 +161,7 @@ impl Catalog<'_> {
         for r in self
             .rows(
                 format!(
-                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COALESCE(GENERATION_EXPRESSION, ''), EXTRA \
+                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, CHARACTER_SET_NAME \
                      FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {lit} ORDER BY TABLE_NAME, ORDINAL_POSITION"
                 ),
                 &during,
@@ -156,6 +174,7 @@ impl Catalog<'_> {
             let data_type = text(&r, 2).unwrap_or_default();
             let generation = text(&r, 3).unwrap_or_default();
             let extra = text(&r, 4).unwrap_or_default().to_ascii_uppercase();
+            let charset = text(&r, 5);
             // MySQL marks expression defaults DEFAULT_GENERATED: those are
             // ordinary columns; only VIRTUAL/STORED/PERSISTENT ones are computed.
             let generated = !generation.is_empty()
@@ -168,7 +187,7 @@ impl Catalog<'_> {
             }
             columns.entry(table).or_default().push(Column {
                 name: column,
-                class: ColumnClass::of(&data_type),
+                class: ColumnClass::of(&data_type, charset.as_deref()),
             });
         }
 
@@ -253,6 +272,7 @@ impl Catalog<'_> {
                     name: tname,
                     kind: TableKind::Sequence,
                     transactional: is_transactional(&engine),
+                    data_skipped: None,
                     engine,
                     columns: Vec::new(),
                     int_pk: None,
@@ -287,6 +307,7 @@ impl Catalog<'_> {
                 name: tname,
                 kind: TableKind::Table,
                 transactional: is_transactional(&engine),
+                data_skipped: data_skipped(&engine),
                 engine,
                 int_pk,
                 estimated_bytes: number(&r, 3),
@@ -503,5 +524,20 @@ mod tests {
         assert!(!is_transactional("MyISAM"));
         assert!(!is_transactional("Aria"));
         assert!(!is_transactional("MEMORY"));
+    }
+
+    #[test]
+    fn engines_that_do_not_own_their_rows() {
+        // MariaDB and MySQL spell MERGE differently in information_schema.
+        for merge in ["MRG_MyISAM", "MRG_MYISAM", "MERGE"] {
+            assert_eq!(data_skipped(merge), Some(DataSkipped::UnderlyingTables));
+        }
+        for external in ["FEDERATED", "SPIDER", "CONNECT", "Connect"] {
+            assert_eq!(data_skipped(external), Some(DataSkipped::ExternalSource));
+        }
+        assert_eq!(data_skipped("BLACKHOLE"), Some(DataSkipped::NoStorage));
+        for owns in ["InnoDB", "MyISAM", "Aria", "MEMORY", "CSV", "ARCHIVE", "ROCKSDB", ""] {
+            assert_eq!(data_skipped(owns), None, "{owns}");
+        }
     }
 }

@@ -305,6 +305,7 @@ mod tests {
             kind: TableKind::Table,
             engine: "InnoDB".into(),
             transactional: true,
+            data_skipped: None,
             columns: vec![
                 Column {
                     name: "id".into(),

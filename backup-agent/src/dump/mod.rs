@@ -10,25 +10,34 @@
 //! Member order (= file order = replay order):
 //! 1. `header`: a comment naming the agent, server and time, and the session
 //!    settings;
-//! 2. `schema` per database: `CREATE DATABASE IF NOT EXISTS`, tables,
-//!    sequences (`CREATE SEQUENCE` + `SETVAL`);
-//! 3. `data`: non-transactional tables (MyISAM, Aria) first — read while the
+//! 2. `sequences` per database that has any: `CREATE DATABASE IF NOT
+//!    EXISTS`, `CREATE SEQUENCE` + `SETVAL`; all before any table, since a
+//!    column DEFAULT may call `NEXTVAL()` of a sequence of any database;
+//! 3. `schema` per database: `CREATE DATABASE IF NOT EXISTS`, tables;
+//! 4. `data`: non-transactional tables (MyISAM, Aria) first — read while the
 //!    global lock is still held, so they are consistent with the snapshot —
-//!    then the rest, database by database, table by table, chunk by chunk;
-//! 4. `routines` per database (functions, procedures);
-//! 5. `views` in dependency order (a member per run of one database's views),
-//!    after the routines so a view may call a function;
-//! 6. `triggers` per database (after the data, so they do not fire on
-//!    restored rows); 7. `events` per database.
+//!    then the rest, database by database, table by table, chunk by chunk.
+//!    Tables whose engine does not own its rows (MERGE, FEDERATED, SPIDER,
+//!    CONNECT, BLACKHOLE) have no data members; the manifest says why
+//!    ([`catalog::data_skipped`]);
+//! 5. `routines` per database (functions, procedures);
+//! 6. `views` in dependency order across databases (a member per run of one
+//!    database's views), after the routines so a view may call a function
+//!    of any database;
+//! 7. `triggers` per database (after the data, so they do not fire on
+//!    restored rows); 8. `events` per database.
 //!
 //! Every member starts with `SET NAMES utf8mb4`, `time_zone = '+00:00'`,
-//! checks off, the data `sql_mode` and (except the header) a `USE`, so
+//! checks off (foreign keys, unique, and on MariaDB CHECK constraints), the
+//! data `sql_mode` and (except the header) a `USE`, so
 //! members replay alone on separate connections or in sequence through
 //! `gunzip -c | mysql`. Statements end with `;\n`; stored programs are
 //! wrapped in `DELIMITER ;;` … `;;` / `DELIMITER ;`, each under its own
 //! `sql_mode`. In data members each statement is exactly one line. Binary
-//! values are `_binary'…'` literals holding raw bytes (see [`sql`]), so
-//! readers treat the SQL as bytes, not UTF-8.
+//! values are `_binary'…'` literals holding raw bytes, and text in character
+//! sets other than utf8mb4, utf8mb3 and latin1 is written as its stored bytes
+//! in hex with the set's introducer (see [`sql`]), so readers treat the SQL
+//! as bytes, not UTF-8.
 
 mod catalog;
 mod data;
@@ -331,7 +340,7 @@ struct Parts {
 impl Parts {
     fn into_manifest(self, file: writer::FileSummary, name: &str) -> Manifest {
         Manifest {
-            format_version: manifest::FORMAT_VERSION,
+            format_version: Manifest::needed_format_version(&self.members),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             name: name.to_owned(),
             server: ServerInfo {
@@ -405,7 +414,11 @@ async fn run(
     let mut units_locked = Vec::new();
     let mut units_rest = Vec::new();
     for db in &databases {
-        for t in db.tables.iter().filter(|t| t.kind == TableKind::Table) {
+        let with_data = db
+            .tables
+            .iter()
+            .filter(|t| t.kind == TableKind::Table && t.data_skipped.is_none());
+        for t in with_data {
             let table = Arc::new(t.clone());
             let ranges = match &t.int_pk {
                 Some(pk) if t.transactional && t.estimated_bytes > limits.chunk_bytes => {
@@ -443,15 +456,26 @@ async fn run(
     slots.push(Slot::Ready(
         encode_text(MemberKind::Header, None, &header, level).map_err(enc_err)?,
     ));
-    for db in &databases {
-        let mut text = sql::preamble(None);
-        text.push_str(&format!("{};\nUSE {};\n", db.create, sql::ident(&db.name)));
-        for t in &db.tables {
-            text.push_str(&t.create);
+    for kind in [MemberKind::Sequences, MemberKind::Schema] {
+        let wanted = if kind == MemberKind::Sequences {
+            TableKind::Sequence
+        } else {
+            TableKind::Table
+        };
+        for db in &databases {
+            let mut objects = db.tables.iter().filter(|t| t.kind == wanted).peekable();
+            if kind == MemberKind::Sequences && objects.peek().is_none() {
+                continue;
+            }
+            let mut text = sql::preamble(None);
+            text.push_str(&format!("{};\nUSE {};\n", db.create, sql::ident(&db.name)));
+            for t in objects {
+                text.push_str(&t.create);
+            }
+            slots.push(Slot::Ready(
+                encode_text(kind, Some(&db.name), &text, level).map_err(enc_err)?,
+            ));
         }
-        slots.push(Slot::Ready(
-            encode_text(MemberKind::Schema, Some(&db.name), &text, level).map_err(enc_err)?,
-        ));
     }
     let locked_units = units_locked.len();
     for unit in units_locked.into_iter().chain(units_rest) {
@@ -688,7 +712,8 @@ async fn run(
                         .copied()
                         .unwrap_or(0),
                     transactional: t.transactional,
-                    read_under_lock: !t.transactional && locked,
+                    read_under_lock: !t.transactional && locked && t.data_skipped.is_none(),
+                    data_skipped: t.data_skipped,
                 })
                 .collect(),
         })

@@ -11,8 +11,23 @@
 //!   `_binary'…'` with backslash escapes: half the size of hex, so a row near
 //!   `max_allowed_packet` still fits. Such members hold raw non-UTF-8 bytes;
 //!   readers treat statements as bytes;
-//! - text as `'…'` escaped (the connection is utf8mb4), or as `_binary'…'`
-//!   when a value is not valid UTF-8;
+//! - text in utf8mb4, utf8mb3 or latin1 as `'…'` escaped: read through the
+//!   utf8mb4 connection, whose conversion from and back to these character
+//!   sets is exact (latin1 maps each of its 256 bytes to its own code
+//!   point), or as `_binary'…'` when a value is not valid UTF-8;
+//! - text in any other character set is read as its stored bytes: values
+//!   of ASCII without a backslash are written as `'…'` (the same bytes in
+//!   every ASCII-compatible set), others as a hex literal with the set's
+//!   introducer (`_sjis X'835c'`). Converting them through utf8mb4 is not
+//!   exact (measured on MariaDB 10.11): cp932 turns NEC-selected IBM codes
+//!   into IBM ones (0xED5C comes back 0xFA78); sjis, cp932, gbk and big5
+//!   store codes that have no Unicode mapping and come back as `?` (sjis
+//!   0x875C, gbk 0xA15C, big5 0xC85C); sjis maps U+005C back to the
+//!   full-width 0x815F, so even an ASCII backslash changes; and in these
+//!   sets the second byte of a character may be 0x5C, a backslash to any
+//!   reader that does not know the set. Hex is ASCII and exact whatever the
+//!   set, at twice the size, which is why the common sets above keep
+//!   escaped text;
 //! - dates and times quoted as the server printed them (zero and invalid
 //!   dates included; the data members' `sql_mode` accepts them).
 //!
@@ -75,14 +90,101 @@ pub enum ColumnClass {
     Bit,
     /// Binary strings, BLOBs, spatial values.
     Binary,
-    /// Character strings, ENUM, SET, JSON, dates and times.
+    /// Character strings in a set the utf8mb4 connection carries exactly
+    /// (or with none), JSON, dates and times.
     Text,
+    /// Character strings (CHAR, VARCHAR, TEXT, ENUM, SET) in any other
+    /// character set: read as their stored bytes, written in that set.
+    StoredText(Charset),
 }
 
+/// The character set of a [`ColumnClass::StoredText`] column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charset {
+    /// The set's name for its `_name` introducer; `None` for a set this agent
+    /// does not know, whose values are written as plain hex (a binary string,
+    /// which a text column stores byte for byte).
+    name: Option<&'static str>,
+    /// Bytes 0x00-0x7F are the ASCII characters, so a value of ASCII
+    /// without a backslash may be written as plain text.
+    ascii_compatible: bool,
+}
+
+/// Character sets whose text is carried exactly by the utf8mb4 connection.
+/// `utf8` is MySQL 5.7/8.0's name of utf8mb3.
+const CONNECTION_CHARSETS: &[&str] = &["utf8mb4", "utf8mb3", "utf8", "latin1"];
+
+/// Every other character set MariaDB 10.x/11.x and MySQL 8 have, and
+/// whether bytes 0x00-0x7F are ASCII in it (swe7 puts letters there; the
+/// UCS/UTF-16/32 sets use several bytes for every character).
+const STORED_CHARSETS: &[(&str, bool)] = &[
+    ("armscii8", true),
+    ("ascii", true),
+    ("big5", true),
+    ("cp1250", true),
+    ("cp1251", true),
+    ("cp1256", true),
+    ("cp1257", true),
+    ("cp850", true),
+    ("cp852", true),
+    ("cp866", true),
+    ("cp932", true),
+    ("dec8", true),
+    ("eucjpms", true),
+    ("euckr", true),
+    ("gb18030", true),
+    ("gb2312", true),
+    ("gbk", true),
+    ("geostd8", true),
+    ("greek", true),
+    ("hebrew", true),
+    ("hp8", true),
+    ("keybcs2", true),
+    ("koi8r", true),
+    ("koi8u", true),
+    ("latin2", true),
+    ("latin5", true),
+    ("latin7", true),
+    ("macce", true),
+    ("macroman", true),
+    ("sjis", true),
+    ("swe7", false),
+    ("tis620", true),
+    ("ucs2", false),
+    ("ujis", true),
+    ("utf16", false),
+    ("utf16le", false),
+    ("utf32", false),
+];
+
 impl ColumnClass {
-    /// From `information_schema.COLUMNS.DATA_TYPE` (lower case on both servers).
-    pub fn of(data_type: &str) -> ColumnClass {
-        match data_type.to_ascii_lowercase().as_str() {
+    /// From `information_schema.COLUMNS.DATA_TYPE` (lower case on both
+    /// servers) and `CHARACTER_SET_NAME` (NULL for types without one).
+    pub fn of(data_type: &str, charset: Option<&str>) -> ColumnClass {
+        let data_type = data_type.to_ascii_lowercase();
+        let character_string = matches!(
+            data_type.as_str(),
+            "char"
+                | "varchar"
+                | "tinytext"
+                | "text"
+                | "mediumtext"
+                | "longtext"
+                | "enum"
+                | "set"
+        );
+        if character_string
+            && let Some(charset) = charset.map(str::to_ascii_lowercase)
+            && !CONNECTION_CHARSETS.contains(&charset.as_str())
+            && charset != "binary"
+        {
+            let known = STORED_CHARSETS.iter().find(|(name, _)| *name == charset);
+            return ColumnClass::StoredText(Charset {
+                name: known.map(|(name, _)| *name),
+                ascii_compatible: known.is_some_and(|(_, ascii)| *ascii),
+            });
+        }
+        match data_type.as_str() {
             "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal"
             | "numeric" | "double" | "real" | "year" => ColumnClass::Number,
             "float" => ColumnClass::Float,
@@ -102,6 +204,8 @@ impl ColumnClass {
         match self {
             // float -> double is exact, and doubles print shortest round-trip.
             ColumnClass::Float => format!("({} + 0e0)", ident(column)),
+            // The stored bytes, not their conversion to the connection's utf8mb4.
+            ColumnClass::StoredText(_) => format!("CAST({} AS BINARY)", ident(column)),
             _ => ident(column),
         }
     }
@@ -147,7 +251,30 @@ pub fn push_value(out: &mut Vec<u8>, class: ColumnClass, value: Option<&[u8]>) {
             }
             push_quoted(out, bytes);
         }
+        ColumnClass::StoredText(charset) => {
+            // sjis takes U+005C back as 0x815F: a backslash is never plain.
+            if charset.ascii_compatible && bytes.is_ascii() && !bytes.contains(&b'\\') {
+                push_quoted(out, bytes);
+            } else {
+                if let Some(name) = charset.name {
+                    out.push(b'_');
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b' ');
+                }
+                push_hex(out, bytes);
+            }
+        }
     }
+}
+
+/// `X'…'`, written in place.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(b"X'");
+    let start = out.len();
+    out.resize(start + 2 * bytes.len(), 0);
+    // The slice is exactly twice the input: encoding cannot fail.
+    let _ = hex::encode_to_slice(bytes, &mut out[start..]);
+    out.push(b'\'');
 }
 
 /// The `sql_mode` data and schema members run under: non-strict (stored
@@ -156,11 +283,19 @@ pub fn push_value(out: &mut Vec<u8>, class: ColumnClass, value: Option<&[u8]>) {
 pub const DATA_SQL_MODE: &str = "NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES";
 
 /// What every member starts with, so it replays alone on a fresh connection.
+///
+/// Checks are off so that stored data comes back whatever it is: foreign
+/// keys (tables load in any order), and on MariaDB CHECK constraints, which
+/// rows written while `check_constraint_checks` was off may violate. That
+/// variable exists since MariaDB 10.2.1; MySQL has no way to hold such rows
+/// and no such variable, so it is set inside a `/*M!100201 … */` comment,
+/// which MariaDB executes and MySQL skips, in the same statement as
+/// `foreign_key_checks` (a statement of only a comment is an error on MySQL).
 pub fn preamble(database: Option<&str>) -> String {
     let mut s = String::from(
         "SET NAMES utf8mb4;\n\
          SET time_zone = '+00:00';\n\
-         SET foreign_key_checks = 0;\n\
+         SET foreign_key_checks = 0 /*M!100201 , check_constraint_checks = 0 */;\n\
          SET unique_checks = 0;\n",
     );
     s.push_str(&format!("SET sql_mode = '{DATA_SQL_MODE}';\n"));
@@ -278,15 +413,88 @@ mod tests {
 
     #[test]
     fn column_classes() {
-        assert_eq!(ColumnClass::of("decimal"), ColumnClass::Number);
-        assert_eq!(ColumnClass::of("DOUBLE"), ColumnClass::Number);
-        assert_eq!(ColumnClass::of("float"), ColumnClass::Float);
-        assert_eq!(ColumnClass::of("bit"), ColumnClass::Bit);
-        assert_eq!(ColumnClass::of("longblob"), ColumnClass::Binary);
-        assert_eq!(ColumnClass::of("point"), ColumnClass::Binary);
-        assert_eq!(ColumnClass::of("json"), ColumnClass::Text);
-        assert_eq!(ColumnClass::of("enum"), ColumnClass::Text);
-        assert_eq!(ColumnClass::of("datetime"), ColumnClass::Text);
+        assert_eq!(ColumnClass::of("decimal", None), ColumnClass::Number);
+        assert_eq!(ColumnClass::of("DOUBLE", None), ColumnClass::Number);
+        assert_eq!(ColumnClass::of("float", None), ColumnClass::Float);
+        assert_eq!(ColumnClass::of("bit", None), ColumnClass::Bit);
+        assert_eq!(ColumnClass::of("longblob", None), ColumnClass::Binary);
+        assert_eq!(ColumnClass::of("point", None), ColumnClass::Binary);
+        assert_eq!(
+            ColumnClass::of("json", Some("utf8mb4")),
+            ColumnClass::Text
+        );
+        assert_eq!(
+            ColumnClass::of("enum", Some("utf8mb4")),
+            ColumnClass::Text
+        );
+        assert_eq!(ColumnClass::of("datetime", None), ColumnClass::Text);
+    }
+
+    fn stored(data_type: &str, charset: &str) -> ColumnClass {
+        ColumnClass::of(data_type, Some(charset))
+    }
+
+    #[test]
+    fn text_classes_follow_the_character_set() {
+        // Carried exactly by the utf8mb4 connection, on MariaDB and MySQL
+        // (MySQL 5.7/8.0 call utf8mb3 `utf8`).
+        for cs in ["utf8mb4", "utf8mb3", "utf8", "latin1", "UTF8MB4"] {
+            assert_eq!(stored("varchar", cs), ColumnClass::Text, "{cs}");
+        }
+        // Everything else is read as stored bytes, for every string type.
+        for ty in [
+            "char",
+            "varchar",
+            "tinytext",
+            "text",
+            "mediumtext",
+            "longtext",
+            "enum",
+            "set",
+        ] {
+            assert!(
+                matches!(stored(ty, "sjis"), ColumnClass::StoredText(_)),
+                "{ty}"
+            );
+        }
+        // Types whose charset is not about stored bytes stay text.
+        assert_eq!(stored("json", "utf8mb4"), ColumnClass::Text);
+        assert_eq!(stored("datetime", "sjis"), ColumnClass::Text);
+        assert_eq!(stored("varchar", "binary"), ColumnClass::Text);
+        assert_eq!(
+            stored("varchar", "cp932").select_expr("n`ote"),
+            "CAST(`n``ote` AS BINARY)"
+        );
+        assert_eq!(stored("varchar", "utf8mb4").select_expr("note"), "`note`");
+    }
+
+    #[test]
+    fn stored_text_is_hex_with_its_introducer_unless_plain_ascii() {
+        // ソ in sjis and cp932: a second byte of 0x5C.
+        for cs in ["sjis", "cp932", "gbk", "big5"] {
+            assert_eq!(
+                lit(stored("varchar", cs), Some(&[0x83, 0x5c])),
+                format!("_{cs} X'835c'").into_bytes()
+            );
+            assert_eq!(
+                lit(stored("varchar", cs), Some(b"plain 'q'\n")),
+                b"'plain \\'q\\'\\n'"
+            );
+            assert_eq!(
+                lit(stored("varchar", cs), Some(b"C:\\dir")),
+                format!("_{cs} X'433a5c646972'").into_bytes()
+            );
+            assert_eq!(lit(stored("varchar", cs), Some(b"")), b"''");
+        }
+        // Sets where ASCII bytes are not ASCII text are always hex.
+        assert_eq!(lit(stored("varchar", "ucs2"), Some(b"\0a")), b"_ucs2 X'0061'");
+        assert_eq!(lit(stored("varchar", "swe7"), Some(b"[")), b"_swe7 X'5b'");
+        // A set this agent does not know: a binary hex string, stored as is.
+        assert_eq!(
+            lit(stored("text", "newcs9"), Some(b"abc")),
+            b"X'616263'"
+        );
+        assert_eq!(lit(stored("text", "sjis"), None), b"NULL");
     }
 
     #[test]
@@ -303,9 +511,32 @@ mod tests {
         let p = preamble(Some("shop"));
         assert!(p.starts_with("SET NAMES utf8mb4;\n"));
         assert!(p.contains("SET time_zone = '+00:00';\n"));
-        assert!(p.contains("SET foreign_key_checks = 0;\n"));
+        assert!(p.contains(
+            "SET foreign_key_checks = 0 /*M!100201 , check_constraint_checks = 0 */;\n"
+        ));
         assert!(p.contains("SET unique_checks = 0;\n"));
         assert!(p.ends_with("USE `shop`;\n"));
         assert!(!preamble(None).contains("USE"));
+    }
+
+    #[test]
+    fn check_constraints_are_off_on_mariadb_only() {
+        // What MySQL runs: the comment is skipped, the statement stays valid.
+        let p = preamble(None);
+        let line = p
+            .lines()
+            .find(|l| l.contains("check_constraint_checks"))
+            .unwrap();
+        let (mysql, comment) = line.split_once("/*").unwrap();
+        assert_eq!(mysql.trim_end(), "SET foreign_key_checks = 0");
+        // What MariaDB 10.2.1 and later run: one SET of both variables.
+        let body = comment
+            .strip_prefix("M!100201")
+            .and_then(|c| c.strip_suffix("*/;"))
+            .unwrap();
+        assert_eq!(
+            format!("{mysql}{body}").split_whitespace().collect::<Vec<_>>().join(" "),
+            "SET foreign_key_checks = 0 , check_constraint_checks = 0"
+        );
     }
 }

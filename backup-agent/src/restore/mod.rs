@@ -328,7 +328,7 @@ pub async fn restore_backup(
     Ok(outcome)
 }
 
-/// Member indices of the three phases: header and schema (in order), data
+/// Member indices of the three phases: header, sequences and schema (in order), data
 /// (in parallel), and the code objects (in order, after all data).
 ///
 /// Data members are interleaved across tables (every table's chunk 0, then
@@ -345,7 +345,7 @@ fn phases(manifest: &crate::manifest::Manifest) -> (Vec<usize>, Vec<usize>, Vec<
     let (mut first, mut data, mut last) = (Vec::new(), Vec::new(), Vec::new());
     for (i, m) in manifest.members.iter().enumerate() {
         match m.kind {
-            MemberKind::Header | MemberKind::Schema => first.push(i),
+            MemberKind::Header | MemberKind::Sequences | MemberKind::Schema => first.push(i),
             MemberKind::Data => data.push(i),
             MemberKind::Routines
             | MemberKind::Views

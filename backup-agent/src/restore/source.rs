@@ -201,6 +201,7 @@ pub fn describe_member(index: usize, member: &Member) -> String {
 pub fn kind_name(kind: MemberKind) -> &'static str {
     match kind {
         MemberKind::Header => "header",
+        MemberKind::Sequences => "sequences",
         MemberKind::Schema => "schema",
         MemberKind::Data => "data",
         MemberKind::Routines => "routines",
