@@ -117,7 +117,10 @@ async fn the_same_request_never_runs_twice_even_with_overwrite() {
 
     // The application writes after the restore.
     target
-        .run_sql("INSERT INTO shop.orders VALUES (100, 'written later');", None)
+        .run_sql(
+            "INSERT INTO shop.orders VALUES (100, 'written later');",
+            None,
+        )
         .unwrap();
 
     // The same request again (a re-created instance), with overwrite: a no-op.
@@ -161,7 +164,10 @@ async fn a_failed_request_is_not_recorded_and_its_retry_runs() {
 
     let target = MariaDb::start().unwrap();
     target
-        .run_sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY);", None)
+        .run_sql(
+            "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY);",
+            None,
+        )
         .unwrap();
     // Refused: the target holds the backup's tables and overwrite is off.
     let err = restore(&target, &format!("{url}/b1"), "req-1", false)
@@ -209,7 +215,8 @@ async fn dumps_never_include_the_record_of_applied_restores() {
     .unwrap();
     backup(&server, &url, "named", &format!("shop,{MARKER_SCHEMA}")).await;
     for name in ["all", "named"] {
-        let manifest = std::fs::read_to_string(dir.path().join(name).join("manifest.json")).unwrap();
+        let manifest =
+            std::fs::read_to_string(dir.path().join(name).join("manifest.json")).unwrap();
         assert!(manifest.contains("\"shop\""), "{name}: {manifest}");
         assert!(!manifest.contains(MARKER_SCHEMA), "{name}: {manifest}");
         let mut dump = String::new();

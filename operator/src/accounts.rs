@@ -296,43 +296,45 @@ impl RootSession {
             port,
             source,
         };
-        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await
-        {
-            Ok(result) => result.map_err(connect_error)?,
-            Err(_) => {
-                return Err(connect_error(mysql_async::Error::Other(
-                    format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()).into(),
-                )));
-            }
-        };
-        let mut session = Self {
-            conn,
-            server: ServerKind {
-                flavor: Flavor::Mysql,
-                major: 0,
-                minor: 0,
-            },
-            version: String::new(),
-            host: host.to_owned(),
-            port,
-        };
-        // Known escaping rules for the quoted password (no NO_BACKSLASH_ESCAPES).
-        session
-            .run("SET SESSION sql_mode = ''", "setting sql_mode", "root")
-            .await?;
-        let version: Option<String> = session
-            .conn
-            .query_first("SELECT VERSION()")
-            .await
-            .map_err(session.failed("reading the server version", "root"))?;
-        session.version = version.unwrap_or_default();
-        session.server =
-            ServerKind::parse(&session.version).ok_or_else(|| AccountsError::UnknownServer {
+        let mut conn =
+            match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await {
+                Ok(result) => result.map_err(connect_error)?,
+                Err(_) => {
+                    return Err(connect_error(mysql_async::Error::Other(
+                        format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()).into(),
+                    )));
+                }
+            };
+        let failed = |step: &'static str| {
+            move |source| AccountsError::Statement {
                 host: host.to_owned(),
                 port,
-                version: session.version.clone(),
-            })?;
-        Ok(session)
+                account: user.to_owned(),
+                step,
+                source,
+            }
+        };
+        // Known escaping rules for the quoted password (no NO_BACKSLASH_ESCAPES).
+        conn.query_drop("SET SESSION sql_mode = ''")
+            .await
+            .map_err(failed("setting sql_mode"))?;
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(failed("reading the server version"))?;
+        let version = version.unwrap_or_default();
+        let server = ServerKind::parse(&version).ok_or_else(|| AccountsError::UnknownServer {
+            host: host.to_owned(),
+            port,
+            version: version.clone(),
+        })?;
+        Ok(Self {
+            conn,
+            server,
+            version,
+            host: host.to_owned(),
+            port,
+        })
     }
 
     fn failed<'a>(
@@ -351,7 +353,7 @@ impl RootSession {
 
     async fn run(
         &mut self,
-        statement: String,
+        statement: &str,
         step: &'static str,
         account: &str,
     ) -> Result<(), AccountsError> {
@@ -387,7 +389,7 @@ pub async fn ensure_backup_user(target: &AccountTarget) -> Result<(), AccountsEr
         .into_iter()
         .zip(steps)
     {
-        session.run(statement, step, BACKUP_USER).await?;
+        session.run(&statement, step, BACKUP_USER).await?;
     }
     session.close().await;
     Ok(())
@@ -529,7 +531,11 @@ pub async fn ensure_app_account(target: &AppAccountTarget) -> Result<(), Account
         session.close().await;
         return Err(error);
     }
-    let steps = ["creating the account", "locking or unlocking it", "granting"];
+    let steps = [
+        "creating the account",
+        "locking or unlocking it",
+        "granting",
+    ];
     let statements = app_account_statements(
         &target.user,
         &target.password,
@@ -537,7 +543,7 @@ pub async fn ensure_app_account(target: &AppAccountTarget) -> Result<(), Account
         target.access,
     );
     for (statement, step) in statements.into_iter().zip(steps) {
-        session.run(statement, step, &target.user).await?;
+        session.run(&statement, step, &target.user).await?;
     }
     if target.access == AppAccess::Held {
         let sessions: Vec<u64> = session
@@ -550,7 +556,10 @@ pub async fn ensure_app_account(target: &AppAccountTarget) -> Result<(), Account
             .map_err(session.failed("listing its sessions", &target.user))?;
         for id in sessions {
             // Gone meanwhile is as good as ended.
-            let _ = session.conn.query_drop(format!("KILL CONNECTION {id}")).await;
+            let _ = session
+                .conn
+                .query_drop(format!("KILL CONNECTION {id}"))
+                .await;
         }
     }
     session.close().await;

@@ -403,7 +403,11 @@ async fn the_application_account_is_locked_for_a_restore_then_unlocked() {
             None,
         )
         .unwrap();
-    assert_eq!(app_login(&server).await, Some(ER_ACCESS_DENIED), "no account yet");
+    assert_eq!(
+        app_login(&server).await,
+        Some(ER_ACCESS_DENIED),
+        "no account yet"
+    );
 
     // Held: created locked, so it is never open for a moment.
     let manager = SqlAccountManager::default();
@@ -422,10 +426,9 @@ async fn the_application_account_is_locked_for_a_restore_then_unlocked() {
 
     // Held again (a new restore): locked again although the manager ensured
     // this state before, and the open session is ended.
-    let mut session =
-        mysql_async::Conn::new(server.opts_for("app", APP_PASSWORD, Some("shop_db")))
-            .await
-            .unwrap();
+    let mut session = mysql_async::Conn::new(server.opts_for("app", APP_PASSWORD, Some("shop_db")))
+        .await
+        .unwrap();
     manager
         .ensure_app_account(&app_target(&server, AppAccess::Held))
         .await

@@ -14,9 +14,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::Role;
 use keeper_crds::condition::find_condition;
 use keeper_crds::{MySQLBackup, MySQLInstance};
-use keeper_operator::accounts::{
-    AccountManager, AccountTarget, AccountsError, AppAccountTarget,
-};
+use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError, AppAccountTarget};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};

@@ -984,7 +984,11 @@ async fn a_restore_holds_the_server_until_it_succeeded() {
         "{env:?}"
     );
     assert_eq!(
-        cluster.client_selector().await.get(HOLD_LABEL).map(String::as_str),
+        cluster
+            .client_selector()
+            .await
+            .get(HOLD_LABEL)
+            .map(String::as_str),
         Some("true")
     );
 
@@ -994,8 +998,14 @@ async fn a_restore_holds_the_server_until_it_succeeded() {
     cluster.reconcile().await;
     assert!(cluster.jobs().await.is_empty());
     let (restored, reason, message) = condition(&cluster.status().await, "Restored");
-    assert_eq!((restored.as_str(), reason.as_str()), ("False", "RestorePending"));
-    assert!(message.contains("cannot lock the application account app"), "{message}");
+    assert_eq!(
+        (restored.as_str(), reason.as_str()),
+        ("False", "RestorePending")
+    );
+    assert!(
+        message.contains("cannot lock the application account app"),
+        "{message}"
+    );
     assert!(cluster.has_event("Warning", "AppAccountFailed").await);
 
     // Locked, through the pod's own address: then the Job, which reaches
@@ -1012,7 +1022,11 @@ async fn a_restore_holds_the_server_until_it_succeeded() {
     let request = arg_after(&job, "--request-id").expect("--request-id");
     assert_eq!(request.len(), 10, "{request}");
     assert_eq!(
-        cluster.client_selector().await.get(HOLD_LABEL).map(String::as_str),
+        cluster
+            .client_selector()
+            .await
+            .get(HOLD_LABEL)
+            .map(String::as_str),
         Some("true"),
         "still held while the Job runs"
     );
@@ -1041,7 +1055,12 @@ async fn a_restore_holds_the_server_until_it_succeeded() {
     cluster.set_spec(json!({"restoreFrom": null})).await;
     cluster.take_writes();
     cluster.reconcile().await;
-    assert!(!cluster.server_env().await.contains(&"MYSQL_USER".to_owned()));
+    assert!(
+        !cluster
+            .server_env()
+            .await
+            .contains(&"MYSQL_USER".to_owned())
+    );
     assert!(!cluster.client_selector().await.contains_key(HOLD_LABEL));
     assert!(
         !cluster
@@ -1065,7 +1084,11 @@ async fn a_failed_restore_keeps_the_hold() {
         Some("Failed")
     );
     assert_eq!(
-        cluster.client_selector().await.get(HOLD_LABEL).map(String::as_str),
+        cluster
+            .client_selector()
+            .await
+            .get(HOLD_LABEL)
+            .map(String::as_str),
         Some("true"),
         "a half-restored server stays closed"
     );

@@ -465,8 +465,20 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
     let port = source.port().to_string();
     keeper_agent::run(
         [
-            "keeper-agent", "backup", "--host", source.host(), "--port", &port, "--user",
-            source.root_user(), "--databases", "shop", "--to", &to, "--name", BACKUP,
+            "keeper-agent",
+            "backup",
+            "--host",
+            source.host(),
+            "--port",
+            &port,
+            "--user",
+            source.root_user(),
+            "--databases",
+            "shop",
+            "--to",
+            &to,
+            "--name",
+            BACKUP,
             "--s3-force-path-style",
         ],
         AgentContext {
@@ -542,7 +554,10 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
     // The application writes; then the instance is deleted and re-created
     // (same claim, same Secrets, same data; a new object with no status).
     target
-        .run_sql("INSERT INTO shop.orders VALUES (3, 'written after the restore');", None)
+        .run_sql(
+            "INSERT INTO shop.orders VALUES (3, 'written after the restore');",
+            None,
+        )
         .unwrap();
     delete_instance(&client).await;
     let (result, second_job, status) = one_life(&client, &ctx, &spec, "uid-2", &target).await;
@@ -550,7 +565,11 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
     // The second Job ran and succeeded without dropping or loading anything.
     result.unwrap();
     assert_eq!(second_job, first_job, "the same request, by name too");
-    assert_eq!(count(&target).await, 3, "the row written after the restore survives");
+    assert_eq!(
+        count(&target).await,
+        3,
+        "the row written after the restore survives"
+    );
     let restore = status.restore.clone().unwrap();
     assert_eq!(restore.phase.as_str(), "Succeeded");
     let note = restore.message.unwrap_or_default();
@@ -563,7 +582,11 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
         .find(|c| c.type_ == "Restored")
         .unwrap();
     assert_eq!(restored.status, "True");
-    assert!(restored.message.contains("already restored"), "{}", restored.message);
+    assert!(
+        restored.message.contains("already restored"),
+        "{}",
+        restored.message
+    );
     assert!(
         status
             .restored_from

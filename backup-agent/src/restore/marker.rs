@@ -219,7 +219,10 @@ mod tests {
     fn the_table_is_keepers_own_and_keyed_by_request() {
         let [schema, table] = create_statements();
         assert!(schema.contains("IF NOT EXISTS `mysql_keeper`"), "{schema}");
-        assert!(table.contains("`mysql_keeper`.`applied_restores`"), "{table}");
+        assert!(
+            table.contains("`mysql_keeper`.`applied_restores`"),
+            "{table}"
+        );
         assert!(table.contains("PRIMARY KEY (request_id)"), "{table}");
     }
 
@@ -234,7 +237,10 @@ mod tests {
             agent_version: "0.1.0".into(),
         };
         let line = applied.already_restored_line("root@db:3306");
-        assert!(line.starts_with("already restored: request 0123456789"), "{line}");
+        assert!(
+            line.starts_with("already restored: request 0123456789"),
+            "{line}"
+        );
         assert!(line.contains("s3://b/orders-1"), "{line}");
         assert!(line.ends_with("nothing was changed"), "{line}");
     }

@@ -21,6 +21,8 @@ pub mod verify;
 
 use std::time::{Duration, Instant};
 
+use mysql_async::prelude::Queryable;
+
 use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
 use crate::connection::ConnectionError;

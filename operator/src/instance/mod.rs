@@ -123,9 +123,9 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         Utc::now(),
     )
     .await?;
-    let restore = restore::reconcile(ctx, instance, &observed, &readiness, &mut new).await?;
+    let restoring = restore::reconcile(ctx, instance, &observed, &readiness, &mut new).await?;
     let mut account_requeue = None;
-    if !restore.holds_server
+    if !restoring.holds_server
         && readiness.ready_replicas >= 1
         && restore::hold::ensure_app_access(ctx, instance, &observed, AppAccess::Open)
             .await
@@ -136,7 +136,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     }
     // Applied after the restore step, so the Service opens in the reconcile
     // that records the restore (and never before the account is unlocked).
-    let client_service = service::client(&meta, restore.holds_server);
+    let client_service = service::client(&meta, restoring.holds_server);
     let (outcome, _) = apply::apply(
         &services,
         &client_service,
@@ -163,7 +163,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         PROVISIONING_REQUEUE
     };
     Ok(Action::requeue(
-        [restore.requeue, backup_requeue, account_requeue]
+        [restoring.requeue, backup_requeue, account_requeue]
             .into_iter()
             .flatten()
             .fold(requeue, Duration::min),

@@ -12,9 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::Secret;
 use keeper_crds::{MySQLBackup, MySQLInstance};
-use keeper_operator::accounts::{
-    AccountManager, AccountTarget, AccountsError, AppAccountTarget,
-};
+use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError, AppAccountTarget};
 use keeper_tests::MariaDb;
 use kube::{Api, Client};
 

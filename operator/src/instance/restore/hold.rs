@@ -28,8 +28,8 @@
 //! A failed restore keeps the hold (the server may hold part of a backup);
 //! removing `spec.restoreFrom` gives it up and takes the server as it is.
 
-use keeper_crds::instance::{PASSWORD_KEY, USERNAME_KEY};
 use keeper_crds::instance::MYSQL_PORT;
+use keeper_crds::instance::{PASSWORD_KEY, USERNAME_KEY};
 use keeper_crds::{MySQLInstance, MySQLInstanceStatus};
 use kube::runtime::events::EventType;
 use sha2::{Digest, Sha256};
@@ -78,9 +78,12 @@ fn target(
 ) -> Result<AppAccountTarget, String> {
     let meta = InstanceMeta::of(instance).map_err(|e| e.to_string())?;
     let credentials = instance.credentials_secret_name();
-    let root_password = observed
-        .root_password(instance)
-        .ok_or_else(|| format!("the root password Secret {} is not there yet", instance.root_password_secret().0))?;
+    let root_password = observed.root_password(instance).ok_or_else(|| {
+        format!(
+            "the root password Secret {} is not there yet",
+            instance.root_password_secret().0
+        )
+    })?;
     let user = secret_value(observed.credentials.as_ref(), USERNAME_KEY)
         .or_else(|| instance.spec.user.clone())
         .ok_or_else(|| "spec.user is not set".to_owned())?;
@@ -196,10 +199,12 @@ mod tests {
         let waiting = instance(request.clone(), None);
         assert!(holds_server(&waiting, waiting.status.as_ref()));
         assert!(holds_server(&waiting, None));
-        let key = super::super::source::fingerprint(
-            waiting.spec.restore_from.as_ref().expect("request"),
+        let key =
+            super::super::source::fingerprint(waiting.spec.restore_from.as_ref().expect("request"));
+        let done = instance(
+            request.clone(),
+            Some(&format!("b1 [{key}] at 2026-01-01T00:00:00Z")),
         );
-        let done = instance(request.clone(), Some(&format!("b1 [{key}] at 2026-01-01T00:00:00Z")));
         assert!(!holds_server(&done, done.status.as_ref()));
         // Another backup recorded: the new request holds again.
         let other = instance(request, Some("b0 [0123456789] at 2026-01-01T00:00:00Z"));
@@ -210,12 +215,18 @@ mod tests {
 
     #[test]
     fn the_operator_owns_the_app_account_of_a_restoring_instance() {
-        let restoring = instance(json!({"user": "app", "restoreFrom": {"backupName": "b1"}}), None);
+        let restoring = instance(
+            json!({"user": "app", "restoreFrom": {"backupName": "b1"}}),
+            None,
+        );
         assert!(operator_creates_app_account(&restoring));
         // restoreFrom removed after the restore: still the operator's.
         let restored = instance(json!({"user": "app"}), Some("b1 [0123456789] at t"));
         assert!(operator_creates_app_account(&restored));
-        assert!(!operator_creates_app_account(&instance(json!({"user": "app"}), None)));
+        assert!(!operator_creates_app_account(&instance(
+            json!({"user": "app"}),
+            None
+        )));
         assert!(!operator_creates_app_account(&instance(
             json!({"restoreFrom": {"backupName": "b1"}}),
             None

@@ -219,7 +219,10 @@ pub async fn reconcile(
     let step = match source::resolve(&ctx.client, namespace, request).await? {
         Err(problem) => Step::Blocked(problem),
         Ok(resolved) => {
-            advance(ctx, instance, observed, namespace, readiness, &resolved, now).await?
+            advance(
+                ctx, instance, observed, namespace, readiness, &resolved, now,
+            )
+            .await?
         }
     };
     let old = instance.status.as_ref().map(|s| s.conditions.as_slice());
