@@ -1040,6 +1040,14 @@ async fn a_restore_holds_the_server_until_it_succeeded() {
             "message": "already restored: request x was restored into root@h:3306 at t by keeper-agent 0.1.0; nothing was changed"}))
         .await;
     cluster.job_ends(&job_name, true).await;
+    // The in-memory API merges server-side applies, so a selector key the
+    // operator stops applying would linger there (the API server removes
+    // it): look at the Service as the operator applies it, from scratch.
+    cluster
+        .api::<Service>()
+        .delete(NAME, &DeleteParams::default())
+        .await
+        .unwrap();
     cluster.reconcile().await;
     assert_eq!(
         accounts.app.lock().unwrap().last().map(|a| a.0),
