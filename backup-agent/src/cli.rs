@@ -75,7 +75,9 @@ pub struct RetentionArgs {
 pub struct BackupArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Comma-separated databases (default: every user database).
+    /// Comma-separated databases (default: every user database). Keeper's
+    /// own `mysql_keeper` (the record of applied restores) is never dumped,
+    /// even when named here.
     #[arg(long, value_delimiter = ',')]
     pub databases: Vec<String>,
     /// Connections that dump in parallel.
@@ -110,6 +112,13 @@ pub struct RestoreArgs {
     /// Replace tables that already exist in the target.
     #[arg(long)]
     pub overwrite: bool,
+    /// Run this restore at most once against the target's data: a request
+    /// already recorded in the server's `mysql_keeper.applied_restores` ends
+    /// at once ("already restored", exit 0) with nothing read, dropped or
+    /// loaded; a new one is recorded there after it succeeded. Without it
+    /// nothing is checked or recorded. The operator sets it.
+    #[arg(long, value_parser = crate::restore::marker::parse_request_id)]
+    pub request_id: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
 }

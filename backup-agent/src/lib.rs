@@ -139,8 +139,18 @@ async fn restore_and_report(args: cli::RestoreArgs, ctx: &AgentContext) -> Resul
     let progress = |p: restore::RestoreProgress| {
         task.update(p.members_done as u64, p.members_total as u64, p.bytes_done)
     };
-    let result = restore::restore(args, ctx, &progress).await;
-    let message = result.as_ref().err().map(ToString::to_string);
-    task.finished(message.as_deref().map_or(Ok(()), Err)).await;
-    result.map(|_| ()).map_err(Into::into)
+    match restore::restore(args, ctx, &progress).await {
+        Ok(restore::Restored::Loaded(_)) => {
+            task.finished(Ok(())).await;
+            Ok(())
+        }
+        Ok(restore::Restored::AlreadyApplied { line, .. }) => {
+            task.already_restored(&line).await;
+            Ok(())
+        }
+        Err(e) => {
+            task.finished(Err(&e.to_string())).await;
+            Err(e.into())
+        }
+    }
 }

@@ -546,7 +546,9 @@ pub struct RestoreStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_done: Option<u64>,
 
-    /// Why the restore failed, in one line.
+    /// Why the restore failed, in one line; on success, set only when the
+    /// run changed nothing because the server's data had already received
+    /// this restore (Keeper records applied restores in the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

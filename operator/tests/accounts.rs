@@ -5,13 +5,16 @@
 //! root restores into a second server (restores run as root,
 //! `operator/src/accounts.rs`). The dump account can change nothing: no
 //! accounts, no grants, no writes, no DDL, no routines; an account created
-//! with the wider grants of earlier releases is narrowed.
+//! with the wider grants of earlier releases is narrowed. The application
+//! account is created locked for a restore, and unlocked after it.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 
 use keeper_agent::AgentContext;
-use keeper_operator::accounts::{AccountManager, AccountTarget, SqlAccountManager};
+use keeper_operator::accounts::{
+    AccountManager, AccountTarget, AppAccess, AppAccountTarget, SqlAccountManager,
+};
 use keeper_tests::{MariaDb, MariaDbOptions};
 use mysql_async::prelude::Queryable;
 
@@ -353,4 +356,95 @@ async fn an_older_wider_account_is_narrowed() {
         .map(|(statement, _)| statement)
         .collect();
     assert!(allowed.is_empty(), "still allowed: {allowed:#?}");
+}
+
+fn app_target(server: &MariaDb, access: AppAccess) -> AppAccountTarget {
+    AppAccountTarget {
+        host: server.host().to_owned(),
+        port: server.port(),
+        root_user: server.root_user().to_owned(),
+        root_password: server.root_password().to_owned(),
+        user: "app".to_owned(),
+        password: APP_PASSWORD.to_owned(),
+        database: Some("shop_db".to_owned()),
+        access,
+        instance: "shop/orders".to_owned(),
+        cache_key: format!("{access:?}"),
+    }
+}
+
+const APP_PASSWORD: &str = "app'pw\\-9x";
+
+/// The server's error code for a failed login as `app`, or `None` when it
+/// logs in and can read `shop_db`.
+async fn app_login(server: &MariaDb) -> Option<u16> {
+    match mysql_async::Conn::new(server.opts_for("app", APP_PASSWORD, Some("shop_db"))).await {
+        Ok(mut conn) => {
+            let one: Option<u32> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+            assert_eq!(one, Some(1));
+            conn.disconnect().await.unwrap();
+            None
+        }
+        Err(mysql_async::Error::Server(e)) => Some(e.code),
+        Err(other) => panic!("unexpected login failure: {other}"),
+    }
+}
+
+/// MariaDB: "Access denied, this account is locked" (MySQL 8: 3118).
+const ER_ACCOUNT_HAS_BEEN_LOCKED: u16 = 4151;
+const ER_ACCESS_DENIED: u16 = 1045;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_account_is_locked_for_a_restore_then_unlocked() {
+    let server = server();
+    server
+        .run_sql(
+            "CREATE DATABASE shop_db; CREATE TABLE shop_db.t (id INT); INSERT INTO shop_db.t VALUES (1);",
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        app_login(&server).await,
+        Some(ER_ACCESS_DENIED),
+        "no account yet"
+    );
+
+    // Held: created locked, so it is never open for a moment.
+    let manager = SqlAccountManager::default();
+    manager
+        .ensure_app_account(&app_target(&server, AppAccess::Held))
+        .await
+        .unwrap();
+    assert_eq!(app_login(&server).await, Some(ER_ACCOUNT_HAS_BEEN_LOCKED));
+
+    // Open: the restore succeeded; the account logs in and has its database.
+    manager
+        .ensure_app_account(&app_target(&server, AppAccess::Open))
+        .await
+        .unwrap();
+    assert_eq!(app_login(&server).await, None);
+
+    // Held again (a new restore): locked again although the manager ensured
+    // this state before, and the open session is ended.
+    let mut session = mysql_async::Conn::new(server.opts_for("app", APP_PASSWORD, Some("shop_db")))
+        .await
+        .unwrap();
+    manager
+        .ensure_app_account(&app_target(&server, AppAccess::Held))
+        .await
+        .unwrap();
+    assert_eq!(app_login(&server).await, Some(ER_ACCOUNT_HAS_BEEN_LOCKED));
+    let after: Result<Option<u32>, _> = session.query_first("SELECT COUNT(*) FROM t").await;
+    assert!(after.is_err(), "the open session was ended: {after:?}");
+
+    // A fresh manager (a restarted operator) unlocks it again; the password
+    // of an existing account is kept.
+    SqlAccountManager::default()
+        .ensure_app_account(&AppAccountTarget {
+            password: "another".to_owned(),
+            ..app_target(&server, AppAccess::Open)
+        })
+        .await
+        .unwrap();
+    assert_eq!(app_login(&server).await, None);
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::Role;
 use keeper_crds::condition::find_condition;
 use keeper_crds::{MySQLBackup, MySQLInstance};
-use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError};
+use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError, AppAccountTarget};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -77,6 +77,13 @@ impl AccountManager for NoAccounts {
     fn ensure_backup_user<'a>(
         &'a self,
         _target: &'a AccountTarget,
+    ) -> BoxFuture<'a, Result<(), AccountsError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn ensure_app_account<'a>(
+        &'a self,
+        _target: &'a AppAccountTarget,
     ) -> BoxFuture<'a, Result<(), AccountsError>> {
         Box::pin(async { Ok(()) })
     }

@@ -25,6 +25,12 @@ use serde_json::{Value, json};
 mod common;
 
 use common::{InstanceKind, NoAccounts};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
+use keeper_operator::accounts::{
+    AccountManager, AccountTarget, AccountsError, AppAccess, AppAccountTarget,
+};
+use keeper_operator::instance::restore::hold::HOLD_LABEL;
 
 const NS: &str = "shop";
 const NAME: &str = "fresh";
@@ -488,7 +494,11 @@ async fn a_new_instance_restores_once_ready_then_becomes_ready() {
     cluster.take_writes();
     cluster.reconcile().await;
     let writes = cluster.take_object_writes();
-    assert_eq!(writes, ["patch status fresh"], "only the operator's status");
+    assert_eq!(
+        writes,
+        ["patch fresh", "patch status fresh"],
+        "the client Service opens, and the operator's status"
+    );
     let status = cluster.status().await;
     assert_eq!(status.phase.map(|p| p.as_str()), Some("Ready"));
     assert_eq!(condition(&status, "Ready").0, "True");
@@ -867,4 +877,227 @@ async fn restores_never_overlap() {
     cluster.job_ends(&first, true).await;
     cluster.reconcile().await;
     assert_eq!(cluster.jobs().await.len(), 2);
+}
+
+/// Records what the reconcile asks of the application account; fails the
+/// next `failures` calls as a server that cannot be reached would.
+#[derive(Default)]
+struct RecordingAccounts {
+    app: Mutex<Vec<(AppAccess, String, String)>>,
+    failures: Mutex<u32>,
+}
+
+impl AccountManager for RecordingAccounts {
+    fn ensure_backup_user<'a>(
+        &'a self,
+        _target: &'a AccountTarget,
+    ) -> BoxFuture<'a, Result<(), AccountsError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn ensure_app_account<'a>(
+        &'a self,
+        target: &'a AppAccountTarget,
+    ) -> BoxFuture<'a, Result<(), AccountsError>> {
+        Box::pin(async move {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(AccountsError::UnknownServer {
+                    host: target.host.clone(),
+                    port: target.port,
+                    version: "unreachable".into(),
+                });
+            }
+            self.app.lock().unwrap().push((
+                target.access,
+                target.user.clone(),
+                target.host.clone(),
+            ));
+            Ok(())
+        })
+    }
+}
+
+impl Cluster {
+    async fn client_selector(&self) -> std::collections::BTreeMap<String, String> {
+        self.api::<Service>()
+            .get(NAME)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .selector
+            .unwrap()
+    }
+
+    async fn server_env(&self) -> Vec<String> {
+        self.api::<StatefulSet>()
+            .get(NAME)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_restore_holds_the_server_until_it_succeeded() {
+    let mut cluster = cluster(
+        instance(json!({"user": "app", "database": "shop",
+            "restoreFrom": {"backupName": "orders-b1", "overwrite": true}})),
+        vec![backup("orders-b1", "Succeeded")],
+        vec![s3_creds("orders-s3"), backup_user_secret()],
+    )
+    .await;
+    let accounts = Arc::new(RecordingAccounts::default());
+    cluster.ctx = Arc::new(
+        Context::new(
+            cluster.client.clone(),
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            None,
+        )
+        .with_accounts(accounts.clone()),
+    );
+    let pod_host = format!("{NAME}-0.{NAME}-headless.{NS}.svc");
+
+    // The image is not asked to create the application account (it would
+    // be open the moment the server listens), and the client Service
+    // selects no pod.
+    cluster.reconcile().await;
+    let env = cluster.server_env().await;
+    assert!(env.contains(&"MYSQL_ROOT_PASSWORD".to_owned()), "{env:?}");
+    assert!(env.contains(&"MYSQL_DATABASE".to_owned()), "{env:?}");
+    assert!(
+        !env.contains(&"MYSQL_USER".to_owned()) && !env.contains(&"MYSQL_PASSWORD".to_owned()),
+        "{env:?}"
+    );
+    assert_eq!(
+        cluster
+            .client_selector()
+            .await
+            .get(HOLD_LABEL)
+            .map(String::as_str),
+        Some("true")
+    );
+
+    // The server is up but the account cannot be locked: no Job.
+    cluster.server_ready().await;
+    *accounts.failures.lock().unwrap() = 1;
+    cluster.reconcile().await;
+    assert!(cluster.jobs().await.is_empty());
+    let (restored, reason, message) = condition(&cluster.status().await, "Restored");
+    assert_eq!(
+        (restored.as_str(), reason.as_str()),
+        ("False", "RestorePending")
+    );
+    assert!(
+        message.contains("cannot lock the application account app"),
+        "{message}"
+    );
+    assert!(cluster.has_event("Warning", "AppAccountFailed").await);
+
+    // Locked, through the pod's own address: then the Job, which reaches
+    // the server the same way and names its request.
+    cluster.reconcile().await;
+    assert_eq!(
+        *accounts.app.lock().unwrap(),
+        [(AppAccess::Held, "app".to_owned(), pod_host.clone())]
+    );
+    let job = cluster.only_job().await;
+    let job_name = job.metadata.name.clone().unwrap();
+    assert_eq!(arg_after(&job, "--host"), Some(pod_host.clone()));
+    assert!(args(&job).contains(&"--overwrite".to_owned()));
+    let request = arg_after(&job, "--request-id").expect("--request-id");
+    assert_eq!(request.len(), 10, "{request}");
+    assert_eq!(
+        cluster
+            .client_selector()
+            .await
+            .get(HOLD_LABEL)
+            .map(String::as_str),
+        Some("true"),
+        "still held while the Job runs"
+    );
+    assert_eq!(condition(&cluster.status().await, "Ready").0, "False");
+
+    // The agent found the request applied (a re-created instance): success,
+    // nothing changed. The account is unlocked, then the Service opens.
+    cluster
+        .agent_reports(json!({"phase": "Succeeded", "source": "orders-b1", "jobName": job_name,
+            "completionTime": "2025-01-02T03:04:05Z",
+            "message": "already restored: request x was restored into root@h:3306 at t by keeper-agent 0.1.0; nothing was changed"}))
+        .await;
+    cluster.job_ends(&job_name, true).await;
+    // The in-memory API merges server-side applies, so a selector key the
+    // operator stops applying would linger there (the API server removes
+    // it): look at the Service as the operator applies it, from scratch.
+    cluster
+        .api::<Service>()
+        .delete(NAME, &DeleteParams::default())
+        .await
+        .unwrap();
+    cluster.reconcile().await;
+    assert_eq!(
+        accounts.app.lock().unwrap().last().map(|a| a.0),
+        Some(AppAccess::Open)
+    );
+    let status = cluster.status().await;
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Ready"));
+    let (restored, _, message) = condition(&status, "Restored");
+    assert_eq!(restored, "True");
+    assert!(message.contains("already restored"), "{message}");
+    assert!(!cluster.client_selector().await.contains_key(HOLD_LABEL));
+    // Removing restoreFrom now changes neither the pod template nor the Service.
+    cluster.set_spec(json!({"restoreFrom": null})).await;
+    cluster.take_writes();
+    cluster.reconcile().await;
+    assert!(
+        !cluster
+            .server_env()
+            .await
+            .contains(&"MYSQL_USER".to_owned())
+    );
+    assert!(!cluster.client_selector().await.contains_key(HOLD_LABEL));
+    assert!(
+        !cluster
+            .take_object_writes()
+            .iter()
+            .any(|w| w == "patch fresh"),
+        "no restart, no Service change"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_restore_keeps_the_hold() {
+    let cluster = restoring_cluster().await;
+    cluster.server_ready().await;
+    cluster.reconcile().await;
+    let job_name = cluster.only_job().await.metadata.name.unwrap();
+    cluster.job_ends(&job_name, false).await;
+    cluster.reconcile().await;
+    assert_eq!(
+        cluster.status().await.phase.map(|p| p.as_str()),
+        Some("Failed")
+    );
+    assert_eq!(
+        cluster
+            .client_selector()
+            .await
+            .get(HOLD_LABEL)
+            .map(String::as_str),
+        Some("true"),
+        "a half-restored server stays closed"
+    );
 }

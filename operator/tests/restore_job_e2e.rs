@@ -49,7 +49,9 @@ async fn resolve(
         NS,
         &job_name,
         job.spec.as_ref().unwrap(),
-        &format!("{NAME}.{NS}.svc"),
+        // The restore reaches the server through the headless Service: the
+        // client Service routes nowhere until the restore succeeded.
+        &format!("{NAME}-0.{NAME}-headless.{NS}.svc"),
         target,
     )
     .await
@@ -346,5 +348,248 @@ async fn the_operators_restore_job_restores_the_sample_and_reports_it() {
     assert_eq!(
         logs_in(&target, "keeper_backup", BACKUP_PASSWORD).await,
         books
+    );
+}
+
+/// One life of the instance: created with `spec`, reconciled until its
+/// restore Job exists, that Job run by the agent in-process against
+/// `target`, then completed and reconciled once more. Returns the agent's
+/// result, the Job's name and the final status.
+async fn one_life(
+    client: &Client,
+    ctx: &Arc<Context>,
+    spec: &serde_json::Value,
+    uid: &str,
+    target: &MariaDb,
+) -> (
+    Result<(), keeper_agent::AgentError>,
+    String,
+    keeper_crds::MySQLInstanceStatus,
+) {
+    let mut instance = MySQLInstance::new(NAME, serde_json::from_value(spec.clone()).unwrap());
+    instance.metadata.namespace = Some(NS.into());
+    instance.metadata.generation = Some(1);
+    instance.metadata.uid = Some(uid.into());
+    let instances = Api::<MySQLInstance>::namespaced(client.clone(), NS);
+    instances
+        .create(&kube::api::PostParams::default(), &instance)
+        .await
+        .unwrap();
+    let reconcile_once = || async {
+        let instance = instances.get(NAME).await.unwrap();
+        reconcile(Arc::new(instance), ctx.clone()).await.unwrap();
+    };
+    reconcile_once().await;
+    Api::<StatefulSet>::namespaced(client.clone(), NS)
+        .patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"replicas": 1, "readyReplicas": 1}})),
+        )
+        .await
+        .unwrap();
+    reconcile_once().await;
+    let jobs = Api::<Job>::namespaced(client.clone(), NS);
+    let job = jobs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(job.len(), 1, "one restore Job per life");
+    let job = &job[0];
+    let job_name = job.metadata.name.clone().unwrap();
+    let (args, env) = resolve(client, job, target).await;
+    let result = keeper_agent::run(
+        args,
+        AgentContext {
+            env,
+            kube: Some(client.clone()),
+        },
+    )
+    .await;
+    jobs.patch(
+        &job_name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}]}})),
+    )
+    .await
+    .unwrap();
+    reconcile_once().await;
+    let status = instances.get(NAME).await.unwrap().status.unwrap();
+    (result, job_name, status)
+}
+
+/// What the garbage collector and the StatefulSet controller do when the
+/// instance is deleted: its owned Job and StatefulSet go; the claim and the
+/// Secrets (and the server's data) stay.
+async fn delete_instance(client: &Client) {
+    Api::<MySQLInstance>::namespaced(client.clone(), NS)
+        .delete(NAME, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let jobs = Api::<Job>::namespaced(client.clone(), NS);
+    for job in jobs.list(&ListParams::default()).await.unwrap().items {
+        jobs.delete(
+            &job.metadata.name.unwrap(),
+            &kube::api::DeleteParams::default(),
+        )
+        .await
+        .unwrap();
+    }
+    Api::<StatefulSet>::namespaced(client.clone(), NS)
+        .delete(NAME, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_created_instance_does_not_restore_its_data_again() {
+    let garage = Garage::start().unwrap();
+    let source = MariaDb::start().unwrap();
+    let target = MariaDb::start().unwrap();
+    source
+        .run_sql(
+            "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(40));
+             INSERT INTO shop.orders VALUES (1, 'one'), (2, 'two');",
+            None,
+        )
+        .unwrap();
+    let to = format!("s3://{}/prod/orders", garage.bucket());
+    let mut backup_env: HashMap<String, String> = garage
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    backup_env.insert("MYSQL_PWD".into(), source.root_password().to_owned());
+    let port = source.port().to_string();
+    keeper_agent::run(
+        [
+            "keeper-agent",
+            "backup",
+            "--host",
+            source.host(),
+            "--port",
+            &port,
+            "--user",
+            source.root_user(),
+            "--databases",
+            "shop",
+            "--to",
+            &to,
+            "--name",
+            BACKUP,
+            "--s3-force-path-style",
+        ],
+        AgentContext {
+            env: backup_env,
+            kube: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let mut backup = MySQLBackup::for_instance(BACKUP, NS, "orders", None);
+    backup.status = Some(
+        serde_json::from_value(json!({
+            "phase": "Succeeded",
+            "destination": {"s3": {"bucket": garage.bucket(), "prefix": "prod/orders",
+                "endpoint": garage.endpoint(), "region": garage.region(), "forcePathStyle": true,
+                "credentialsSecretRef": {"name": "orders-s3"}}},
+            "location": format!("{to}/{BACKUP}"),
+        }))
+        .unwrap(),
+    );
+    let client = ClientBuilder::new()
+        .with_resource::<MySQLInstance>()
+        .with_resource::<MySQLBackup>()
+        .with_status_subresource::<InstanceKind>()
+        .with_object(backup)
+        .with_object(secret(
+            "orders-s3",
+            &[
+                ("AWS_ACCESS_KEY_ID", garage.access_key_id()),
+                ("AWS_SECRET_ACCESS_KEY", garage.secret_access_key()),
+            ],
+        ))
+        .with_object(secret(
+            &format!("{NAME}-credentials"),
+            &[("root-password", target.root_password())],
+        ))
+        .build()
+        .await
+        .unwrap();
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            None,
+        )
+        .with_accounts(Arc::new(NoAccounts)),
+    );
+    // GitOps keeps applying the same manifest, overwrite included.
+    let spec = json!({"flavor": "mariadb", "version": "10.11",
+        "restoreFrom": {"backupName": BACKUP, "overwrite": true}});
+
+    // First life: the restore loads the backup.
+    let (result, first_job, status) = one_life(&client, &ctx, &spec, "uid-1", &target).await;
+    result.unwrap();
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Ready"));
+    let count = |server: &MariaDb| {
+        let opts = server.opts();
+        async move {
+            let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            let n: u64 = conn
+                .query_first("SELECT COUNT(*) FROM shop.orders")
+                .await
+                .unwrap()
+                .unwrap();
+            conn.disconnect().await.unwrap();
+            n
+        }
+    };
+    assert_eq!(count(&target).await, 2);
+
+    // The application writes; then the instance is deleted and re-created
+    // (same claim, same Secrets, same data; a new object with no status).
+    target
+        .run_sql(
+            "INSERT INTO shop.orders VALUES (3, 'written after the restore');",
+            None,
+        )
+        .unwrap();
+    delete_instance(&client).await;
+    let (result, second_job, status) = one_life(&client, &ctx, &spec, "uid-2", &target).await;
+
+    // The second Job ran and succeeded without dropping or loading anything.
+    result.unwrap();
+    assert_eq!(second_job, first_job, "the same request, by name too");
+    assert_eq!(
+        count(&target).await,
+        3,
+        "the row written after the restore survives"
+    );
+    let restore = status.restore.clone().unwrap();
+    assert_eq!(restore.phase.as_str(), "Succeeded");
+    let note = restore.message.unwrap_or_default();
+    assert!(note.starts_with("already restored"), "{note}");
+    assert!(restore.members_done.is_none(), "nothing was replayed");
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Ready"));
+    let restored = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Restored")
+        .unwrap();
+    assert_eq!(restored.status, "True");
+    assert!(
+        restored.message.contains("already restored"),
+        "{}",
+        restored.message
+    );
+    assert!(
+        status
+            .restored_from
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{BACKUP} [")),
+        "{:?}",
+        status.restored_from
     );
 }

@@ -280,9 +280,12 @@ async fn prepare(
         cx,
     };
     let all = catalog.database_names().await?;
+    // Keeper's record of applied restores is never dumped, even when named:
+    // restored elsewhere it would claim restores that data never received.
+    let is_marker = |d: &str| d == crate::restore::marker::MARKER_SCHEMA;
     let user_dbs: Vec<String> = all
         .iter()
-        .filter(|d| !server.system_databases().contains(&d.as_str()))
+        .filter(|d| !server.system_databases().contains(&d.as_str()) && !is_marker(d))
         .cloned()
         .collect();
     let chosen: Vec<String> = if args.databases.is_empty() {
@@ -292,6 +295,13 @@ async fn prepare(
         for d in &args.databases {
             let d = d.trim();
             if d.is_empty() || chosen.iter().any(|c| c == d) {
+                continue;
+            }
+            if is_marker(d) {
+                tracing::warn!(
+                    database = d,
+                    "not dumped: Keeper's own record of applied restores is never part of a backup"
+                );
                 continue;
             }
             if !all.iter().any(|a| a == d) {

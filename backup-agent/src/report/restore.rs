@@ -152,19 +152,25 @@ impl RestoreReporter {
     /// Reports the end: Succeeded, or Failed with the one-line `Err` message
     /// (agent errors hold no secrets), with the completion time.
     pub async fn finished(&mut self, result: Result<(), &str>) -> ReportOutcome {
+        match result {
+            Ok(()) => self.finish(RestorePhase::Succeeded, None).await,
+            Err(message) => self.finish(RestorePhase::Failed, Some(message)).await,
+        }
+    }
+
+    /// Reports the end of a run that found its request already applied to
+    /// the server: Succeeded, with `line` (what it found, and that nothing
+    /// was changed) as the message.
+    pub async fn already_restored(&mut self, line: &str) -> ReportOutcome {
+        self.finish(RestorePhase::Succeeded, Some(line)).await
+    }
+
+    async fn finish(&mut self, phase: RestorePhase, message: Option<&str>) -> ReportOutcome {
         let Some(inner) = &mut self.inner else {
             return ReportOutcome::Disabled;
         };
-        match result {
-            Ok(()) => {
-                inner.status.phase = RestorePhase::Succeeded;
-                inner.status.message = None;
-            }
-            Err(message) => {
-                inner.status.phase = RestorePhase::Failed;
-                inner.status.message = Some(one_line(message));
-            }
-        }
+        inner.status.phase = phase;
+        inner.status.message = message.map(one_line);
         inner.status.completion_time = Some(Utc::now());
         let policy = inner.target.retry;
         match inner.report(policy).await {
@@ -222,14 +228,30 @@ impl RestoreProgressTask {
 
     /// Reports the last progress, then the end (see [`RestoreReporter::finished`]).
     pub async fn finished(self, result: Result<(), &str>) -> ReportOutcome {
+        match self.into_reporter().await {
+            Some(mut reporter) => reporter.finished(result).await,
+            None => ReportOutcome::NotReported(Vec::new()),
+        }
+    }
+
+    /// Reports a run that changed nothing because its request was already
+    /// applied (see [`RestoreReporter::already_restored`]).
+    pub async fn already_restored(self, line: &str) -> ReportOutcome {
+        match self.into_reporter().await {
+            Some(mut reporter) => reporter.already_restored(line).await,
+            None => ReportOutcome::NotReported(Vec::new()),
+        }
+    }
+
+    async fn into_reporter(self) -> Option<RestoreReporter> {
         drop(self.tx);
         match self.handle.await {
-            Ok(mut reporter) => reporter.finished(result).await,
+            Ok(reporter) => Some(reporter),
             Err(e) => {
                 tracing::warn!(
                     "the restore status task stopped: {e}; the restore's end is not reported"
                 );
-                ReportOutcome::NotReported(Vec::new())
+                None
             }
         }
     }

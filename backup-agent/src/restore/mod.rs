@@ -6,8 +6,13 @@
 //! executes anything, then replays members: each is fetched with a ranged
 //! read and checked against its sha256 before it is decompressed, split into
 //! statements ([`statements`]) and executed ([`replay`]).
+//!
+//! With `--request-id` a restore runs at most once against the same data:
+//! the server itself records applied requests ([`marker`]), checked before
+//! anything else and written after the last member.
 
 pub mod list;
+pub mod marker;
 pub mod preflight;
 pub mod replay;
 pub mod source;
@@ -16,6 +21,8 @@ pub mod verify;
 
 use std::time::{Duration, Instant};
 
+use mysql_async::prelude::Queryable;
+
 use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
 use crate::connection::ConnectionError;
@@ -23,6 +30,7 @@ use crate::manifest::{ManifestError, MemberKind};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
 pub use list::{BackupListing, BackupStatus, list_backups};
+pub use marker::{AppliedRestore, MARKER_SCHEMA};
 pub use source::Backup;
 pub use verify::{VerifyReport, verify_backup};
 
@@ -114,6 +122,14 @@ pub enum RestoreError {
         database: String,
         reason: String,
     },
+    #[error(
+        "the backup was restored into {target} but recording request {request} as applied failed ({reason}); the restore is reported failed, because a rerun of the request would not know it ran: check the server, then retry"
+    )]
+    MarkerNotRecorded {
+        target: String,
+        request: String,
+        reason: String,
+    },
     #[error("{member}: `{statement}` failed: {reason}")]
     Statement {
         member: String,
@@ -169,9 +185,28 @@ pub struct RestoreOutcome {
     pub rows: u64,
     /// Databases `--overwrite` dropped before the replay.
     pub dropped_databases: Vec<String>,
+    /// The backup's name from its manifest.
+    pub backup_name: String,
+    /// The dump file's sha256 from the manifest.
+    pub dump_sha256: String,
     /// Server warnings on code objects (missing definers and the like) and preflight warnings.
     pub warnings: Vec<String>,
     pub duration: Duration,
+}
+
+/// What `keeper-agent restore` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// The backup was loaded (and, with a request id, recorded as applied).
+    Loaded(RestoreOutcome),
+    /// The request had already been applied to this server: nothing was
+    /// read, dropped or loaded. The line says so.
+    AlreadyApplied {
+        /// The record found in the server.
+        applied: AppliedRestore,
+        /// What the run prints and reports.
+        line: String,
+    },
 }
 
 /// `keeper-agent restore`.
@@ -179,30 +214,76 @@ pub async fn restore(
     args: RestoreArgs,
     ctx: &AgentContext,
     progress: &(dyn Fn(RestoreProgress) + Send + Sync),
-) -> Result<RestoreOutcome, RestoreError> {
+) -> Result<Restored, RestoreError> {
     let opts = args.connect.opts(ctx)?;
     let store = open_store(&args.from, &args.s3, ctx).await?;
-    let outcome = restore_backup(
-        &store,
-        &opts,
-        RestoreOptions {
-            parallel: args.parallel,
-            overwrite: args.overwrite,
-        },
-        progress,
-    )
-    .await?;
-    println!(
-        "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
-        outcome.backup,
-        outcome.target,
-        outcome.tables,
-        outcome.rows,
-        outcome.members,
-        outcome.statements,
-        outcome.duration.as_secs_f64()
+    let options = RestoreOptions {
+        parallel: args.parallel,
+        overwrite: args.overwrite,
+    };
+    let restored = match &args.request_id {
+        Some(request) => restore_request(&store, &opts, options, request, progress).await?,
+        None => Restored::Loaded(restore_backup(&store, &opts, options, progress).await?),
+    };
+    match &restored {
+        Restored::Loaded(outcome) => println!(
+            "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
+            outcome.backup,
+            outcome.target,
+            outcome.tables,
+            outcome.rows,
+            outcome.members,
+            outcome.statements,
+            outcome.duration.as_secs_f64()
+        ),
+        Restored::AlreadyApplied { line, .. } => println!("{line}"),
+    }
+    Ok(restored)
+}
+
+/// Restores `store` into `target` as the request `request_id`, at most once
+/// per server ([`marker`]): an applied request ends here with
+/// [`Restored::AlreadyApplied`] before the backup is even opened (so
+/// `overwrite` drops nothing); a new one is restored, then recorded in the
+/// same server as its last step.
+pub async fn restore_request(
+    store: &Store,
+    target: &mysql_async::Opts,
+    options: RestoreOptions,
+    request_id: &str,
+    progress: &(dyn Fn(RestoreProgress) + Send + Sync),
+) -> Result<Restored, RestoreError> {
+    let target_name = preflight::describe_target(target);
+    let mut conn = preflight::connect(target).await?;
+    if let Some(applied) = marker::find(&mut conn, &target_name, request_id).await? {
+        let line = applied.already_restored_line(&target_name);
+        tracing::info!(request = request_id, target = %target_name, "{line}");
+        let _ = conn.disconnect().await;
+        return Ok(Restored::AlreadyApplied { applied, line });
+    }
+    // The replay opens its own connections; this one waits for the record.
+    let outcome = restore_backup(store, target, options, progress).await?;
+    let applied = marker::AppliedRestore {
+        request_id: request_id.to_owned(),
+        backup: outcome.backup.clone(),
+        backup_name: outcome.backup_name.clone(),
+        dump_sha256: outcome.dump_sha256.clone(),
+        restored_at: String::new(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    // A connection idle through a long restore may have been closed.
+    if conn.ping().await.is_err() {
+        conn = preflight::connect(target).await?;
+    }
+    let stored = marker::record(&mut conn, &target_name, &applied).await?;
+    tracing::info!(
+        request = request_id,
+        target = %target_name,
+        restored_at = %stored.restored_at,
+        "recorded the restore as applied"
     );
-    Ok(outcome)
+    let _ = conn.disconnect().await;
+    Ok(Restored::Loaded(outcome))
 }
 
 /// Restores the backup folder `store` into the server `target`.
@@ -312,6 +393,8 @@ pub async fn restore_backup(
             .map(|m| m.rows)
             .sum(),
         dropped_databases: dropped,
+        backup_name: manifest.name.clone(),
+        dump_sha256: manifest.file.sha256.clone(),
         warnings,
         duration: started.elapsed(),
     };

@@ -18,6 +18,10 @@
 //!   untouched. Before dropping anything the whole backup is verified (every
 //!   member's sha256 and length, the file's sha256), so a corrupt backup never
 //!   costs the data it was meant to replace.
+//! - Keeper's record of applied restores ([`super::marker::MARKER_SCHEMA`]) is
+//!   never one of "the backup's databases": a dump never holds it, and a
+//!   manifest that names it anyway (made by hand or by another tool) still
+//!   neither counts it for emptiness nor lets `--overwrite` drop it.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
@@ -154,11 +158,17 @@ pub fn check_packet(
     Ok(())
 }
 
-/// The backup's databases, in manifest order.
+/// The backup's databases, in manifest order, never Keeper's own record
+/// of applied restores.
 pub fn databases(manifest: &Manifest) -> Vec<String> {
-    let mut out: Vec<String> = manifest.databases.iter().map(|d| d.name.clone()).collect();
-    for db in manifest.members.iter().filter_map(|m| m.database.as_ref()) {
-        if !out.contains(db) {
+    let mut out: Vec<String> = Vec::new();
+    let names = manifest
+        .databases
+        .iter()
+        .map(|d| &d.name)
+        .chain(manifest.members.iter().filter_map(|m| m.database.as_ref()));
+    for db in names {
+        if db != super::marker::MARKER_SCHEMA && !out.contains(db) {
             out.push(db.clone());
         }
     }
@@ -363,5 +373,10 @@ mod tests {
         assert_eq!(summarize(&names[..2], 3), "db.t0, db.t1");
         assert_eq!(quote_ident("a`b"), "`a``b`");
         assert_eq!(databases(&manifest(Flavor::Mysql, "8.4", 1)), ["a`b"]);
+        let mut with_marker = manifest(Flavor::Mysql, "8.4", 1);
+        let mut marker = with_marker.databases[0].clone();
+        marker.name = super::super::marker::MARKER_SCHEMA.into();
+        with_marker.databases.push(marker);
+        assert_eq!(databases(&with_marker), ["a`b"], "never dropped");
     }
 }

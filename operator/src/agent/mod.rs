@@ -55,7 +55,7 @@ use crate::accounts::ROOT_USER;
 use crate::context::OperatorConfig;
 use crate::error::{Error, Result};
 use crate::instance::build::{
-    APP_INSTANCE_LABEL, COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL,
+    APP_INSTANCE_LABEL, COMPONENT_LABEL, InstanceMeta, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL,
 };
 
 /// `app.kubernetes.io/component` of backup Jobs (on-demand and scheduled).
@@ -117,6 +117,10 @@ pub enum AgentCommand<'a> {
         /// What `status.restore.source` shows (a `MySQLBackup` name or a
         /// location URL); `None` shows the `--from` URL.
         source: Option<&'a str>,
+        /// `--request-id`: the source's fingerprint, so the agent restores
+        /// it at most once into the same data (it keeps the record in the
+        /// server). `None` restores unconditionally.
+        request_id: Option<&'a str>,
     },
 }
 
@@ -339,6 +343,20 @@ pub fn server_host(instance: &MySQLInstance) -> Result<String> {
     })
 }
 
+/// The server address of `command`: a backup uses the client Service; a
+/// restore the server pod's own name through the headless Service
+/// ([`InstanceMeta::server_pod_host`]), because the client Service routes
+/// nowhere until the restore has succeeded (`instance::restore::hold`).
+///
+/// # Errors
+/// As [`job`].
+pub fn command_host(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<String> {
+    match command {
+        AgentCommand::Backup { .. } => server_host(instance),
+        AgentCommand::Restore { .. } => Ok(InstanceMeta::of(instance)?.server_pod_host()),
+    }
+}
+
 fn invalid_destination() -> Error {
     Error::InvalidSpec {
         reason: "InvalidDestination",
@@ -359,7 +377,7 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
     let destination = command.destination();
     let mut args: Vec<String> = Vec::new();
     let connect = |args: &mut Vec<String>| -> Result<()> {
-        flag(args, "--host", server_host(instance)?);
+        flag(args, "--host", command_host(instance, command)?);
         flag(args, "--port", MYSQL_PORT.to_string());
         flag(args, "--user", command.mysql_user());
         Ok(())
@@ -395,7 +413,10 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
             }
         }
         AgentCommand::Restore {
-            backup, overwrite, ..
+            backup,
+            overwrite,
+            request_id,
+            ..
         } => {
             let from = destination
                 .backup_url(backup)
@@ -405,6 +426,9 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
             flag(&mut args, "--from", from);
             if *overwrite {
                 args.push("--overwrite".to_owned());
+            }
+            if let Some(request_id) = request_id {
+                flag(&mut args, "--request-id", *request_id);
             }
         }
     }

@@ -38,7 +38,7 @@ use keeper_crds::condition::{
     self, BACKUP_SCHEDULED, BACKUPS_HEALTHY, ConditionStatus, find_condition, from_k8s_time,
     remove_condition,
 };
-use keeper_crds::instance::{DEFAULT_ROOT_PASSWORD_KEY, MYSQL_PORT};
+use keeper_crds::instance::MYSQL_PORT;
 use keeper_crds::{
     BackupPhase, INSTANCE_LABEL, InstancePhase, MySQLBackup, MySQLInstance, MySQLInstanceStatus,
 };
@@ -51,7 +51,7 @@ use sha2::{Digest, Sha256};
 
 use super::apply;
 use super::build::{InstanceMeta, agent_rbac, cronjob, secret};
-use super::fetch::Observed;
+use super::fetch::{Observed, secret_value};
 use super::status::Readiness;
 use crate::accounts::AccountTarget;
 use crate::context::Context;
@@ -173,18 +173,6 @@ fn min_duration(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
-fn secret_value(secret: Option<&Secret>, key: &str) -> Option<String> {
-    let secret = secret?;
-    if let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return String::from_utf8(value.0.clone()).ok();
-    }
-    secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .cloned()
-}
-
 /// Ensures the backup user's Secret and MySQL account; returns whether both
 /// are in place.
 ///
@@ -269,14 +257,12 @@ async fn ensure_account(
     observed: &Observed,
     backup_password: String,
 ) -> bool {
-    let (root_secret, root_key) = match &instance.spec.root_password_secret_ref {
-        Some(reference) => (observed.root_secret.as_ref(), reference.key.as_str()),
-        None => (observed.credentials.as_ref(), DEFAULT_ROOT_PASSWORD_KEY),
-    };
-    let Some(root_password) = secret_value(root_secret, root_key) else {
+    let Some(root_password) = observed.root_password(instance) else {
         return false;
     };
-    let Ok(host) = crate::agent::server_host(instance) else {
+    // The pod's own address: the client Service does not route while a
+    // restore holds the server.
+    let Ok(host) = InstanceMeta::of(instance).map(|meta| meta.server_pod_host()) else {
         return false;
     };
     // Anything that could make the account differ: the server's data (its

@@ -3,6 +3,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use keeper_crds::MySQLInstance;
+use keeper_crds::instance::DEFAULT_ROOT_PASSWORD_KEY;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -26,6 +27,30 @@ pub struct Observed {
     pub stateful_set: Option<StatefulSet>,
     /// `data-<name>-0`.
     pub data_claim: Option<PersistentVolumeClaim>,
+}
+
+impl Observed {
+    /// The root password, from `spec.rootPasswordSecretRef`'s Secret or
+    /// `<name>-credentials`; `None` while it is not there.
+    pub fn root_password(&self, instance: &MySQLInstance) -> Option<String> {
+        match &instance.spec.root_password_secret_ref {
+            Some(reference) => secret_value(self.root_secret.as_ref(), &reference.key),
+            None => secret_value(self.credentials.as_ref(), DEFAULT_ROOT_PASSWORD_KEY),
+        }
+    }
+}
+
+/// The text value of `key` in `secret` (`data`, else `stringData`).
+pub(crate) fn secret_value(secret: Option<&Secret>, key: &str) -> Option<String> {
+    let secret = secret?;
+    if let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) {
+        return String::from_utf8(value.0.clone()).ok();
+    }
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
 }
 
 /// Reads one namespaced object; `None` when it does not exist.

@@ -26,9 +26,10 @@ use kube::{Api, Resource};
 use serde_json::json;
 
 use self::apply::Outcome;
-use self::build::{InstanceMeta, secret, statefulset};
+use self::build::{InstanceMeta, secret, service, statefulset};
 use self::fetch::Observed;
 use self::status::Readiness;
+use crate::accounts::AppAccess;
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -37,6 +38,8 @@ const READY_REQUEUE: Duration = Duration::from_secs(300);
 /// How often an instance that is still coming up is looked at (the data
 /// claim's binding is not an owned object's change).
 const PROVISIONING_REQUEUE: Duration = Duration::from_secs(30);
+/// Retry delay when the application account could not be unlocked.
+const ACCOUNT_RETRY: Duration = Duration::from_secs(30);
 
 /// Reconciles `instance`. On an invalid spec the status says why and the
 /// error is returned (the caller publishes it as an Event and retries with
@@ -97,14 +100,6 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     )
     .await?;
     report::<Service>(ctx, instance, outcome, &meta.headless_service_name()).await;
-    let (outcome, _) = apply::apply(
-        &services,
-        &desired.client_service,
-        observed.client_service.as_ref(),
-        manager,
-    )
-    .await?;
-    report::<Service>(ctx, instance, outcome, &meta.client_service_name()).await;
     let (outcome, stateful_set) = apply::apply(
         &stateful_sets,
         &desired.stateful_set,
@@ -128,8 +123,28 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         Utc::now(),
     )
     .await?;
-    let restore_requeue =
-        restore::reconcile(ctx, instance, &namespace, &readiness, &mut new).await?;
+    let restoring = restore::reconcile(ctx, instance, &observed, &readiness, &mut new).await?;
+    let mut account_requeue = None;
+    if !restoring.holds_server
+        && readiness.ready_replicas >= 1
+        && restore::hold::ensure_app_access(ctx, instance, &observed, AppAccess::Open)
+            .await
+            .is_err()
+    {
+        // Published as an Event; the next attempt comes soon.
+        account_requeue = Some(ACCOUNT_RETRY);
+    }
+    // Applied after the restore step, so the Service opens in the reconcile
+    // that records the restore (and never before the account is unlocked).
+    let client_service = service::client(&meta, restoring.holds_server);
+    let (outcome, _) = apply::apply(
+        &services,
+        &client_service,
+        observed.client_service.as_ref(),
+        manager,
+    )
+    .await?;
+    report::<Service>(ctx, instance, outcome, &meta.client_service_name()).await;
     for transition in status::transitions(instance.status.as_ref(), &new) {
         ctx.publish(
             instance,
@@ -148,7 +163,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         PROVISIONING_REQUEUE
     };
     Ok(Action::requeue(
-        [restore_requeue, backup_requeue]
+        [restoring.requeue, backup_requeue, account_requeue]
             .into_iter()
             .flatten()
             .fold(requeue, Duration::min),

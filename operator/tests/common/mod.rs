@@ -12,7 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::Secret;
 use keeper_crds::{MySQLBackup, MySQLInstance};
-use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError};
+use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError, AppAccountTarget};
 use keeper_tests::MariaDb;
 use kube::{Api, Client};
 
@@ -71,6 +71,13 @@ impl AccountManager for NoAccounts {
     fn ensure_backup_user<'a>(
         &'a self,
         _target: &'a AccountTarget,
+    ) -> futures::future::BoxFuture<'a, Result<(), AccountsError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn ensure_app_account<'a>(
+        &'a self,
+        _target: &'a AppAccountTarget,
     ) -> futures::future::BoxFuture<'a, Result<(), AccountsError>> {
         Box::pin(async { Ok(()) })
     }

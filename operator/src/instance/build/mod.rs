@@ -124,6 +124,19 @@ impl InstanceMeta {
         self.name.clone()
     }
 
+    /// `<name>-0.<name>-headless.<namespace>.svc` (`…-headless` without a
+    /// namespace): the server pod's own DNS name. The headless Service
+    /// publishes it before the pod is ready, and it does not depend on the
+    /// client Service routing, which a restore holds closed: the operator's
+    /// account SQL and the restore Job connect here.
+    pub fn server_pod_host(&self) -> String {
+        let pod = format!("{}-0.{}", self.name, self.headless_service_name());
+        match &self.namespace {
+            Some(ns) => format!("{pod}.{ns}.svc"),
+            None => pod,
+        }
+    }
+
     /// `data-<name>-0`: the data volume's claim (volumeClaimTemplate `data`, pod 0).
     pub fn data_claim_name(&self) -> String {
         format!("{}-{}-0", statefulset::DATA_VOLUME, self.name)
@@ -170,9 +183,10 @@ pub fn desired_objects(
     let meta = InstanceMeta::of(instance)?;
     let config_map = configmap::build(&meta, &instance.spec);
     let config_hash = configmap::content_hash(&config_map);
+    let held = crate::instance::restore::hold::holds_server(instance, instance.status.as_ref());
     Ok(DesiredObjects {
         headless_service: service::headless(&meta),
-        client_service: service::client(&meta),
+        client_service: service::client(&meta, held),
         stateful_set: statefulset::build(
             &meta,
             instance,

@@ -7,6 +7,7 @@ use keeper_crds::instance::MYSQL_PORT;
 
 use super::InstanceMeta;
 use super::statefulset::PORT_NAME;
+use crate::instance::restore::hold::HOLD_LABEL;
 
 fn mysql_port() -> ServicePort {
     ServicePort {
@@ -19,7 +20,9 @@ fn mysql_port() -> ServicePort {
 }
 
 /// `<name>-headless`: `clusterIP: None`, and it publishes pods before they are
-/// ready so that the pod's DNS name resolves while the server starts.
+/// ready so that the pod's DNS name resolves while the server starts, and
+/// the restore and the operator reach the server while a restore holds the
+/// client Service closed.
 pub fn headless(meta: &InstanceMeta) -> Service {
     Service {
         metadata: meta.owned_metadata(meta.headless_service_name()),
@@ -34,13 +37,22 @@ pub fn headless(meta: &InstanceMeta) -> Service {
     }
 }
 
-/// `<name>`: a ClusterIP Service on 3306 that only routes to a ready server.
-pub fn client(meta: &InstanceMeta) -> Service {
+/// `<name>`: a ClusterIP Service on 3306 that only routes to a ready server,
+/// and, while a restore holds the server (`held`), to nothing at all: its
+/// selector then also requires [`HOLD_LABEL`], which no pod carries (see
+/// `instance::restore::hold`). The selector changes without touching the
+/// pod, so the hold neither restarts the server nor depends on the operator
+/// after a pod restart.
+pub fn client(meta: &InstanceMeta, held: bool) -> Service {
+    let mut selector = meta.selector_labels();
+    if held {
+        selector.insert(HOLD_LABEL.to_owned(), "true".to_owned());
+    }
     Service {
         metadata: meta.owned_metadata(meta.client_service_name()),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
-            selector: Some(meta.selector_labels()),
+            selector: Some(selector),
             ports: Some(vec![mysql_port()]),
             ..ServiceSpec::default()
         }),

@@ -17,6 +17,7 @@ use keeper_crds::instance::{MYSQL_PORT, PASSWORD_KEY, USERNAME_KEY};
 use keeper_crds::{Flavor, MySQLInstance, StorageSpec};
 
 use super::{CONFIG_HASH_ANNOTATION, InstanceMeta};
+use crate::instance::restore::hold::operator_creates_app_account;
 
 /// Name of the server container.
 pub const CONTAINER_NAME: &str = "mysql";
@@ -84,6 +85,11 @@ fn secret_env(name: String, secret: &str, key: &str) -> EnvVar {
 
 /// The image's environment: passwords (and the user name) only by
 /// `secretKeyRef`; the database name is not a secret.
+///
+/// The application account is left out when the instance restores
+/// (`instance::restore::hold::operator_creates_app_account`): the image would
+/// create it open as soon as the server listens, before the restore ran, so
+/// the operator creates it locked instead and unlocks it after the restore.
 fn env(instance: &MySQLInstance, flavor: FlavorSpecifics) -> Vec<EnvVar> {
     let (root_secret, root_key) = instance.root_password_secret();
     let mut env = vec![secret_env(
@@ -98,7 +104,7 @@ fn env(instance: &MySQLInstance, flavor: FlavorSpecifics) -> Vec<EnvVar> {
             ..EnvVar::default()
         });
     }
-    if instance.spec.user.is_some() {
+    if instance.spec.user.is_some() && !operator_creates_app_account(instance) {
         let credentials = instance.credentials_secret_name();
         env.push(secret_env(flavor.var("USER"), &credentials, USERNAME_KEY));
         env.push(secret_env(

@@ -12,20 +12,39 @@
 //!    `BackupNotSucceeded`, `SecretNotFound`, ...) and a Warning Event;
 //!    nothing runs.
 //! 2. Once the server is ready (and no other restore Job of the instance is
-//!    running) the Job `<name>-restore-<attempt>` is created, owned by the
-//!    instance, with [`crate::agent::job`]. Its name is a hash of the source,
-//!    `overwrite` and the retry annotation, so a reconcile can never create a
-//!    second Job for the same attempt. `phase: Restoring`, `Ready=False`.
+//!    running) the application account is locked ([`hold`]), then the Job
+//!    `<name>-restore-<attempt>` is created, owned by the instance, with
+//!    [`crate::agent::job`]. Its name is a hash of the source, `overwrite`
+//!    and the retry annotation, so a reconcile can never create a second Job
+//!    for the same attempt. `phase: Restoring`, `Ready=False`. Until the
+//!    restore succeeded the client Service routes nowhere ([`hold`]); the
+//!    Job reaches the server through the headless Service.
 //! 3. The agent checks everything before it touches the server (manifest,
 //!    sizes, flavor, `max_allowed_packet`, a target without the backup's
 //!    tables unless `overwrite`), reports progress into `status.restore`
 //!    and exits non-zero with one line on failure.
-//! 4. The Job succeeded: `status.restoredFrom` records the source's
-//!    fingerprint and the time, `Restored=True`, and the instance is Ready.
+//! 4. The Job succeeded: the application account is unlocked, then
+//!    `status.restoredFrom` records the source's fingerprint and the time,
+//!    `Restored=True`, the instance is Ready and the client Service routes.
 //!    Later reconciles see the fingerprint and never restore that source
 //!    again. The Job failed: `Restored=False` with `RestorePreflightFailed`
 //!    (the agent says it changed nothing) or `RestoreFailed`, the agent's
 //!    line as the message, `phase: Failed`. Nothing retries on its own.
+//!
+//! # Once per data, not once per object
+//!
+//! `status.restoredFrom` is lost with the object: deleting and re-creating
+//! the instance (its claim and Secrets survive), a GitOps re-creation or a
+//! cluster restore leaves a new object with no status over the old data. The
+//! operator then still creates the restore Job, and the agent decides with
+//! the data: the Job passes the source's fingerprint as `--request-id`, and
+//! the agent keeps a record of applied requests in the server itself
+//! (`mysql_keeper.applied_restores`, see the agent's `restore::marker`). A
+//! request already applied ends the Job at once with success and the line
+//! "already restored …" as `status.restore.message`; nothing is read,
+//! dropped (even with `overwrite: true`) or loaded. The operator records
+//! `restoredFrom` from that success as from any other, and shows the line
+//! in the `Restored` condition.
 //!
 //! # Retrying, and restoring into an instance that holds data
 //!
@@ -53,6 +72,7 @@
 //! Accounts and grants are not in a dump, so the instance's credentials
 //! Secrets still log in after a restore.
 
+pub mod hold;
 pub mod run;
 pub mod source;
 
@@ -75,10 +95,13 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 use serde::Serialize;
 
+use self::hold::ensure_app_access;
 use self::run::RunState;
 use self::source::{ResolvedSource, SourceProblem};
 use super::build::COMPONENT_LABEL;
+use super::fetch::Observed;
 use super::status::Readiness;
+use crate::accounts::AppAccess;
 use crate::agent::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
 use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
@@ -146,11 +169,21 @@ pub enum Step {
     },
 }
 
+/// What the restore step found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// How soon to look again, when sooner than usual.
+    pub requeue: Option<Duration>,
+    /// Whether the restore still holds the server ([`hold`]): the client
+    /// Service must not route, the application account stays locked.
+    pub holds_server: bool,
+}
+
 /// Runs the restore step of a reconcile: resolves `spec.restoreFrom`,
-/// creates or observes the Job, and sets phase, `Ready`, `Restored` and
+/// locks the application account and creates or observes the Job, unlocks
+/// it once the Job succeeded, and sets phase, `Ready`, `Restored` and
 /// `restoredFrom` in `status` (computed by `status::healthy`). Publishes
-/// the restore's Events. Returns how soon to look again, when sooner than
-/// usual.
+/// the restore's Events.
 ///
 /// # Errors
 /// [`Error::Kube`] when the API cannot be read; [`Error::ApplyFailed`] when
@@ -158,30 +191,47 @@ pub enum Step {
 pub async fn reconcile(
     ctx: &Context,
     instance: &MySQLInstance,
-    namespace: &str,
+    observed: &Observed,
     readiness: &Readiness,
     status: &mut MySQLInstanceStatus,
-) -> Result<Option<Duration>> {
+) -> Result<Outcome> {
+    let done = Outcome {
+        requeue: None,
+        holds_server: false,
+    };
     let Some(request) = &instance.spec.restore_from else {
         // A Restored condition that is not True described a request that
         // is gone; a True one (with restoredFrom) stays as history.
         if !is_condition_true(&status.conditions, RESTORED) {
             remove_condition(&mut status.conditions, RESTORED);
         }
-        return Ok(None);
+        return Ok(done);
     };
     if already_restored(status, request) {
-        return Ok(None);
+        return Ok(done);
     }
+    let namespace = instance
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let now = Utc::now();
     let step = match source::resolve(&ctx.client, namespace, request).await? {
         Err(problem) => Step::Blocked(problem),
-        Ok(resolved) => advance(ctx, instance, namespace, readiness, &resolved, now).await?,
+        Ok(resolved) => {
+            advance(
+                ctx, instance, observed, namespace, readiness, &resolved, now,
+            )
+            .await?
+        }
     };
     let old = instance.status.as_ref().map(|s| s.conditions.as_slice());
     let requeue = apply_step(status, &step, instance.metadata.generation, now);
     publish(ctx, instance, old.unwrap_or_default(), status, &step).await;
-    Ok(requeue)
+    Ok(Outcome {
+        requeue,
+        holds_server: !matches!(step, Step::Succeeded { .. }),
+    })
 }
 
 /// Whether `status.restoredFrom` records this source.
@@ -224,6 +274,7 @@ pub fn restore_job(
             backup: &resolved.backup,
             overwrite: resolved.overwrite,
             source: Some(&resolved.description),
+            request_id: Some(&resolved.key),
         },
         owner: instance.controller_owner_ref(&()),
         labels: BTreeMap::new(),
@@ -239,6 +290,7 @@ pub fn restore_job(
 async fn advance(
     ctx: &Context,
     instance: &MySQLInstance,
+    observed: &Observed,
     namespace: &str,
     readiness: &Readiness,
     resolved: &ResolvedSource,
@@ -294,6 +346,14 @@ async fn advance(
                     "waiting for Secret {root_secret} (the root password the restore logs in with) before restoring {description}"
                 )));
             }
+            // Nothing but the restore reaches the server: the application
+            // account is locked before the Job can start.
+            if let Err(message) = ensure_app_access(ctx, instance, observed, AppAccess::Held).await
+            {
+                return Ok(Step::Waiting(format!(
+                    "{message}; restoring {description} waits until it is locked"
+                )));
+            }
             let job = restore_job(&ctx.config, instance, resolved, &name)?;
             let created = match jobs.create(&PostParams::default(), &job).await {
                 Ok(_) => true,
@@ -322,13 +382,26 @@ async fn advance(
             source: description,
         },
         RunState::Succeeded { at } => {
+            // Applications get the server back only once the restore is in.
+            if let Err(message) = ensure_app_access(ctx, instance, observed, AppAccess::Open).await
+            {
+                return Ok(Step::Waiting(format!(
+                    "restored {description} with Job {name}, but {message}; retrying"
+                )));
+            }
             if reported.is_none_or(|r| r.phase != RestorePhase::Succeeded) {
                 let fields = ended(resolved, &name, RestorePhase::Succeeded, None);
                 report(ctx, instance, &fields, true).await;
             }
+            // The agent says why when it changed nothing (already restored).
+            let note = reported
+                .filter(|r| r.phase == RestorePhase::Succeeded)
+                .and_then(|r| r.message.as_deref())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
             Step::Succeeded {
                 restored_from: source::restored_from(resolved, at.unwrap_or(now)),
-                message: format!("restored {description} with Job {name}"),
+                message: format!("restored {description} with Job {name}{note}"),
             }
         }
         RunState::Failed { message, preflight } => {
