@@ -29,8 +29,44 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List the backups at a location.
     List(ListArgs),
-    /// Delete expired backups at a location (never the newest good one).
+    /// Delete one owner's expired backups at a location (never the newest
+    /// good one, never a pinned one, never another owner's).
+    #[command(long_about = PRUNE_ABOUT)]
     Prune(PruneArgs),
+    /// Pin a backup: retention never deletes it (writes URL/NAME/keep.json).
+    Pin(PinArgs),
+    /// Lift a backup's pin (removes URL/NAME/keep.json).
+    Unpin(PinArgs),
+}
+
+const PRUNE_ABOUT: &str = "\
+Delete one owner's expired backups at a location.
+
+Only the backups of one owner are ever considered: those whose manifest (or,
+while running, in-progress.json) records the owner given by --instance
+[NAMESPACE/]NAME (inside Kubernetes: KEEPER_NAMESPACE/KEEPER_INSTANCE). An
+owner without a namespace matches the name part of a recorded owner; when it
+matches more than one owner, prune refuses. Without --instance, prune acts for
+the one owner found at the location and refuses when it finds several.
+
+A backup is kept when any reason holds: pinned (keep.json, `keeper-agent pin`,
+or spec.keep on its MySQLBackup), still running, the newest good backup,
+within --keep-last, or younger than --max-age. The output names, for each
+backup, why it was kept or deleted.
+
+Backups with no recorded owner (made before owners were recorded, or without
+--instance) are never deleted: they are listed as such. Delete them by hand
+when they are no longer needed. Folders of other owners are not touched.";
+
+/// `--instance`: whose backups a command records or acts on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OwnerArgs {
+    /// The owner, `[NAMESPACE/]NAME`: recorded in the manifest of a backup;
+    /// retention only considers this owner's backups (a NAME without
+    /// namespace matches the name part of a recorded owner). Inside
+    /// Kubernetes the Job's instance is used.
+    #[arg(long = "instance", value_name = "[NAMESPACE/]NAME")]
+    pub instance: Option<String>,
 }
 
 /// How to reach the server. The password comes from `MYSQL_PWD` or
@@ -94,6 +130,10 @@ pub struct BackupArgs {
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
+    pub owner: OwnerArgs,
+    /// With --keep-last/--max-age, prune this owner's backups after a success
+    /// (needs an owner: --instance outside Kubernetes).
+    #[command(flatten)]
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub s3: S3Args,
@@ -150,7 +190,18 @@ pub struct PruneArgs {
     #[arg(long)]
     pub from: String,
     #[command(flatten)]
+    pub owner: OwnerArgs,
+    #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PinArgs {
+    /// The backup folder: file:///dir/NAME or s3://bucket/prefix/NAME.
+    #[arg(long)]
+    pub from: String,
     #[command(flatten)]
     pub s3: S3Args,
 }

@@ -9,7 +9,9 @@
 pub mod cli;
 pub mod connection;
 pub mod dump;
+pub mod keep_policy;
 pub mod manifest;
+pub mod owner;
 pub mod prune;
 pub mod report;
 pub mod restore;
@@ -97,12 +99,17 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
             restore::list(args, &ctx).await?;
         }
         cli::Command::Prune(args) => {
-            let outcome = prune::prune(args, &ctx).await?;
+            let mut reporter = report::BackupReporter::from_context(&ctx)?;
+            // Inside Kubernetes the objects' pins count: read them first.
+            let object_pins = report::object_pins(&ctx)
+                .await
+                .map_err(|e| prune::PruneError::ObjectPins(e.to_string()))?;
+            let outcome = prune::prune(args, &ctx, object_pins).await?;
             // The artifacts are gone: their MySQLBackup objects go too.
-            report::BackupReporter::from_context(&ctx)?
-                .pruned(&outcome.removed_names())
-                .await;
+            reporter.pruned(&outcome.removed_names()).await;
         }
+        cli::Command::Pin(args) => prune::pin(args, &ctx).await?,
+        cli::Command::Unpin(args) => prune::unpin(args, &ctx).await?,
     }
     Ok(())
 }
@@ -116,11 +123,15 @@ async fn backup_and_report(
     if let Some(name) = reporter.started(args.name.as_deref(), &args.to).await? {
         args.name = Some(name);
     }
+    let args_s3 = args.s3.clone();
     match dump::backup(args, ctx).await {
         Ok(outcome) => {
             reporter
                 .succeeded(&outcome.manifest, &outcome.location.to_string())
                 .await;
+            if reporter.keep() {
+                pin_new_backup(&outcome.location, ctx, &args_s3).await;
+            }
             if let Some(retention) = &outcome.retention {
                 // Only retention deletes artifacts, and then their objects.
                 reporter.pruned(&retention.removed_names()).await;
@@ -131,6 +142,28 @@ async fn backup_and_report(
             reporter.failed(&e.to_string()).await;
             Err(e.into())
         }
+    }
+}
+
+/// Pins a just-made backup whose `MySQLBackup` has `spec.keep: true`.
+/// Best effort: the backup is complete and good either way, and in-cluster
+/// retention writes a missing pin before it prunes anything.
+async fn pin_new_backup(location: &storage::Location, ctx: &AgentContext, s3: &cli::S3Args) {
+    let pin = manifest::Pin {
+        pinned_at: chrono::Utc::now(),
+        source: manifest::PinSource::Object,
+    };
+    let result = match storage::Store::open(location, &storage::S3Settings::from_ctx(ctx, s3)).await
+    {
+        Ok(store) => prune::write_pin(&store, &pin).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => tracing::info!(backup = %location, "pinned the backup (spec.keep)"),
+        Err(e) => tracing::warn!(
+            backup = %location,
+            "could not write the pin ({e}); the next retention run writes it before pruning"
+        ),
     }
 }
 

@@ -6,6 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::owner::Owner;
+
 /// The newest format this agent reads. Bumped when a reader of an older
 /// version could misread a newer manifest: version 2 added the `sequences`
 /// member kind. A backup is written with the lowest version that describes it
@@ -18,6 +20,12 @@ pub const DUMP_FILE: &str = "dump.sql.gz";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Present while a backup runs, refreshed every minute, removed after the manifest.
 pub const IN_PROGRESS_FILE: &str = "in-progress.json";
+/// Present while a backup is pinned: retention never deletes its folder.
+pub const KEEP_FILE: &str = "keep.json";
+/// Written by retention before it deletes a folder, so a removal that stops
+/// half-way leaves a folder whose owner is still known (and is finished by
+/// the owner's next retention run).
+pub const REMOVING_FILE: &str = "removing.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,6 +34,12 @@ pub struct Manifest {
     pub agent_version: String,
     /// The backup's name (its folder under the location).
     pub name: String,
+    /// The instance that made it (`NAMESPACE/NAME`, or what `--instance`
+    /// said); retention acts only on one owner's backups. Absent in backups
+    /// made before owners were recorded, and in backups made outside
+    /// Kubernetes without `--instance`: retention never deletes those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     pub server: ServerInfo,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -295,6 +309,41 @@ pub struct InProgress {
     pub started_at: DateTime<Utc>,
     pub refreshed_at: DateTime<Utc>,
     pub host: String,
+    /// The owner of the running backup, so orphan cleanup can tell whose
+    /// upload a killed run left behind (a folder it cannot attribute is left
+    /// alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// `keep.json`: the pin of a backup, beside its artifact, so that retention
+/// honours it also when `prune` runs by hand outside Kubernetes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pin {
+    pub pinned_at: DateTime<Utc>,
+    pub source: PinSource,
+}
+
+/// Who set a pin, which decides who may lift it: in-cluster retention lifts
+/// only pins that a `MySQLBackup` set, when its `spec.keep` is no longer
+/// true; a pin set by hand is lifted only by `keeper-agent unpin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PinSource {
+    /// `spec.keep: true` on the backup's `MySQLBackup`.
+    #[serde(rename = "MySQLBackup")]
+    Object,
+    /// `keeper-agent pin`.
+    #[serde(rename = "hand")]
+    Hand,
+}
+
+/// `removing.json`: see [`REMOVING_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removing {
+    pub started_at: DateTime<Utc>,
+    pub owner: Owner,
 }
 
 #[cfg(test)]

@@ -1,28 +1,41 @@
-//! Retention: delete expired backups from a location, never the newest good one.
+//! Retention: delete one owner's expired backups from a location.
 //!
-//! Which backups expire is decided by `keeper_crds::retention::select_expired`,
-//! the same pure function the Kubernetes side uses, so storage and
-//! `MySQLBackup` objects follow one rule: a backup is kept when any rule
-//! (`--keep-last`, `--max-age`) keeps it, and the newest good backup is always
-//! kept. Here a backup is *good* when its folder holds a valid manifest.
+//! Whose backups: only those whose manifest (or, for a run without one, its
+//! `in-progress.json` or `removing.json`) records the owner retention acts
+//! for ([`crate::owner`]). Folders of other owners are never touched, and
+//! neither are folders whose owner cannot be told — backups made before
+//! owners were recorded, a manifest that does not parse, leftovers without a
+//! marker: those are kept and listed as such, never deleted silently.
 //!
-//! Folders without a manifest are not good. A running one (fresh
-//! `in-progress.json`, or written to in the last 15 minutes) is never touched;
-//! any other is an incomplete leftover of a failed or killed run and is
-//! removed whatever the rules say. Folders that hold none of the files a
-//! backup writes are not backups and are left alone. Finally, orphaned
-//! multipart uploads (and `*.partial` files) are aborted (see
-//! [`crate::storage::orphans`]).
+//! Which of them: the [`KeepPolicy`] decides, with a reason for every backup
+//! kept and every backup deleted. A pin (`keep.json` beside the artifact)
+//! keeps a backup whatever the rules say. Inside Kubernetes the pins of the
+//! `MySQLBackup` objects (`spec.keep`) are first written beside their
+//! artifacts, and pins a `MySQLBackup` set whose `spec.keep` is no longer true
+//! are lifted, so storage and objects agree and a later `prune` by hand
+//! honours them too.
+//!
+//! Folders that hold none of the files a backup writes are not backups and
+//! are left alone. Orphaned multipart uploads (and `*.partial` files) of the
+//! owner's dead runs are aborted first (see [`crate::storage::orphans`]),
+//! then the doomed folders are removed, oldest first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
-use keeper_crds::BackupPhase;
-use keeper_crds::retention::{BackupRecord, RetentionError, parse_max_age, select_expired};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use keeper_crds::retention::RetentionError;
 
 use crate::AgentContext;
-use crate::cli::{PruneArgs, RetentionArgs};
-use crate::manifest::{DUMP_FILE, IN_PROGRESS_FILE, MANIFEST_FILE, Manifest};
+use crate::cli::{PinArgs, PruneArgs, RetentionArgs};
+use crate::keep_policy::{
+    BackupState, Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict,
+};
+use crate::manifest::{
+    DUMP_FILE, IN_PROGRESS_FILE, InProgress, KEEP_FILE, MANIFEST_FILE, Manifest, Pin, PinSource,
+    REMOVING_FILE, Removing,
+};
+use crate::owner::{Owner, OwnerError};
 use crate::storage::orphans::{self, MARKER_FRESH_FOR, ORPHAN_AGE, folder_key};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
@@ -37,9 +50,29 @@ pub enum PruneError {
     #[error("invalid --keep-last 0: keep at least 1 (the newest good backup is always kept)")]
     ZeroKeepLast,
     #[error(transparent)]
+    Owner(#[from] OwnerError),
+    #[error(
+        "{location} holds backups of several owners ({owners}): give --instance [NAMESPACE/]NAME to say whose backups to prune"
+    )]
+    SeveralOwners { location: String, owners: String },
+    #[error(
+        "--instance {given} matches several owners at {location} ({owners}): give NAMESPACE/NAME"
+    )]
+    AmbiguousOwner {
+        given: String,
+        location: String,
+        owners: String,
+    },
+    #[error(
+        "could not read the MySQLBackup objects to learn which backups are pinned: {0}; nothing was pruned"
+    )]
+    ObjectPins(String),
+    #[error("{url} holds no backup (no {MANIFEST_FILE}); pin a backup folder: URL/NAME")]
+    NotABackup { url: String },
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(
-        "could not remove backup {name} from {location}: {source} (run prune again; a half-removed backup has no manifest and is removed as incomplete)"
+        "could not remove backup {name} from {location}: {source} (run prune again: a half-removed backup is finished by the next run)"
     )]
     Remove {
         name: String,
@@ -49,42 +82,31 @@ pub enum PruneError {
     },
 }
 
-/// Parsed retention rules; at least one is set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rules {
-    pub keep_last: Option<u32>,
-    pub max_age: Option<Duration>,
-}
-
-impl Rules {
-    /// `None` when no rule is given (then there is nothing to prune).
-    pub fn from_args(args: &RetentionArgs) -> Result<Option<Rules>, PruneError> {
-        if args.keep_last == Some(0) {
-            return Err(PruneError::ZeroKeepLast);
-        }
-        let max_age = args
-            .max_age
-            .as_deref()
-            .map(parse_max_age)
-            .transpose()
-            .map_err(PruneError::MaxAge)?;
-        if args.keep_last.is_none() && max_age.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Rules {
-            keep_last: args.keep_last,
-            max_age,
-        }))
+/// The keep policy of `--keep-last` / `--max-age`, checked.
+pub fn policy_from_args(args: &RetentionArgs) -> Result<KeepPolicy, PruneError> {
+    if args.keep_last == Some(0) {
+        return Err(PruneError::ZeroKeepLast);
     }
+    let max_age = args
+        .max_age
+        .as_deref()
+        .map(str::parse::<keeper_crds::MaxAge>)
+        .transpose()
+        .map_err(PruneError::MaxAge)?;
+    Ok(KeepPolicy {
+        keep_last: args.keep_last,
+        max_age,
+    })
 }
 
-/// Why a backup was removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    /// No rule keeps it.
-    Expired,
-    /// No manifest and not running: a failed or killed run's leftovers.
-    Incomplete,
+/// One retention run: the policy, whose backups, and (inside Kubernetes)
+/// the `spec.keep` of the owner's `MySQLBackup` objects by name.
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    pub policy: KeepPolicy,
+    /// `None`: the one owner found at the location (refused if several).
+    pub owner: Option<Owner>,
+    pub object_pins: Option<BTreeMap<String, bool>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,16 +116,33 @@ pub struct RemovedBackup {
     pub time: Option<DateTime<Utc>>,
     /// Bytes freed.
     pub size: u64,
-    pub reason: Removal,
+    pub reason: DeleteReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptBackup {
+    pub name: String,
+    pub reasons: Vec<KeepReason>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneOutcome {
+    /// The owner retention acted for (`None`: no owned backup was found).
+    pub owner: Option<Owner>,
     /// Removed backups, oldest first. Kubernetes deletes their `MySQLBackup`
     /// objects by these names.
     pub removed: Vec<RemovedBackup>,
-    /// Backups left in place (good, failed but kept, or running), by name.
-    pub kept: Vec<String>,
+    /// The owner's backups left in place, with why.
+    pub kept: Vec<KeptBackup>,
+    /// Folders whose owner cannot be told (made before owners were
+    /// recorded, unreadable manifest, leftovers without marker): kept.
+    pub unowned: Vec<String>,
+    /// Folders of other owners: not touched.
+    pub other_owners: Vec<String>,
+    /// Pins written from `MySQLBackup` objects (`spec.keep: true`).
+    pub pins_written: Vec<String>,
+    /// Pins lifted because their `MySQLBackup` no longer has `spec.keep`.
+    pub pins_lifted: Vec<String>,
     /// Keys of orphaned uploads that were aborted.
     pub aborted_uploads: Vec<String>,
 }
@@ -112,63 +151,113 @@ impl PruneOutcome {
     pub fn removed_names(&self) -> Vec<String> {
         self.removed.iter().map(|r| r.name.clone()).collect()
     }
+
+    pub fn kept_names(&self) -> Vec<String> {
+        self.kept.iter().map(|k| k.name.clone()).collect()
+    }
+
+    /// The report a user reads: each backup with why it was kept or removed.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        match &self.owner {
+            Some(owner) => lines.push(format!("retention for owner {owner}")),
+            None => lines.push("retention: no backup with a recorded owner here".to_owned()),
+        }
+        for name in &self.pins_written {
+            lines.push(format!("pinned {name} (spec.keep on its MySQLBackup)"));
+        }
+        for name in &self.pins_lifted {
+            lines.push(format!("unpinned {name} (its MySQLBackup no longer has spec.keep)"));
+        }
+        for key in &self.aborted_uploads {
+            lines.push(format!("aborted orphaned upload {key}"));
+        }
+        for removed in &self.removed {
+            let time = removed
+                .time
+                .map_or_else(|| "unknown time".to_owned(), |t| t.to_rfc3339());
+            lines.push(format!(
+                "removed {} ({}; {time}, {} bytes)",
+                removed.name, removed.reason, removed.size
+            ));
+        }
+        for kept in &self.kept {
+            let why: Vec<String> = kept.reasons.iter().map(ToString::to_string).collect();
+            lines.push(format!("kept {} ({})", kept.name, why.join(", ")));
+        }
+        for name in &self.unowned {
+            lines.push(format!(
+                "kept {name} (no recorded owner: made before owners were recorded or without --instance; prune never deletes it, delete it by hand when no longer needed)"
+            ));
+        }
+        if !self.other_owners.is_empty() {
+            lines.push(format!(
+                "left {} backup(s) of other owners untouched",
+                self.other_owners.len()
+            ));
+        }
+        lines
+    }
+
+    fn print(&self) {
+        for line in self.lines() {
+            println!("{line}");
+        }
+    }
 }
 
-/// `keeper-agent prune --from URL [--keep-last N] [--max-age D]`.
-pub async fn prune(args: PruneArgs, ctx: &AgentContext) -> Result<PruneOutcome, PruneError> {
+/// `keeper-agent prune --from URL [--instance [NS/]NAME] [--keep-last N] [--max-age D]`.
+pub async fn prune(
+    args: PruneArgs,
+    ctx: &AgentContext,
+    object_pins: Option<BTreeMap<String, bool>>,
+) -> Result<PruneOutcome, PruneError> {
     let location = Location::parse(&args.from)?;
-    if Rules::from_args(&args.retention)?.is_none() {
+    let policy = policy_from_args(&args.retention)?;
+    if !policy.has_rule() {
         return Err(PruneError::NoRule {
             location: location.to_string(),
         });
     }
+    let owner = Owner::of_run(args.owner.instance.as_deref(), ctx)?;
     let store = Store::open(&location, &S3Settings::from_ctx(ctx, &args.s3)).await?;
-    apply_retention(&store, &args.retention, ctx).await
-}
-
-/// Applies `retention` to the backups in `store` (the location that holds
-/// backups). The dump engine calls this after a successful backup when
-/// `--keep-last`/`--max-age` are given.
-pub async fn apply_retention(
-    store: &Store,
-    retention: &RetentionArgs,
-    _ctx: &AgentContext,
-) -> Result<PruneOutcome, PruneError> {
-    let Some(rules) = Rules::from_args(retention)? else {
-        return Err(PruneError::NoRule {
-            location: store.location().to_string(),
-        });
+    let retention = Retention {
+        policy,
+        owner,
+        object_pins,
     };
-    let outcome = apply_rules_at(store, rules, Utc::now()).await?;
-    for removed in &outcome.removed {
-        let time = removed
-            .time
-            .map_or_else(|| "unknown time".to_owned(), |t| t.to_rfc3339());
-        let why = match removed.reason {
-            Removal::Expired => "expired",
-            Removal::Incomplete => "incomplete",
-        };
-        println!(
-            "removed {} ({why}, {time}, {} bytes)",
-            removed.name, removed.size
-        );
-    }
-    for key in &outcome.aborted_uploads {
-        println!("aborted orphaned upload {key}");
-    }
+    let outcome = apply_at(&store, &retention, Utc::now()).await?;
+    outcome.print();
     Ok(outcome)
 }
 
-/// What a backup folder holds, as retention sees it.
+/// Retention after a successful backup of `owner` (`backup --keep-last /
+/// --max-age`). Inside Kubernetes the owner's `MySQLBackup` pins are read
+/// first; if they cannot be, nothing is pruned.
+pub async fn after_backup(
+    store: &Store,
+    policy: KeepPolicy,
+    owner: Owner,
+    ctx: &AgentContext,
+) -> Result<PruneOutcome, PruneError> {
+    let object_pins = crate::report::object_pins(ctx)
+        .await
+        .map_err(|e| PruneError::ObjectPins(e.to_string()))?;
+    let retention = Retention {
+        policy,
+        owner: Some(owner),
+        object_pins,
+    };
+    let outcome = apply_at(store, &retention, Utc::now()).await?;
+    outcome.print();
+    Ok(outcome)
+}
+
+/// Who a folder belongs to, as far as it can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    /// A valid manifest: the snapshot time.
-    Good(DateTime<Utc>),
-    /// A manifest that does not parse: not good, but not ours to judge as
-    /// incomplete either; it expires by the rules like a failed backup.
-    BadManifest(DateTime<Utc>),
-    Running,
-    Incomplete,
+enum Attribution {
+    Owned(Owner),
+    Unknown,
 }
 
 #[derive(Debug)]
@@ -176,13 +265,25 @@ struct Folder {
     name: String,
     size: u64,
     newest: Option<DateTime<Utc>>,
-    state: State,
+    state: BackupState,
+    /// Snapshot time of a good backup.
+    snapshot: Option<DateTime<Utc>>,
+    attribution: Attribution,
+    pin: Option<Pin>,
+}
+
+impl Folder {
+    fn time(&self) -> Option<DateTime<Utc>> {
+        self.snapshot.or(self.newest)
+    }
 }
 
 /// The names a backup writes into its folder; a folder holding none is not a backup.
 fn is_backup_file(file: &str) -> bool {
     file == MANIFEST_FILE
         || file == IN_PROGRESS_FILE
+        || file == KEEP_FILE
+        || file == REMOVING_FILE
         || file == DUMP_FILE
         || file
             .strip_prefix(DUMP_FILE)
@@ -190,72 +291,280 @@ fn is_backup_file(file: &str) -> bool {
 }
 
 /// The rule with an explicit clock (tests move `now` instead of waiting).
-pub async fn apply_rules_at(
+pub async fn apply_at(
     store: &Store,
-    rules: Rules,
+    retention: &Retention,
     now: DateTime<Utc>,
 ) -> Result<PruneOutcome, PruneError> {
-    let folders = scan(store, now).await?;
-    let records: Vec<BackupRecord> = folders
-        .iter()
-        .filter_map(|f| {
-            let (time, phase) = match f.state {
-                State::Good(t) => (t, BackupPhase::Succeeded),
-                State::BadManifest(t) => (t, BackupPhase::Failed),
-                State::Running => (now, BackupPhase::Running),
-                State::Incomplete => return None,
-            };
-            Some(BackupRecord::new(f.name.clone(), time, phase))
-        })
-        .collect();
-    let expired = select_expired(&records, rules.keep_last, rules.max_age, now);
+    let mut folders = scan(store, now).await?;
+    let owner = choose_owner(store, retention.owner.as_ref(), &folders)?;
+    let mut outcome = PruneOutcome {
+        owner: owner.clone(),
+        ..PruneOutcome::default()
+    };
+    let Some(owner) = owner else {
+        outcome.unowned = folders.into_iter().map(|f| f.name).collect();
+        return Ok(outcome);
+    };
+    let ours = |f: &Folder| matches!(&f.attribution, Attribution::Owned(o) if o == &owner);
 
-    let mut outcome = PruneOutcome::default();
-    let mut doomed: Vec<(&Folder, Removal)> = Vec::new();
+    if let Some(object_pins) = &retention.object_pins {
+        sync_object_pins(store, object_pins, &mut folders, &ours, now, &mut outcome).await?;
+    }
+
+    // Orphaned uploads first: removing an incomplete folder removes its
+    // marker, after which its upload could no longer be attributed.
+    outcome.aborted_uploads = orphans::abort_orphaned_uploads(store, &owner, ORPHAN_AGE, now).await?;
+
+    let mut candidates = Vec::new();
     for folder in &folders {
-        if folder.state == State::Incomplete {
-            doomed.push((folder, Removal::Incomplete));
-        } else if expired.contains(&folder.name) {
-            doomed.push((folder, Removal::Expired));
-        } else {
-            outcome.kept.push(folder.name.clone());
+        match &folder.attribution {
+            Attribution::Unknown => outcome.unowned.push(folder.name.clone()),
+            Attribution::Owned(_) if !ours(folder) => {
+                outcome.other_owners.push(folder.name.clone());
+            }
+            Attribution::Owned(_) => candidates.push(Candidate {
+                name: folder.name.clone(),
+                time: folder.time().unwrap_or(now),
+                state: folder.state,
+                pinned: folder.pin.is_some(),
+            }),
         }
     }
-    doomed.sort_by_key(|(f, _)| (record_time(f), f.name.clone()));
+    let mut doomed: Vec<(&Folder, DeleteReason)> = Vec::new();
+    for decision in retention.policy.decide(&candidates, now) {
+        match decision.verdict {
+            Verdict::Keep(reasons) => outcome.kept.push(KeptBackup {
+                name: decision.name,
+                reasons,
+            }),
+            Verdict::Delete(reason) => {
+                if let Some(folder) = folders.iter().find(|f| f.name == decision.name) {
+                    doomed.push((folder, reason));
+                }
+            }
+        }
+    }
+    doomed.sort_by_key(|(f, _)| (f.time(), f.name.clone()));
     for (folder, reason) in doomed {
-        remove(store, &folder.name).await?;
-        tracing::info!(backup = %folder.name, size = folder.size, ?reason, "removed backup");
+        remove(store, &folder.name, &owner, now).await?;
+        tracing::info!(backup = %folder.name, size = folder.size, %reason, "removed backup");
         outcome.removed.push(RemovedBackup {
             name: folder.name.clone(),
-            time: record_time(folder),
+            time: folder.time(),
             size: folder.size,
             reason,
         });
     }
-    outcome.aborted_uploads = orphans::abort_orphaned_uploads(store, ORPHAN_AGE, now).await?;
     Ok(outcome)
 }
 
-fn record_time(folder: &Folder) -> Option<DateTime<Utc>> {
-    match folder.state {
-        State::Good(t) | State::BadManifest(t) => Some(t),
-        State::Running | State::Incomplete => folder.newest,
+/// The owner to act for: the one given (which must not match several
+/// recorded owners), else the only one at the location.
+fn choose_owner(
+    store: &Store,
+    given: Option<&Owner>,
+    folders: &[Folder],
+) -> Result<Option<Owner>, PruneError> {
+    let recorded: BTreeSet<&Owner> = folders
+        .iter()
+        .filter_map(|f| match &f.attribution {
+            Attribution::Owned(o) => Some(o),
+            Attribution::Unknown => None,
+        })
+        .collect();
+    let list = |owners: &[&Owner]| {
+        owners
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match given {
+        Some(given) => {
+            let matching: Vec<&Owner> = recorded
+                .iter()
+                .copied()
+                .filter(|o| given.matches(o))
+                .collect();
+            match matching.as_slice() {
+                [] => Ok(Some(given.clone())),
+                [one] => Ok(Some((*one).clone())),
+                several => Err(PruneError::AmbiguousOwner {
+                    given: given.to_string(),
+                    location: store.location().to_string(),
+                    owners: list(several),
+                }),
+            }
+        }
+        None => {
+            let all: Vec<&Owner> = recorded.into_iter().collect();
+            match all.as_slice() {
+                [] => Ok(None),
+                [one] => Ok(Some((*one).clone())),
+                several => Err(PruneError::SeveralOwners {
+                    location: store.location().to_string(),
+                    owners: list(several),
+                }),
+            }
+        }
     }
 }
 
-/// Manifest first: should the rest fail, what is left is an incomplete
-/// backup (removed next time), never one that looks good but is not.
-async fn remove(store: &Store, name: &str) -> Result<(), PruneError> {
+/// Writes the pins of `MySQLBackup` objects with `spec.keep: true` beside
+/// their artifacts, and lifts object-set pins whose object no longer has it.
+/// Only the owner's complete backups are touched; a pin set by hand stays.
+async fn sync_object_pins(
+    store: &Store,
+    object_pins: &BTreeMap<String, bool>,
+    folders: &mut [Folder],
+    ours: &impl Fn(&Folder) -> bool,
+    now: DateTime<Utc>,
+    outcome: &mut PruneOutcome,
+) -> Result<(), PruneError> {
+    for folder in folders.iter_mut() {
+        if !ours(folder) || folder.state != BackupState::Good {
+            continue;
+        }
+        let Some(&keep) = object_pins.get(&folder.name) else {
+            continue;
+        };
+        match (&folder.pin, keep) {
+            (None, true) => {
+                let pin = Pin {
+                    pinned_at: now,
+                    source: PinSource::Object,
+                };
+                write_pin(&store.child(&folder.name), &pin).await?;
+                folder.pin = Some(pin);
+                outcome.pins_written.push(folder.name.clone());
+            }
+            (Some(pin), false) if pin.source == PinSource::Object => {
+                store.delete(&folder_key(&folder.name, KEEP_FILE)).await?;
+                folder.pin = None;
+                outcome.pins_lifted.push(folder.name.clone());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes `keep.json` into the backup folder `backup`.
+pub async fn write_pin(backup: &Store, pin: &Pin) -> Result<(), StorageError> {
+    let json = serde_json::to_vec_pretty(pin).unwrap_or_default();
+    backup.put(KEEP_FILE, Bytes::from(json)).await
+}
+
+/// Reads the pin of the backup folder `backup`, if any. A pin file that does
+/// not parse still pins (it was meant to): it reads as a pin set by hand.
+pub async fn read_pin(backup: &Store) -> Result<Option<Pin>, StorageError> {
+    match backup.get(KEEP_FILE).await {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(backup = %backup.location(), error = %e, "unreadable {KEEP_FILE}: treated as a pin set by hand");
+            Pin {
+                pinned_at: DateTime::<Utc>::default(),
+                source: PinSource::Hand,
+            }
+        }))),
+        Err(StorageError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `keeper-agent pin --from URL/NAME`: the backup must exist (have a manifest).
+pub async fn pin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
+    let location = Location::parse(&args.from)?;
+    let backup = Store::open(&location, &S3Settings::from_ctx(ctx, &args.s3)).await?;
+    if backup.size(MANIFEST_FILE).await?.is_none() {
+        return Err(PruneError::NotABackup {
+            url: location.to_string(),
+        });
+    }
+    if let Some(existing) = read_pin(&backup).await? {
+        println!(
+            "{location} is already pinned (since {})",
+            existing.pinned_at.to_rfc3339()
+        );
+        return Ok(());
+    }
+    let pin = Pin {
+        pinned_at: Utc::now(),
+        source: PinSource::Hand,
+    };
+    write_pin(&backup, &pin).await?;
+    println!("pinned {location}: retention never deletes it until `keeper-agent unpin`");
+    Ok(())
+}
+
+/// `keeper-agent unpin --from URL/NAME`.
+pub async fn unpin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
+    let location = Location::parse(&args.from)?;
+    let backup = Store::open(&location, &S3Settings::from_ctx(ctx, &args.s3)).await?;
+    match read_pin(&backup).await? {
+        None => println!("{location} is not pinned"),
+        Some(pin) => {
+            backup.delete(KEEP_FILE).await?;
+            println!("unpinned {location}");
+            if pin.source == PinSource::Object {
+                println!(
+                    "note: its MySQLBackup set this pin; while that object has spec.keep: true, in-cluster retention pins it again"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `removing.json` first (the folder stays attributable should the rest
+/// fail), then the manifest (what is left is never mistaken for a good
+/// backup), then everything else.
+async fn remove(
+    store: &Store,
+    name: &str,
+    owner: &Owner,
+    now: DateTime<Utc>,
+) -> Result<(), PruneError> {
     let fail = |source| PruneError::Remove {
         name: name.to_owned(),
         location: store.location().to_string(),
         source,
     };
+    let marker = Removing {
+        started_at: now,
+        owner: owner.clone(),
+    };
+    let json = serde_json::to_vec(&marker).unwrap_or_default();
+    store
+        .put(&folder_key(name, REMOVING_FILE), Bytes::from(json))
+        .await
+        .map_err(fail)?;
     store
         .delete(&folder_key(name, MANIFEST_FILE))
         .await
         .map_err(fail)?;
     store.delete_folder(name).await.map_err(fail)
+}
+
+/// The owner a run without manifest recorded: in its `in-progress.json`, or
+/// in the `removing.json` of a removal that stopped half-way.
+async fn marker_owner(store: &Store, name: &str) -> Result<Option<Owner>, StorageError> {
+    match store.get(&folder_key(name, REMOVING_FILE)).await {
+        Ok(bytes) => {
+            if let Ok(removing) = serde_json::from_slice::<Removing>(&bytes) {
+                return Ok(Some(removing.owner));
+            }
+        }
+        Err(StorageError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    match store.get(&folder_key(name, IN_PROGRESS_FILE)).await {
+        Ok(bytes) => Ok(serde_json::from_slice::<InProgress>(&bytes)
+            .ok()
+            .and_then(|m| m.owner)),
+        Err(StorageError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, PruneError> {
@@ -289,28 +598,52 @@ async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, PruneErr
         if !files.iter().any(|f| is_backup_file(f)) {
             continue;
         }
-        let state = if files.iter().any(|f| f == MANIFEST_FILE) {
+        let has = |file: &str| files.iter().any(|f| f == file);
+        let mut snapshot = None;
+        let (state, attribution) = if has(MANIFEST_FILE) {
             let bytes = store.get(&folder_key(&name, MANIFEST_FILE)).await?;
             match Manifest::from_json(&bytes) {
-                Ok(manifest) => State::Good(manifest.started_at),
+                Ok(manifest) => {
+                    snapshot = Some(manifest.started_at);
+                    let attribution = manifest
+                        .owner
+                        .map_or(Attribution::Unknown, Attribution::Owned);
+                    (BackupState::Good, attribution)
+                }
                 Err(e) => {
+                    // Whose it is cannot be read: never ours to delete.
                     tracing::warn!(backup = %name, error = %e, "backup has an unusable manifest");
-                    State::BadManifest(newest.unwrap_or(now))
+                    (BackupState::Failed, Attribution::Unknown)
                 }
             }
-        } else if orphans::marker_is_fresh(store, &name, now).await?
-            || newest.is_none_or(|t| now - t < MARKER_FRESH_FOR)
-        {
-            // Without a marker yet, recent writes still mean a run may be alive.
-            State::Running
         } else {
-            State::Incomplete
+            let attribution = marker_owner(store, &name)
+                .await?
+                .map_or(Attribution::Unknown, Attribution::Owned);
+            let running = !has(REMOVING_FILE)
+                && (orphans::marker_is_fresh(store, &name, now).await?
+                    // Without a marker yet, recent writes still mean a run may be alive.
+                    || newest.is_none_or(|t| now - t < MARKER_FRESH_FOR));
+            let state = if running {
+                BackupState::Running
+            } else {
+                BackupState::Incomplete
+            };
+            (state, attribution)
+        };
+        let pin = if has(KEEP_FILE) {
+            read_pin(&store.child(&name)).await?
+        } else {
+            None
         };
         folders.push(Folder {
             name,
             size,
             newest,
             state,
+            snapshot,
+            attribution,
+            pin,
         });
     }
     Ok(folders)
@@ -328,20 +661,16 @@ mod tests {
     }
 
     #[test]
-    fn rules_need_at_least_one_valid_setting() {
-        assert_eq!(Rules::from_args(&args(None, None)).ok(), Some(None));
-        assert_eq!(
-            Rules::from_args(&args(Some(3), Some("2w"))).ok().flatten(),
-            Some(Rules {
-                keep_last: Some(3),
-                max_age: Some(Duration::weeks(2))
-            })
-        );
+    fn rules_are_checked() {
+        assert!(!policy_from_args(&args(None, None)).expect("ok").has_rule());
+        let policy = policy_from_args(&args(Some(3), Some("2w"))).expect("ok");
+        assert_eq!(policy.keep_last, Some(3));
+        assert_eq!(policy.max_age.map(|a| a.to_string()).as_deref(), Some("2w"));
         assert!(matches!(
-            Rules::from_args(&args(Some(0), None)),
+            policy_from_args(&args(Some(0), None)),
             Err(PruneError::ZeroKeepLast)
         ));
-        let err = Rules::from_args(&args(None, Some("30s"))).expect_err("bad age");
+        let err = policy_from_args(&args(None, Some("30s"))).expect_err("bad age");
         assert!(err.to_string().starts_with("invalid --max-age"), "{err}");
     }
 
@@ -350,6 +679,8 @@ mod tests {
         for file in [
             "manifest.json",
             "in-progress.json",
+            "keep.json",
+            "removing.json",
             "dump.sql.gz",
             "dump.sql.gz.partial",
         ] {

@@ -633,16 +633,39 @@ async fn keep_last_prunes_older_backups_after_a_success() {
         .run_sql("CREATE DATABASE app; CREATE TABLE app.t (x INT);", None)
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // Another instance's backup in the same folder, older than all: not ours.
+    backup(&server, dir.path(), &["--name", "other", "--instance", "dev/other"])
+        .await
+        .unwrap();
     for name in ["b1", "b2"] {
-        backup(&server, dir.path(), &["--name", name])
+        backup(&server, dir.path(), &["--name", name, "--instance", "dev/app"])
             .await
             .unwrap();
     }
-    let third = backup(&server, dir.path(), &["--name", "b3", "--keep-last", "2"])
+    // --keep-last needs an owner, and says so before anything is dumped.
+    let err = backup(&server, dir.path(), &["--name", "b3", "--keep-last", "2"])
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(err, BackupError::RetentionNeedsOwner), "{err}");
+    assert!(!dir.path().join("b3").exists());
+
+    let third = backup(
+        &server,
+        dir.path(),
+        &["--name", "b3", "--keep-last", "2", "--instance", "dev/app"],
+    )
+    .await
+    .unwrap();
     assert_eq!(third.retention_error, None);
+    assert_eq!(
+        third.manifest.owner.as_ref().map(ToString::to_string).as_deref(),
+        Some("dev/app")
+    );
     assert!(!dir.path().join("b1/manifest.json").exists(), "b1 was kept");
     assert!(dir.path().join("b2/manifest.json").exists());
     assert!(dir.path().join("b3/manifest.json").exists());
+    assert!(
+        dir.path().join("other/manifest.json").exists(),
+        "another owner's backup was deleted"
+    );
 }

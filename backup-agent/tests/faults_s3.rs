@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use faults_common::*;
-use keeper_agent::cli::RetentionArgs;
-use keeper_agent::prune::{Rules, apply_rules_at};
+use keeper_agent::keep_policy::KeepPolicy;
+use keeper_agent::prune::{Retention, apply_at};
 use keeper_agent::restore::{BackupStatus, list_backups};
 use keeper_tests::{Garage, MariaDb, Proxy};
 
@@ -27,13 +27,16 @@ fn garage_addr(garage: &Garage) -> std::net::SocketAddr {
         .unwrap()
 }
 
-fn keep_last(n: u32) -> Rules {
-    Rules::from_args(&RetentionArgs {
-        keep_last: Some(n),
-        max_age: None,
-    })
-    .unwrap()
-    .unwrap()
+/// `--keep-last n` for the owner every backup of these tests records.
+fn keep_last(n: u32) -> Retention {
+    Retention {
+        policy: KeepPolicy {
+            keep_last: Some(n),
+            max_age: None,
+        },
+        owner: Some(owner()),
+        object_pins: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,14 +139,14 @@ async fn garage_killed_mid_upload_fails_clearly_and_cleanup_finishes_the_job() {
     garage.restart().unwrap();
     assert_good_backups_intact(&url, &["good"], &env).await;
     let store = open(&url, &env).await;
-    let outcome = apply_rules_at(
+    let outcome = apply_at(
         &store,
-        keep_last(5),
+        &keep_last(5),
         Utc::now() + chrono::Duration::hours(1),
     )
     .await
     .unwrap();
-    assert!(outcome.kept.contains(&"good".to_owned()), "{outcome:?}");
+    assert!(outcome.kept_names().contains(&"good".to_owned()), "{outcome:?}");
     assert_eq!(pending_uploads(&garage).await, Vec::<String>::new());
     assert_eq!(keys(&garage, "crash/faulty/").await, Vec::<String>::new());
     assert_good_backups_intact(&url, &["good"], &env).await;
@@ -178,10 +181,10 @@ async fn a_slow_store_that_drops_connections_still_gets_a_good_backup() {
         // no minimum age, and retention keeps the running backup.
         let store = open(&url, &env_direct).await;
         let aborted = store
-            .abort_orphaned_uploads(chrono::Duration::zero())
+            .abort_orphaned_uploads(&owner(), chrono::Duration::zero())
             .await
             .unwrap();
-        let pruned = apply_rules_at(&store, keep_last(1), Utc::now())
+        let pruned = apply_at(&store, &keep_last(1), Utc::now())
             .await
             .unwrap();
         let still_pending = pending_uploads(&garage).await;
@@ -241,6 +244,8 @@ async fn sigkill_mid_upload_leaves_an_orphan_that_only_old_age_lets_cleanup_abor
             &url,
             "--name",
             "killed",
+            "--instance",
+            OWNER,
             "--parallel",
             "1",
             "--compression-level",
@@ -289,6 +294,8 @@ async fn sigkill_mid_upload_leaves_an_orphan_that_only_old_age_lets_cleanup_abor
             &url,
             "--keep-last",
             "5",
+            "--instance",
+            OWNER,
             "--s3-force-path-style",
         ],
         &env,
@@ -296,7 +303,7 @@ async fn sigkill_mid_upload_leaves_an_orphan_that_only_old_age_lets_cleanup_abor
     .await
     .unwrap();
     let aborted = store
-        .abort_orphaned_uploads(chrono::Duration::zero())
+        .abort_orphaned_uploads(&owner(), chrono::Duration::zero())
         .await
         .unwrap();
     assert!(aborted.is_empty(), "{aborted:?}");
@@ -308,7 +315,7 @@ async fn sigkill_mid_upload_leaves_an_orphan_that_only_old_age_lets_cleanup_abor
     // An hour later (the marker is stale, the upload old): the orphan is
     // aborted and its folder removed; the good backup stays.
     let later = Utc::now() + chrono::Duration::hours(1);
-    let outcome = apply_rules_at(&store, keep_last(5), later).await.unwrap();
+    let outcome = apply_at(&store, &keep_last(5), later).await.unwrap();
     assert_eq!(outcome.removed_names(), ["killed"], "{outcome:?}");
     assert_eq!(pending_uploads(&garage).await, Vec::<String>::new());
     assert_eq!(keys(&garage, "sigkill/killed/").await, Vec::<String>::new());

@@ -347,6 +347,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
         format_version: manifest::FORMAT_VERSION,
         agent_version: "0.1.0".into(),
         name: name.into(),
+        owner: None,
         server: ServerInfo {
             flavor: manifest::Flavor::Mariadb,
             version: "11.4.4-MariaDB".into(),

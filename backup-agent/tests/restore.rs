@@ -119,6 +119,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
         format_version: FORMAT_VERSION,
         agent_version: "test".into(),
         name: name.into(),
+        owner: None,
         server: ServerInfo {
             flavor: Flavor::Mariadb,
             version: "10.11.6-MariaDB-log".into(),
@@ -744,6 +745,7 @@ async fn list_tells_complete_in_progress_and_incomplete_apart() {
             started_at: t - chrono::Duration::minutes(30),
             refreshed_at: t,
             host: "agent".into(),
+            owner: None,
         })
         .unwrap()
     };

@@ -11,6 +11,7 @@ use chrono::{Duration, Utc};
 use keeper_agent::AgentContext;
 use keeper_agent::cli::S3Args;
 use keeper_agent::manifest::InProgress;
+use keeper_agent::owner::Owner;
 use keeper_agent::storage::{Location, S3Settings, StorageError, Store, s3};
 use keeper_tests::Garage;
 
@@ -387,23 +388,37 @@ async fn unreachable_endpoint_is_a_clear_error() {
     assert_eq!(message.lines().count(), 1, "{message}");
 }
 
+const OWNER: &str = "shop/orders";
+
+fn owner() -> Owner {
+    OWNER.parse().unwrap()
+}
+
 fn marker(refreshed: chrono::DateTime<Utc>) -> Bytes {
+    marker_of(refreshed, Some(OWNER))
+}
+
+/// The in-progress marker of a run of `owner` (`None`: an agent from before
+/// owners were recorded).
+fn marker_of(refreshed: chrono::DateTime<Utc>, owner: Option<&str>) -> Bytes {
     Bytes::from(
         serde_json::to_vec(&InProgress {
             started_at: refreshed - Duration::minutes(30),
             refreshed_at: refreshed,
             host: "agent-0".into(),
+            owner: owner.map(|o| o.parse().unwrap()),
         })
         .unwrap(),
     )
 }
 
 #[tokio::test]
-async fn orphan_cleanup_aborts_dead_uploads_only() {
+async fn orphan_cleanup_aborts_only_the_owners_dead_uploads() {
     let garage = Garage::start().unwrap();
     let store = open(&garage, "orph").await;
     let client = garage.client();
-    for folder in ["dead", "live", "stale", "done"] {
+    let folders = ["unmarked", "live", "stale", "done", "other", "legacy"];
+    for folder in folders {
         client
             .create_multipart_upload()
             .bucket(garage.bucket())
@@ -414,20 +429,20 @@ async fn orphan_cleanup_aborts_dead_uploads_only() {
     }
     // A running backup refreshed its marker a minute ago; another's marker is
     // an hour old (its agent was killed); a complete one has a manifest.
-    store
-        .put(
-            "live/in-progress.json",
-            marker(Utc::now() - Duration::minutes(1)),
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            "stale/in-progress.json",
-            marker(Utc::now() - Duration::hours(1)),
-        )
-        .await
-        .unwrap();
+    // Another instance's run died too, and so did one of an agent from
+    // before owners were recorded; one upload has no marker at all.
+    let hour_ago = Utc::now() - Duration::hours(1);
+    for (folder, body) in [
+        ("live", marker(Utc::now() - Duration::minutes(1))),
+        ("stale", marker(hour_ago)),
+        ("other", marker_of(hour_ago, Some("shop/billing"))),
+        ("legacy", marker_of(hour_ago, None)),
+    ] {
+        store
+            .put(&format!("{folder}/in-progress.json"), body)
+            .await
+            .unwrap();
+    }
     store
         .put("done/manifest.json", Bytes::from_static(b"{}"))
         .await
@@ -435,21 +450,38 @@ async fn orphan_cleanup_aborts_dead_uploads_only() {
 
     // Too young for the threshold: nothing happens.
     let aborted = store
-        .abort_orphaned_uploads(Duration::hours(1))
+        .abort_orphaned_uploads(&owner(), Duration::hours(1))
         .await
         .unwrap();
     assert!(aborted.is_empty(), "{aborted:?}");
-    assert_eq!(pending_uploads(&garage).await.len(), 4);
+    assert_eq!(pending_uploads(&garage).await.len(), folders.len());
 
-    let mut aborted = store
-        .abort_orphaned_uploads(Duration::zero())
+    // Only the owner's dead run is aborted: never a live one, another
+    // owner's, or one whose owner cannot be told.
+    let aborted = store
+        .abort_orphaned_uploads(&owner(), Duration::zero())
         .await
         .unwrap();
-    aborted.sort();
-    assert_eq!(aborted, ["dead/dump.sql.gz", "stale/dump.sql.gz"]);
+    assert_eq!(aborted, ["stale/dump.sql.gz"]);
     let mut left = pending_uploads(&garage).await;
     left.sort();
-    assert_eq!(left, ["orph/done/dump.sql.gz", "orph/live/dump.sql.gz"]);
+    assert_eq!(
+        left,
+        [
+            "orph/done/dump.sql.gz",
+            "orph/legacy/dump.sql.gz",
+            "orph/live/dump.sql.gz",
+            "orph/other/dump.sql.gz",
+            "orph/unmarked/dump.sql.gz",
+        ]
+    );
+    // The other owner's cleanup takes its own.
+    let billing: Owner = "shop/billing".parse().unwrap();
+    let aborted = store
+        .abort_orphaned_uploads(&billing, Duration::zero())
+        .await
+        .unwrap();
+    assert_eq!(aborted, ["other/dump.sql.gz"]);
 }
 
 #[tokio::test]
@@ -461,7 +493,7 @@ async fn orphan_cleanup_on_files_removes_stale_partials_only() {
     )
     .await
     .unwrap();
-    for folder in ["dead", "live"] {
+    for folder in ["dead", "live", "unmarked"] {
         store
             .put(
                 &format!("{folder}/dump.sql.gz.partial"),
@@ -474,11 +506,26 @@ async fn orphan_cleanup_on_files_removes_stale_partials_only() {
         .put("live/in-progress.json", marker(Utc::now()))
         .await
         .unwrap();
+    store
+        .put(
+            "dead/in-progress.json",
+            marker(Utc::now() - Duration::hours(1)),
+        )
+        .await
+        .unwrap();
     let aborted = store
-        .abort_orphaned_uploads(Duration::zero())
+        .abort_orphaned_uploads(&owner(), Duration::zero())
         .await
         .unwrap();
     assert_eq!(aborted, ["dead/dump.sql.gz"]);
+    assert!(
+        store
+            .size("unmarked/dump.sql.gz.partial")
+            .await
+            .unwrap()
+            .is_some(),
+        "an upload whose owner cannot be told stays"
+    );
     assert_eq!(store.size("dead/dump.sql.gz.partial").await.unwrap(), None);
     assert!(
         store

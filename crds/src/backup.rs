@@ -19,7 +19,9 @@ use crate::INSTANCE_LABEL;
 use crate::destination::BackupDestination;
 
 /// Desired state of a MySQLBackup: which instance to back up and, optionally,
-/// where to. Immutable: a backup is a fact, so a different one is a new object.
+/// where to, and whether retention must keep it. What and where are
+/// immutable: a backup is a fact, so a different one is a new object; `keep`
+/// may change at any time.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[kube(
     group = "mysql.keeper.dev",
@@ -40,13 +42,14 @@ use crate::destination::BackupDestination;
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Size", "type": "integer", "jsonPath": ".status.compressedBytes", "description": "Compressed size in bytes"}"#,
     printcolumn = r#"{"name": "Completed", "type": "date", "jsonPath": ".status.completionTime"}"#,
+    printcolumn = r#"{"name": "Keep", "type": "boolean", "jsonPath": ".spec.keep", "description": "Pinned: retention never deletes it"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self == oldSelf",
-        "message": "MySQLBackup spec is immutable; create a new MySQLBackup instead",
+        "rule": "self.instanceRef == oldSelf.instanceRef && has(self.destination) == has(oldSelf.destination) && (!has(self.destination) || self.destination == oldSelf.destination)",
+        "message": "MySQLBackup spec.instanceRef and spec.destination are immutable (only spec.keep may change); create a new MySQLBackup instead",
     }
 ]))]
 pub struct MySQLBackupSpec {
@@ -58,6 +61,14 @@ pub struct MySQLBackupSpec {
     /// `spec.backup.destination`. Required when the instance has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<BackupDestination>,
+
+    /// Pin this backup: retention (`keepLast`, `maxAge`) never deletes it or
+    /// its artifact. The pin is also written beside the artifact
+    /// (`keep.json`), so a `keeper-agent prune` run by hand honours it; the
+    /// agent writes it when the backup is taken and at each retention run.
+    /// Setting it back to false lifts the pin at the next retention run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
 }
 
 /// A `MySQLInstance` in the same namespace.
@@ -204,6 +215,7 @@ impl MySQLBackup {
                     name: instance.clone(),
                 },
                 destination,
+                keep: false,
             },
         );
         backup.metadata = ObjectMeta {

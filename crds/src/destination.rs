@@ -80,6 +80,33 @@ impl BackupDestination {
     pub fn backup_url(&self, backup_name: &str) -> Option<String> {
         self.base_url().map(|base| join_url(&base, backup_name))
     }
+
+    /// Where the operator puts one instance's backups under this destination:
+    /// `<destination>/<namespace>/<instance>/` (the S3 prefix or the volume
+    /// path extended), so instances sharing a bucket never share a folder,
+    /// and the binary log archive of point-in-time recovery can live beside
+    /// the backups. The result is what a backup's `status.destination`
+    /// records, so a restore by name finds the backup under it.
+    pub fn for_instance(&self, namespace: &str, instance: &str) -> BackupDestination {
+        let scoped = |base: &str| {
+            let base = base.trim_matches('/');
+            if base.is_empty() {
+                format!("{namespace}/{instance}")
+            } else {
+                format!("{base}/{namespace}/{instance}")
+            }
+        };
+        BackupDestination {
+            s3: self.s3.as_ref().map(|s3| S3Destination {
+                prefix: Some(scoped(s3.prefix.as_deref().unwrap_or(""))),
+                ..s3.clone()
+            }),
+            pvc: self.pvc.as_ref().map(|pvc| PvcDestination {
+                path: scoped(&pvc.path),
+                ..pvc.clone()
+            }),
+        }
+    }
 }
 
 /// An S3-compatible bucket. Credentials come from a Secret with the keys
@@ -95,9 +122,11 @@ pub struct S3Destination {
     )]
     pub bucket: String,
 
-    /// Key prefix under which backups are stored, e.g. `prod/orders`. Each
-    /// backup is a folder `<prefix>/<backup name>/` holding `dump.sql.gz` and
-    /// `manifest.json`. Empty means the bucket root.
+    /// Key prefix under which backups are stored, e.g. `prod`. The operator
+    /// writes an instance's backups below `<prefix>/<namespace>/<instance>/`,
+    /// each a folder `<backup name>/` holding `dump.sql.gz` and
+    /// `manifest.json`, so instances may share a bucket and a prefix. Empty
+    /// means the bucket root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     #[schemars(extend("x-kubernetes-validations" = [
@@ -177,7 +206,9 @@ pub struct PvcDestination {
     )]
     pub claim_name: String,
 
-    /// Directory inside the volume, relative to its root; empty means the root.
+    /// Directory inside the volume, relative to its root; empty means the
+    /// root. The operator writes an instance's backups below
+    /// `<path>/<namespace>/<instance>/`.
     #[serde(default)]
     #[schemars(length(max = 512))]
     #[schemars(extend("x-kubernetes-validations" = [

@@ -306,7 +306,10 @@ fn default_compression_level() -> u32 {
     DEFAULT_COMPRESSION_LEVEL
 }
 
-/// Which backups retention keeps; see [`crate::retention::select_expired`].
+/// Which backups retention keeps: a backup is kept when any rule keeps it;
+/// the newest good one and pinned ones (`MySQLBackup` `spec.keep`) always.
+/// Retention only ever considers this instance's own backups (the owner
+/// recorded in each manifest), never another instance's in the same bucket.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionSpec {
@@ -360,7 +363,12 @@ pub struct RestoreLocation {
     pub destination: BackupDestination,
 
     /// Name of the backup's folder under the destination, e.g.
-    /// `orders-20250101-030000`.
+    /// `orders-20250101-030000`. The destination names the folder that holds
+    /// it: for backups the operator wrote (layout
+    /// `<destination>/<namespace>/<instance>/<backup>`), append the source
+    /// instance's `<namespace>/<instance>` to the S3 prefix or volume path;
+    /// for backups from before that layout (`<destination>/<backup>`), give
+    /// the destination as it was.
     #[schemars(
         length(min = 1, max = 253),
         regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -49,7 +49,7 @@ pub use instance::{
     MySQLInstanceSpec, MySQLInstanceStatus, PasswordSecretRef, RestoreLocation, RestorePhase,
     RestoreSource, RestoreStatus, RetentionSpec, StorageSpec,
 };
-pub use retention::{BackupRecord, MaxAge, RetentionError, select_expired};
+pub use retention::{MaxAge, RetentionError};
 pub use schedule::{Schedule, ScheduleError};
 pub use validation::ValidationError;
 

@@ -204,7 +204,8 @@ impl Setup {
     /// Checks the artifact of `name` in Garage and the status the agent
     /// reported on its `MySQLBackup`; returns that object.
     async fn check_artifact_and_status(&self, name: &str, job_name: &str) -> MySQLBackup {
-        let folder = format!("{PREFIX}/{name}");
+        // The operator's layout: the instance's own folder under the destination.
+        let folder = format!("{PREFIX}/{NS}/{NAME}/{name}");
         let dump = self
             .object(&format!("{folder}/dump.sql.gz"))
             .await
@@ -217,6 +218,7 @@ impl Setup {
         )
         .unwrap();
         let location = format!("s3://{}/{folder}", self.garage.bucket());
+        assert_eq!(manifest["owner"], "shop/orders", "the manifest names its owner");
         let env: HashMap<String, String> = self
             .garage
             .env()

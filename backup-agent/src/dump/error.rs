@@ -46,6 +46,14 @@ pub enum BackupError {
         size: u64,
         max: u64,
     },
+    #[error(transparent)]
+    Owner(#[from] crate::owner::OwnerError),
+    #[error(
+        "--keep-last/--max-age need an owner: give --instance [NAMESPACE/]NAME (retention only ever acts on one owner's backups)"
+    )]
+    RetentionNeedsOwner,
+    #[error("invalid retention: {0}")]
+    Retention(String),
     #[error("the backup {location} already has a manifest; choose another --name")]
     AlreadyExists { location: String },
     #[error("storage failed for the backup {location}: {source}")]

@@ -94,6 +94,13 @@ pub struct BackupOutcome {
 pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcome, BackupError> {
     let started_at = Utc::now();
     let name = backup_name(&args, ctx, started_at)?;
+    let owner = crate::owner::Owner::of_run(args.owner.instance.as_deref(), ctx)?;
+    // Retention settings are checked before anything is dumped.
+    let policy = crate::prune::policy_from_args(&args.retention)
+        .map_err(|e| BackupError::Retention(e.to_string()))?;
+    if policy.has_rule() && owner.is_none() {
+        return Err(BackupError::RetentionNeedsOwner);
+    }
     let root = Location::parse(&args.to).map_err(|source| BackupError::Storage {
         location: args.to.clone(),
         source,
@@ -130,7 +137,7 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         });
     }
     let host = ctx.var("HOSTNAME").map_or_else(hostname, str::to_owned);
-    let marker = Marker::start(store.clone(), started_at, host)
+    let marker = Marker::start(store.clone(), started_at, host, owner.clone())
         .await
         .map_err(storage_err)?;
     let upload = match store.create_upload(DUMP_FILE).await {
@@ -169,7 +176,8 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         }
     };
 
-    let manifest = parts.into_manifest(file, &name);
+    let mut manifest = parts.into_manifest(file, &name);
+    manifest.owner = owner.clone();
     let json = match manifest.to_json() {
         Ok(j) => j,
         Err(e) => {
@@ -198,18 +206,18 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         seconds = (manifest.finished_at - manifest.started_at).num_milliseconds() as f64 / 1000.0,
         "backup complete"
     );
-    let (retention, retention_error) =
-        if args.retention.keep_last.is_some() || args.retention.max_age.is_some() {
-            match crate::prune::apply_retention(&store_root, &args.retention, ctx).await {
+    let (retention, retention_error) = match owner.filter(|_| policy.has_rule()) {
+        Some(owner) => {
+            match crate::prune::after_backup(&store_root, policy, owner, ctx).await {
                 Ok(outcome) => (Some(outcome), None),
                 Err(e) => {
                     tracing::warn!("the backup {location} is complete, but retention failed: {e}");
                     (None, Some(e.to_string()))
                 }
             }
-        } else {
-            (None, None)
-        };
+        }
+        None => (None, None),
+    };
     Ok(BackupOutcome {
         manifest,
         location,
@@ -353,6 +361,7 @@ impl Parts {
             format_version: Manifest::needed_format_version(&self.members),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             name: name.to_owned(),
+            owner: None,
             server: ServerInfo {
                 flavor: self.server.flavor,
                 version: self.server.version,
@@ -790,12 +799,14 @@ impl Marker {
         store: Store,
         started_at: DateTime<Utc>,
         host: String,
+        owner: Option<crate::owner::Owner>,
     ) -> Result<Marker, StorageError> {
         let body = move || {
             let marker = InProgress {
                 started_at,
                 refreshed_at: Utc::now(),
                 host: host.clone(),
+                owner: owner.clone(),
             };
             Bytes::from(serde_json::to_vec(&marker).unwrap_or_default())
         };

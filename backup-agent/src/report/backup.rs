@@ -45,6 +45,8 @@ struct Inner {
     destination: Option<BackupDestination>,
     /// The `MySQLBackup` of this run, once known.
     name: Option<String>,
+    /// Its `spec.keep`: the agent pins the artifact when it is complete.
+    keep: bool,
     /// Everything reported so far: each apply re-sends all of it (see the
     /// module docs on server-side apply).
     status: MySQLBackupStatus,
@@ -77,6 +79,7 @@ impl BackupReporter {
                 on_demand: ctx.var(ENV_BACKUP).map(str::to_owned),
                 destination: destination_from_env(ctx)?,
                 name: None,
+                keep: false,
                 status: MySQLBackupStatus::default(),
             }),
         })
@@ -103,6 +106,11 @@ impl BackupReporter {
     /// The `MySQLBackup` of this run, once [`started`](Self::started) succeeded.
     pub fn name(&self) -> Option<&str> {
         self.inner.as_ref().and_then(|i| i.name.as_deref())
+    }
+
+    /// Whether this run's `MySQLBackup` asks to be pinned (`spec.keep`).
+    pub fn keep(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.keep)
     }
 
     /// Announces the run and decides its name; call before anything is dumped.
@@ -177,6 +185,7 @@ impl BackupReporter {
                     format!("it already {phase}; a retry needs a new MySQLBackup"),
                 ));
             }
+            inner.keep = backup.spec.keep;
             backup.spec.destination
         } else {
             create_backup(target, &name).await?;
@@ -186,7 +195,8 @@ impl BackupReporter {
         let destination = match (inner.destination.clone(), spec_destination) {
             (Some(d), _) | (None, Some(d)) => Some(d),
             (None, None) => instance_destination(target).await,
-        };
+        }
+        .map(|d| in_layout(d, &target.namespace, &target.instance, base_url));
         match destination.as_ref().and_then(BackupDestination::base_url) {
             Some(url) if url.trim_end_matches('/') != base_url.trim_end_matches('/') => {
                 tracing::warn!(
@@ -390,6 +400,27 @@ impl BackupReporter {
     }
 }
 
+/// A destination from a spec (no `KEEPER_DESTINATION`) is the one before the
+/// operator's per-instance layout; when `--to` is that layout's folder, the
+/// folder is what must be recorded, so a restore by name finds the backup.
+fn in_layout(
+    destination: BackupDestination,
+    namespace: &str,
+    instance: &str,
+    base_url: &str,
+) -> BackupDestination {
+    let same = |d: &BackupDestination| {
+        d.base_url()
+            .is_some_and(|u| u.trim_end_matches('/') == base_url.trim_end_matches('/'))
+    };
+    let scoped = destination.for_instance(namespace, instance);
+    if !same(&destination) && same(&scoped) {
+        scoped
+    } else {
+        destination
+    }
+}
+
 /// Whether `new` may replace the recorded `lastBackup`: nothing recorded, the
 /// same backup reported again, or a later snapshot.
 fn is_newer(new: &LastBackup, recorded: Option<&LastBackup>) -> bool {
@@ -542,6 +573,16 @@ mod tests {
         assert!(!is_newer(&last("a", 3), Some(&last("b", 3))));
         // The same backup reported again (a retried report) is fine.
         assert!(is_newer(&last("b", 3), Some(&last("b", 3))));
+    }
+
+    #[test]
+    fn a_spec_destination_is_recorded_in_the_instances_layout() {
+        let root = BackupDestination::s3(keeper_crds::S3Destination::new("bkt"));
+        let scoped = in_layout(root.clone(), "shop", "orders", "s3://bkt/shop/orders");
+        assert_eq!(scoped.base_url().as_deref(), Some("s3://bkt/shop/orders"));
+        // An agent run by hand at the destination itself records it as is.
+        assert_eq!(in_layout(root.clone(), "shop", "orders", "s3://bkt/"), root);
+        assert_eq!(in_layout(root.clone(), "shop", "orders", "s3://other"), root);
     }
 
     #[tokio::test]

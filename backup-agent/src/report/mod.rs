@@ -121,6 +121,8 @@ pub enum ReportError {
         name: String,
         detail: String,
     },
+    #[error("could not list the MySQLBackup objects in {namespace}: {detail}")]
+    ListBackups { namespace: String, detail: String },
     #[error("could not delete MySQLBackup {namespace}/{name}: {detail}")]
     Delete {
         namespace: String,
@@ -384,6 +386,38 @@ struct InstanceApplyMeta<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource_version: Option<&'a str>,
+}
+
+/// Inside Kubernetes: `spec.keep` of every `MySQLBackup` of this run's
+/// instance, by name (the backup's folder name), so retention pins what the
+/// objects pin. `Ok(None)` outside Kubernetes.
+///
+/// # Errors
+/// The objects cannot be listed: retention must then not run, since it
+/// cannot know which backups are pinned.
+pub async fn object_pins(
+    ctx: &AgentContext,
+) -> Result<Option<std::collections::BTreeMap<String, bool>>, ReportError> {
+    let Some(target) = Target::from_context(ctx)? else {
+        return Ok(None);
+    };
+    rbac::LIST_BACKUPS.note(&target.namespace, "");
+    let api = target.backups();
+    let params = kube::api::ListParams::default();
+    let what = format!("listing MySQLBackups in {}", target.namespace);
+    let list = retry::retry(target.retry, &what, || api.list(&params))
+        .await
+        .map_err(|e| ReportError::ListBackups {
+            namespace: target.namespace.clone(),
+            detail: describe(&e),
+        })?;
+    Ok(Some(
+        list.items
+            .into_iter()
+            .filter(|b| b.spec.instance_ref.name == target.instance)
+            .filter_map(|b| Some((b.metadata.name?, b.spec.keep)))
+            .collect(),
+    ))
 }
 
 /// Parses [`ENV_DESTINATION`]; `Ok(None)` when it is not set.

@@ -60,7 +60,7 @@ impl Permission {
 
 /// Read a `MySQLBackup` (on-demand run, prune safety check, create adoption).
 pub const GET_BACKUP: Permission = Permission::new("get", BACKUPS, Scope::Namespace);
-/// List `MySQLBackup` objects (granted for the retention engine; the reporter does not list).
+/// List `MySQLBackup` objects (retention reads their `spec.keep` pins).
 pub const LIST_BACKUPS: Permission = Permission::new("list", BACKUPS, Scope::Namespace);
 /// Create the `MySQLBackup` of a scheduled run.
 pub const CREATE_BACKUP: Permission = Permission::new("create", BACKUPS, Scope::Namespace);
@@ -89,6 +89,7 @@ pub const AGENT_PERMISSIONS: &[Permission] = &[
 /// The calls the reporter itself makes (a subset of [`AGENT_PERMISSIONS`]).
 pub const REPORTER_CALLS: &[Permission] = &[
     GET_BACKUP,
+    LIST_BACKUPS,
     CREATE_BACKUP,
     DELETE_BACKUP,
     PATCH_BACKUP_STATUS,

@@ -268,6 +268,7 @@ mod tests {
             format_version: FORMAT_VERSION,
             agent_version: "test".into(),
             name: "b".into(),
+            owner: None,
             server: ServerInfo {
                 flavor,
                 version: version.into(),

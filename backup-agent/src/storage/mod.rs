@@ -257,15 +257,16 @@ impl Store {
         }
     }
 
-    /// Aborts uploads orphaned by a killed agent (pending multipart uploads,
-    /// `*.partial` files) that started more than `min_age` ago, in folders
-    /// with no manifest and no fresh in-progress marker; returns their keys.
-    /// See [`orphans`] for the rule.
+    /// Aborts `owner`'s uploads orphaned by a killed agent (pending multipart
+    /// uploads, `*.partial` files) that started more than `min_age` ago, in
+    /// folders with no manifest and a stale in-progress marker that records
+    /// `owner`; returns their keys. See [`orphans`] for the rule.
     pub async fn abort_orphaned_uploads(
         &self,
+        owner: &crate::owner::Owner,
         min_age: chrono::Duration,
     ) -> Result<Vec<String>, StorageError> {
-        orphans::abort_orphaned_uploads(self, min_age, Utc::now()).await
+        orphans::abort_orphaned_uploads(self, owner, min_age, Utc::now()).await
     }
 
     /// The names of the folders directly below the root (backup names).

@@ -5,6 +5,11 @@
 //! `manifest.json`, no `in-progress.json` refreshed in the last 15 minutes, and
 //! the upload itself started longer ago than a threshold. A live backup
 //! refreshes its marker every minute, so it is never touched.
+//!
+//! Cleanup acts for one owner: the stale marker must record that owner (the
+//! agent writes it there when the run starts). An upload in a folder of
+//! another owner, or in one whose owner cannot be told (no marker, or a
+//! marker from before owners were recorded), is left alone.
 
 use std::collections::HashMap;
 
@@ -12,6 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{StorageError, Store};
 use crate::manifest::{IN_PROGRESS_FILE, InProgress, MANIFEST_FILE};
+use crate::owner::Owner;
 
 /// A marker refreshed within this long means the backup is alive.
 pub const MARKER_FRESH_FOR: Duration = Duration::minutes(15);
@@ -49,11 +55,13 @@ pub async fn marker_is_fresh(
     }
 }
 
-/// True when nothing may touch the uploads in `folder`: it has a manifest
-/// (a complete backup) or a fresh marker (a running one).
-async fn folder_is_protected(
+/// True when `owner` may abort the uploads in `folder`: no manifest (not a
+/// complete backup), and a marker that records `owner` and is stale (the
+/// run is dead).
+async fn folder_is_orphaned(
     store: &Store,
     folder: &str,
+    owner: &Owner,
     now: DateTime<Utc>,
 ) -> Result<bool, StorageError> {
     if store
@@ -61,15 +69,23 @@ async fn folder_is_protected(
         .await?
         .is_some()
     {
-        return Ok(true);
+        return Ok(false);
     }
-    marker_is_fresh(store, folder, now).await
+    match store.get(&folder_key(folder, IN_PROGRESS_FILE)).await {
+        Ok(bytes) => Ok(serde_json::from_slice::<InProgress>(&bytes).is_ok_and(|marker| {
+            marker.owner.as_ref() == Some(owner) && now - marker.refreshed_at >= MARKER_FRESH_FOR
+        })),
+        // No marker: whose upload it is cannot be told.
+        Err(StorageError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
-/// Aborts the orphaned uploads below `store`'s root that started more than
-/// `min_age` before `now`; returns their keys.
+/// Aborts `owner`'s orphaned uploads below `store`'s root that started more
+/// than `min_age` before `now`; returns their keys.
 pub async fn abort_orphaned_uploads(
     store: &Store,
+    owner: &Owner,
     min_age: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StorageError> {
@@ -91,7 +107,7 @@ pub async fn abort_orphaned_uploads(
             })
             .collect(),
     };
-    let mut protected: HashMap<String, bool> = HashMap::new();
+    let mut orphaned: HashMap<String, bool> = HashMap::new();
     let mut aborted = Vec::new();
     for (key, started, pending) in candidates {
         // Unknown start time: cannot prove it is old, so leave it.
@@ -100,15 +116,15 @@ pub async fn abort_orphaned_uploads(
             continue;
         }
         let folder = folder_of(&key).to_owned();
-        let is_protected = match protected.get(&folder) {
+        let is_orphaned = match orphaned.get(&folder) {
             Some(known) => *known,
             None => {
-                let known = folder_is_protected(store, &folder, now).await?;
-                protected.insert(folder.clone(), known);
+                let known = folder_is_orphaned(store, &folder, owner, now).await?;
+                orphaned.insert(folder.clone(), known);
                 known
             }
         };
-        if is_protected {
+        if !is_orphaned {
             continue;
         }
         match (&pending, store) {

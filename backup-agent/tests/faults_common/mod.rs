@@ -36,8 +36,15 @@ pub fn env(
     env
 }
 
+/// The owner every backup of the fault tests records (`--instance`).
+pub const OWNER: &str = "test/app";
+
+pub fn owner() -> keeper_agent::owner::Owner {
+    OWNER.parse().unwrap()
+}
+
 /// `keeper-agent backup` in-process against `server` (or `port`, e.g. a
-/// proxy). The arguments are taken at once, so the future does not borrow
+/// proxy), owned by [`OWNER`]. The arguments are taken at once, so the future does not borrow
 /// the server (a test may kill it meanwhile).
 pub fn backup(
     server: &MariaDb,
@@ -60,6 +67,8 @@ pub fn backup(
         to,
         "--name",
         name,
+        "--instance",
+        OWNER,
     ]
     .iter()
     .map(|s| (*s).to_owned())

@@ -301,22 +301,53 @@ fn database_and_user_are_not_system_names() {
 }
 
 #[test]
-fn backup_spec_is_immutable() {
+fn backup_spec_is_immutable_but_the_pin() {
     let schema = backup_schema();
     let spec = json!({"instanceRef": {"name": "orders"}});
+    let immutable = "spec.instanceRef and spec.destination are immutable";
     update_accepted(&schema, &backup(spec.clone()), &backup(spec));
     update_rejected(
         &schema,
         &backup(json!({"instanceRef": {"name": "orders"}})),
         &backup(json!({"instanceRef": {"name": "payments"}})),
-        "MySQLBackup spec is immutable",
+        immutable,
     );
     update_rejected(
         &schema,
         &backup(json!({"instanceRef": {"name": "orders"}})),
         &backup(json!({"instanceRef": {"name": "orders"}, "destination": {"s3": s3()}})),
-        "MySQLBackup spec is immutable",
+        immutable,
     );
+    update_rejected(
+        &schema,
+        &backup(json!({"instanceRef": {"name": "orders"}, "destination": {"s3": s3()}})),
+        &backup(json!({"instanceRef": {"name": "orders"}})),
+        immutable,
+    );
+    let other_bucket = json!({"bucket": "other-bucket"});
+    update_rejected(
+        &schema,
+        &backup(json!({"instanceRef": {"name": "orders"}, "destination": {"s3": s3()}})),
+        &backup(json!({"instanceRef": {"name": "orders"}, "destination": {"s3": other_bucket}})),
+        immutable,
+    );
+    // Pinning and unpinning are always allowed, with or without a destination.
+    for destination in [None, Some(json!({"s3": s3()}))] {
+        let with = |keep: Option<bool>| {
+            let mut spec = json!({"instanceRef": {"name": "orders"}});
+            if let Some(d) = &destination {
+                spec["destination"] = d.clone();
+            }
+            if let Some(keep) = keep {
+                spec["keep"] = json!(keep);
+            }
+            backup(spec)
+        };
+        accepts(&schema, &with(Some(true)));
+        update_accepted(&schema, &with(None), &with(Some(true)));
+        update_accepted(&schema, &with(Some(true)), &with(Some(false)));
+        update_accepted(&schema, &with(Some(true)), &with(None));
+    }
 }
 
 #[test]

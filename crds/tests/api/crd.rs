@@ -110,6 +110,7 @@ fn backup_crd_names_and_columns() {
             ("Phase", ".status.phase"),
             ("Size", ".status.compressedBytes"),
             ("Completed", ".status.completionTime"),
+            ("Keep", ".spec.keep"),
             ("Age", ".metadata.creationTimestamp"),
         ]
     );
@@ -275,7 +276,10 @@ fn cel_rules_sit_at_the_right_paths() {
             .iter()
             .any(|r| r.contains("quantity(oldSelf.size)"))
     );
-    assert_eq!(at("MySQLBackup.spec"), ["self == oldSelf"]);
+    assert_eq!(
+        at("MySQLBackup.spec"),
+        ["self.instanceRef == oldSelf.instanceRef && has(self.destination) == has(oldSelf.destination) && (!has(self.destination) || self.destination == oldSelf.destination)"]
+    );
 
     insta::assert_yaml_snapshot!("cel_rules_by_path", rules);
 }

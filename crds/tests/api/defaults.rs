@@ -160,6 +160,49 @@ fn destination_urls() {
 }
 
 #[test]
+fn each_instance_gets_its_own_folder_under_a_destination() {
+    let root = BackupDestination::s3(S3Destination::new("bkt"));
+    let scoped = root.for_instance("shop", "orders");
+    assert_eq!(scoped.base_url().unwrap(), "s3://bkt/shop/orders");
+    assert_eq!(
+        scoped.backup_url("orders-1").unwrap(),
+        "s3://bkt/shop/orders/orders-1"
+    );
+    // Everything but the prefix is kept (credentials, endpoint, ...).
+    assert_eq!(scoped.s3.as_ref().unwrap().bucket, "bkt");
+    let mut s3 = S3Destination::new("bkt");
+    s3.prefix = Some("/prod/".into());
+    assert_eq!(
+        BackupDestination::s3(s3)
+            .for_instance("shop", "orders")
+            .base_url()
+            .unwrap(),
+        "s3://bkt/prod/shop/orders"
+    );
+    // Two instances of one bucket never share a folder.
+    assert_ne!(
+        root.for_instance("shop", "orders").base_url(),
+        root.for_instance("shop", "billing").base_url()
+    );
+    assert_ne!(
+        root.for_instance("shop", "orders").base_url(),
+        root.for_instance("test", "orders").base_url()
+    );
+
+    let pvc: BackupDestination =
+        serde_json::from_value(json!({"pvc": {"claimName": "c", "path": "keeper"}})).unwrap();
+    let scoped = pvc.for_instance("shop", "orders");
+    assert_eq!(scoped.base_url().unwrap(), "file:///backups/keeper/shop/orders");
+    assert_eq!(scoped.pvc.as_ref().unwrap().claim_name, "c");
+    let pvc: BackupDestination =
+        serde_json::from_value(json!({"pvc": {"claimName": "c"}})).unwrap();
+    assert_eq!(
+        pvc.for_instance("shop", "orders").base_url().unwrap(),
+        "file:///backups/shop/orders"
+    );
+}
+
+#[test]
 fn backup_objects_for_an_instance() {
     let backup = MySQLBackup::for_instance("orders-20250101-030000", "shop", "orders", None);
     assert_eq!(

@@ -125,11 +125,38 @@ pub enum AgentCommand<'a> {
 }
 
 impl AgentCommand<'_> {
-    /// The destination the command reads or writes.
+    /// The destination the command was given (for a backup: the instance's
+    /// or the `MySQLBackup`'s destination, before the per-instance layout).
     pub fn destination(&self) -> &BackupDestination {
         match self {
             AgentCommand::Backup { destination, .. }
             | AgentCommand::Restore { destination, .. } => destination,
+        }
+    }
+
+    /// Where the agent actually writes or reads. A backup goes to the
+    /// instance's own folder, `<destination>/<namespace>/<instance>/`
+    /// ([`BackupDestination::for_instance`]), so instances sharing a bucket
+    /// never share a location (retention and the binary log archive stay
+    /// apart); this is also what the agent records as the backup's
+    /// `status.destination`. A restore reads exactly the destination it is
+    /// given: a `MySQLBackup`'s recorded one, or the user's location, which
+    /// names the full path.
+    ///
+    /// # Errors
+    /// [`Error::MissingObjectKey`] for an instance without name or namespace.
+    pub fn agent_destination(&self, instance: &MySQLInstance) -> Result<BackupDestination> {
+        match self {
+            AgentCommand::Backup { destination, .. } => {
+                let namespace = instance
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+                Ok(destination.for_instance(namespace, instance_name(instance)?))
+            }
+            AgentCommand::Restore { destination, .. } => Ok((*destination).clone()),
         }
     }
 
@@ -374,7 +401,7 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
         args.push(name.to_owned());
         args.push(value.into());
     }
-    let destination = command.destination();
+    let destination = &command.agent_destination(instance)?;
     let mut args: Vec<String> = Vec::new();
     let connect = |args: &mut Vec<String>| -> Result<()> {
         flag(args, "--host", command_host(instance, command)?);
@@ -473,7 +500,7 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 /// # Errors
 /// As [`job`].
 pub fn env(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<EnvVar>> {
-    let destination = command.destination();
+    let destination = &command.agent_destination(instance)?;
     let (password_secret, password_key) = match command {
         AgentCommand::Backup { .. } => (
             instance.backup_secret_name(),
@@ -520,6 +547,8 @@ pub fn env(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<E
         }),
     });
     // Secret references only: the JSON names Secrets, it holds no values.
+    // The agent records it as the backup's status.destination, which a
+    // restore by name resolves the backup's folder against.
     let destination_json =
         serde_json::to_string(destination).map_err(|source| Error::Serialize {
             kind: "BackupDestination",

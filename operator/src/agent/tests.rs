@@ -177,7 +177,7 @@ fn retention_flags_reach_the_backup_args() {
             "--user",
             "keeper_backup",
             "--to",
-            "file:///backups/orders",
+            "file:///backups/orders/shop/orders",
             "--compression-level",
             "6",
             "--keep-last",
@@ -237,4 +237,138 @@ fn an_invalid_destination_is_an_error_not_a_guess() {
     };
     let error = job(&config(), &instance, &run).unwrap_err();
     assert_eq!(error.reason(), "InvalidDestination");
+}
+
+fn arg_after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.windows(2)
+        .find(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+}
+
+fn backup_command(destination: &BackupDestination) -> AgentCommand<'_> {
+    AgentCommand::Backup {
+        destination,
+        backup_name: Some("b1"),
+        databases: &[],
+        compression_level: None,
+        retention: None,
+    }
+}
+
+#[test]
+fn instances_sharing_a_bucket_write_to_their_own_folders() {
+    // No prefix: the destination many instances share by default.
+    let destination = BackupDestination::s3(keeper_crds::S3Destination::new("backups"));
+    let mut to = Vec::new();
+    for (namespace, name) in [("shop", "orders"), ("shop", "billing"), ("test", "orders")] {
+        let mut instance = instance(json!({}));
+        instance.metadata.namespace = Some(namespace.into());
+        instance.metadata.name = Some(name.into());
+        let args = args(&instance, &backup_command(&destination)).unwrap();
+        to.push(arg_after(&args, "--to").unwrap().to_owned());
+    }
+    assert_eq!(
+        to,
+        [
+            "s3://backups/shop/orders",
+            "s3://backups/shop/billing",
+            "s3://backups/test/orders",
+        ]
+    );
+    // The destination the agent records (status.destination) is that folder.
+    let env = env(&instance(json!({})), &backup_command(&destination)).unwrap();
+    let recorded = env.iter().find(|e| e.name == ENV_DESTINATION).unwrap();
+    let recorded: BackupDestination =
+        serde_json::from_str(recorded.value.as_deref().unwrap()).unwrap();
+    assert_eq!(recorded.base_url().unwrap(), "s3://backups/shop/orders");
+    // Without a namespace there is no layout to write to.
+    let mut bare = instance(json!({}));
+    bare.metadata.namespace = None;
+    assert!(args(&bare, &backup_command(&destination)).is_err());
+}
+
+/// A restore by name reads the backup where the layout wrote it: the
+/// agent records the Job's destination and the folder's URL, and the
+/// restore resolves the folder against them.
+#[test]
+fn a_restore_by_name_finds_a_backup_of_the_new_layout() {
+    use crate::instance::restore::source::from_backup;
+    let instance = instance(json!({}));
+    let destination = s3_destination();
+    let command = backup_command(&destination);
+    let args = args(&instance, &command).unwrap();
+    let folder_url = format!("{}/b1", arg_after(&args, "--to").unwrap());
+    let env = env(&instance, &command).unwrap();
+    let recorded: BackupDestination = serde_json::from_str(
+        env.iter()
+            .find(|e| e.name == ENV_DESTINATION)
+            .and_then(|e| e.value.as_deref())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut backup = keeper_crds::MySQLBackup::for_instance("b1", "shop", "orders", None);
+    backup.status = Some(keeper_crds::MySQLBackupStatus {
+        phase: Some(keeper_crds::BackupPhase::Succeeded),
+        destination: Some(recorded),
+        location: Some(folder_url.clone()),
+        ..Default::default()
+    });
+    let (restore_from, folder) = from_backup("b1", Some(&backup)).unwrap();
+    let restore = AgentCommand::Restore {
+        destination: &restore_from,
+        backup: &folder,
+        overwrite: false,
+        source: None,
+    };
+    let restore_args = super::args(&instance, &restore).unwrap();
+    assert_eq!(arg_after(&restore_args, "--from"), Some(folder_url.as_str()));
+    assert_eq!(folder_url, "s3://backups/prod/orders/shop/orders/b1");
+}
+
+/// A restore by location names the full prefix: the destination as it was
+/// (old layout, `<destination>/<backup>`) or with `<namespace>/<instance>`
+/// appended (new layout, `<destination>/<namespace>/<instance>/<backup>`).
+#[test]
+fn a_restore_by_location_reads_old_and_new_layouts() {
+    let instance = instance(json!({}));
+    let location = |prefix: &str| {
+        serde_json::from_value::<BackupDestination>(json!({"s3": {
+            "bucket": "backups", "prefix": prefix, "forcePathStyle": true,
+        }}))
+        .unwrap()
+    };
+    let from = |destination: &BackupDestination| {
+        let command = AgentCommand::Restore {
+            destination,
+            backup: "orders-20250101-030000",
+            overwrite: false,
+            source: None,
+        };
+        arg_after(&args(&instance, &command).unwrap(), "--from")
+            .unwrap()
+            .to_owned()
+    };
+    // Old layout: backups straight under the destination.
+    assert_eq!(
+        from(&location("prod")),
+        "s3://backups/prod/orders-20250101-030000"
+    );
+    // New layout: the README's recipe reaches the folder the backup Job wrote.
+    let written = {
+        let source = location("prod");
+        let command = AgentCommand::Backup {
+            destination: &source,
+            backup_name: Some("orders-20250101-030000"),
+            databases: &[],
+            compression_level: None,
+            retention: None,
+        };
+        let args = args(&instance, &command).unwrap();
+        format!(
+            "{}/{}",
+            arg_after(&args, "--to").unwrap(),
+            arg_after(&args, "--name").unwrap()
+        )
+    };
+    assert_eq!(from(&location("prod/shop/orders")), written);
 }
