@@ -319,6 +319,7 @@ fn a_restore_by_name_finds_a_backup_of_the_new_layout() {
         backup: &folder,
         overwrite: false,
         source: None,
+        request_id: None,
     };
     let restore_args = super::args(&instance, &restore).unwrap();
     assert_eq!(arg_after(&restore_args, "--from"), Some(folder_url.as_str()));
@@ -343,6 +344,7 @@ fn a_restore_by_location_reads_old_and_new_layouts() {
             backup: "orders-20250101-030000",
             overwrite: false,
             source: None,
+            request_id: None,
         };
         arg_after(&args(&instance, &command).unwrap(), "--from")
             .unwrap()
