@@ -4,7 +4,7 @@
 //! retried on their own, and source problems run nothing.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -19,30 +19,21 @@ use keeper_operator::reconcile;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
-use kube_fake_client::{ClientBuilder, interceptor};
+use keeper_tests::kube::FakeCluster;
 use serde_json::{Value, json};
 
 mod common;
 
-use common::{InstanceKind, NoAccounts};
+use common::NoAccounts;
 
 const NS: &str = "shop";
 const NAME: &str = "fresh";
 
-type Writes = Arc<Mutex<Vec<String>>>;
-
 struct Cluster {
+    fake: FakeCluster,
+    /// The test's own client (the scene, the kubelet, a user's edits).
     client: Client,
-    writes: Writes,
     ctx: Arc<Context>,
-}
-
-fn kind_and_name(object: &Value) -> String {
-    format!(
-        "{} {}",
-        object["kind"].as_str().unwrap_or("?"),
-        object["metadata"]["name"].as_str().unwrap_or("?")
-    )
 }
 
 async fn cluster(
@@ -50,59 +41,17 @@ async fn cluster(
     backups: Vec<MySQLBackup>,
     secrets: Vec<Secret>,
 ) -> Cluster {
-    let writes: Writes = Arc::default();
-    let record = |writes: &Writes| {
-        let writes = writes.clone();
-        move |entry: String| writes.lock().unwrap().push(entry)
-    };
-    let (c, p, ps, d) = (
-        record(&writes),
-        record(&writes),
-        record(&writes),
-        record(&writes),
-    );
-    let funcs = interceptor::Funcs::new()
-        .create(move |ctx| {
-            c(format!("create {}", kind_and_name(ctx.object)));
-            Ok(None)
-        })
-        .patch(move |ctx| {
-            // The Recorder patches an Event's series when it repeats.
-            let what = if ctx.patch.get("series").is_some() {
-                "Event "
-            } else {
-                ""
-            };
-            p(format!("patch {what}{}", ctx.name));
-            Ok(None)
-        })
-        .patch_status(move |ctx| {
-            ps(format!("patch status {}", ctx.name));
-            Ok(None)
-        })
-        .delete(move |ctx| {
-            d(format!("delete {}", ctx.name));
-            Ok(None)
-        });
-    let mut builder = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
-        .with_status_subresource::<InstanceKind>()
-        .with_object(instance);
+    let mut builder = FakeCluster::builder().with_object(instance);
     for backup in backups {
         builder = builder.with_object(backup);
     }
     for secret in secrets {
         builder = builder.with_object(secret);
     }
-    let client = builder
-        .with_interceptor_funcs(funcs)
-        .build()
-        .await
-        .expect("fake client");
+    let fake = builder.build().await;
     let ctx = Arc::new(
         Context::new(
-            client.clone(),
+            fake.operator(),
             OperatorConfig::default(),
             Arc::new(Metrics::default()),
             None,
@@ -110,8 +59,8 @@ async fn cluster(
         .with_accounts(Arc::new(NoAccounts)),
     );
     Cluster {
-        client,
-        writes,
+        client: fake.admin(),
+        fake,
         ctx,
     }
 }
@@ -140,7 +89,7 @@ impl Cluster {
     }
 
     fn take_writes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.writes.lock().unwrap())
+        self.fake.take_writes()
     }
 
     /// Writes other than Events.
@@ -247,7 +196,7 @@ impl Cluster {
             "apiVersion": keeper_crds::API_GROUP_VERSION, "kind": "MySQLInstance",
             "metadata": {"name": NAME}, "status": {"restore": restore}
         });
-        self.api::<MySQLInstance>()
+        Api::<MySQLInstance>::namespaced(self.fake.agent(NS, NAME), NS)
             .patch_status(
                 NAME,
                 &PatchParams::apply("keeper-agent").force(),

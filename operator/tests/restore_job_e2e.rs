@@ -27,11 +27,11 @@ use keeper_operator::reconcile;
 use keeper_tests::{Garage, MariaDb};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use kube_fake_client::ClientBuilder;
+use keeper_tests::kube::FakeCluster;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 
-use common::{InstanceKind, NoAccounts, secret_value};
+use common::{NoAccounts, secret_value};
 
 fn secret(name: &str, data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {
     common::secret(NS, name, data)
@@ -192,10 +192,7 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
     instance.metadata.namespace = Some(NS.into());
     instance.metadata.generation = Some(1);
     instance.metadata.uid = Some("uid-orders-copy".into());
-    let client = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
-        .with_status_subresource::<InstanceKind>()
+    let fake = FakeCluster::builder()
         .with_object(instance)
         .with_object(backup)
         .with_object(secret(
@@ -214,11 +211,12 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
             ],
         ))
         .build()
-        .await
-        .unwrap();
+        .await;
+    // The test's own client (the kubelet's part, reading results).
+    let client = fake.admin();
     let ctx = Arc::new(
         Context::new(
-            client.clone(),
+            fake.operator(),
             OperatorConfig::default(),
             Arc::new(Metrics::default()),
             None,
@@ -279,7 +277,7 @@ async fn the_operators_restore_job_restores_sakila_and_reports_it() {
         args,
         AgentContext {
             env,
-            kube: Some(client.clone()),
+            kube: Some(fake.agent(NS, NAME)),
         },
     )
     .await

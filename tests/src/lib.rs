@@ -7,13 +7,17 @@
 //!   access key allowed on it.
 //! - [`Proxy`] sits between a client and either server on loopback, to drop,
 //!   refuse, slow down or (HTTP) fail connections and requests on demand.
+//! - [`kube::FakeCluster`] is the in-memory Kubernetes API of the reconcile
+//!   and report tests, behind a layer that checks every call against the
+//!   shipped RBAC and every write the way a real API server would.
 //!
-//! Both stop when dropped (also when a test panics, since the value is dropped
+//! The servers stop when dropped (also when a test panics, since the value is dropped
 //! while unwinding), and several of each can run side by side. A service that
 //! cannot start fails with a [`HarnessError`] that names the missing binary and
 //! how to install it: tests never pass silently without their servers.
 
 mod garage;
+pub mod kube;
 mod mariadb;
 mod process;
 mod proxy;
