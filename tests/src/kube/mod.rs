@@ -43,7 +43,6 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use keeper_crds::{MySQLBackup, MySQLInstance};
 use kube::client::Body;
 use kube::{Client, CustomResourceExt, Resource};
@@ -333,12 +332,12 @@ struct Kind {
 
 /// (group, plural) → kind and schema: Keeper's CRDs as generated, and the
 /// built-in kinds Keeper reads or writes, from k8s-openapi.
-fn kinds() -> &'static HashMap<(&'static str, &'static str), Kind> {
-    static KINDS: OnceLock<HashMap<(&'static str, &'static str), Kind>> = OnceLock::new();
+fn kinds() -> &'static HashMap<(String, String), Kind> {
+    static KINDS: OnceLock<HashMap<(String, String), Kind>> = OnceLock::new();
     KINDS.get_or_init(|| {
         let mut map = HashMap::new();
         for crd in [MySQLInstance::crd(), MySQLBackup::crd()] {
-            let plural: &'static str = crd.spec.names.plural.clone().leak();
+            let plural = crd.spec.names.plural.clone();
             let kind: &'static str = crd.spec.names.kind.clone().leak();
             let schema = crd
                 .spec
@@ -349,7 +348,7 @@ fn kinds() -> &'static HashMap<(&'static str, &'static str), Kind> {
                 .map(|s| serde_json::to_value(s).expect("schema serializes"))
                 .expect("the CRD has a schema");
             map.insert(
-                (keeper_crds::API_GROUP, plural),
+                (keeper_crds::API_GROUP.to_owned(), plural),
                 Kind {
                     kind,
                     origin: Origin::Crd,
@@ -360,7 +359,7 @@ fn kinds() -> &'static HashMap<(&'static str, &'static str), Kind> {
         macro_rules! built_in {
             ($group:literal, $plural:literal, $ty:ty) => {
                 map.insert(
-                    ($group, $plural),
+                    ($group.to_owned(), $plural.to_owned()),
                     Kind {
                         kind: <$ty as k8s_openapi::Resource>::KIND,
                         origin: Origin::BuiltIn,
@@ -370,14 +369,16 @@ fn kinds() -> &'static HashMap<(&'static str, &'static str), Kind> {
                 );
             };
         }
-        use k8s_openapi::api::{apps, batch, coordination, core, events, rbac as rbac_api};
-        built_in!("", "secrets", core::v1::Secret);
-        built_in!("", "configmaps", core::v1::ConfigMap);
-        built_in!("", "services", core::v1::Service);
-        built_in!("", "serviceaccounts", core::v1::ServiceAccount);
-        built_in!("", "persistentvolumeclaims", core::v1::PersistentVolumeClaim);
-        built_in!("", "pods", core::v1::Pod);
-        built_in!("", "events", core::v1::Event);
+        use k8s_openapi::api::{
+            apps, batch, coordination, core as core_api, events, rbac as rbac_api,
+        };
+        built_in!("", "secrets", core_api::v1::Secret);
+        built_in!("", "configmaps", core_api::v1::ConfigMap);
+        built_in!("", "services", core_api::v1::Service);
+        built_in!("", "serviceaccounts", core_api::v1::ServiceAccount);
+        built_in!("", "persistentvolumeclaims", core_api::v1::PersistentVolumeClaim);
+        built_in!("", "pods", core_api::v1::Pod);
+        built_in!("", "events", core_api::v1::Event);
         built_in!("apps", "statefulsets", apps::v1::StatefulSet);
         built_in!("batch", "cronjobs", batch::v1::CronJob);
         built_in!("batch", "jobs", batch::v1::Job);
@@ -517,12 +518,10 @@ impl Checked {
     /// the same manager applied last time and omits now.
     fn drop_unapplied(&self, path: &str, manager: &str, body: &Value) -> Value {
         let key = (path.to_owned(), manager.to_owned());
-        let mut log = lock(&self.log);
         let mut sent = body.clone();
-        if let Some(previous) = log.applied.get(&key) {
+        if let Some(previous) = lock(&self.log).applied.get(&key) {
             null_omitted(previous, body, &mut sent);
         }
-        log.applied.insert(key, body.clone());
         sent
     }
 
@@ -532,17 +531,13 @@ impl Checked {
         if !response.status().is_success() {
             return None;
         }
-        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        let bytes = response.into_body().collect_bytes().await.ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     async fn handle(self, request: Request<Body>) -> Result<Response<Body>, kube::Error> {
         let (parts, body) = request.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| kube::Error::Service(e.into()))?
-            .to_bytes();
+        let bytes = body.collect_bytes().await?;
         let path_text = parts.uri.path().to_owned();
         let query = parts.uri.query();
         let Some(path) = parse_path(&path_text) else {
@@ -615,7 +610,7 @@ impl Checked {
             return Ok(status_response(StatusCode::FORBIDDEN, "Forbidden", &what, &[]));
         }
 
-        let kind = kinds().get(&(path.group.as_str(), path.resource.as_str()));
+        let kind = kinds().get(&(path.group.clone(), path.resource.clone()));
         let subresource_checked = matches!(path.subresource.as_deref(), None | Some("status"));
         if let (Some(kind), Some(body), true) = (kind, &body, subresource_checked) {
             let mode = match (verb, patch_type) {
@@ -665,23 +660,31 @@ impl Checked {
             }
         }
 
+        let manager = query_value(query, "fieldManager").unwrap_or_default().to_owned();
         let bytes = match (&body, patch_type) {
             (Some(body), Some(PatchType::Apply)) => {
-                let manager = query_value(query, "fieldManager").unwrap_or_default();
-                let body = self.drop_unapplied(&path_text, manager, body);
+                let body = self.drop_unapplied(&path_text, &manager, body);
                 serde_json::to_vec(&body).map_err(|e| kube::Error::Service(e.into()))?
             }
             _ => bytes.to_vec(),
         };
         if verb == "delete" {
+            let children = format!("{path_text}/");
             lock(&self.log)
                 .applied
-                .retain(|(p, _), _| !p.starts_with(&path_text));
+                .retain(|(p, _), _| *p != path_text && !p.starts_with(&children));
         }
         let response = self
             .inner
             .send(Request::from_parts(parts, Body::from(bytes)))
             .await?;
+        if let (Some(body), Some(PatchType::Apply), true) =
+            (&body, patch_type, response.status().is_success())
+        {
+            lock(&self.log)
+                .applied
+                .insert((path_text.clone(), manager), body.clone());
+        }
 
         // A patch names only some fields: the required ones are checked on
         // the object it produced (after the fact — the fake has stored it —
@@ -693,11 +696,7 @@ impl Checked {
             return Ok(response);
         }
         let (head, body) = response.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| kube::Error::Service(e.into()))?
-            .to_bytes();
+        let bytes = body.collect_bytes().await?;
         if let Ok(stored) = serde_json::from_slice::<Value>(&bytes) {
             let errors = schema::validate(&kind.schema, &stored, Mode::Replace, kind.origin, true);
             if !errors.is_empty() {

@@ -124,7 +124,7 @@ fn quoted(value: &Value) -> String {
     }
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     fn error(&mut self, path: &str, reason: String) {
         self.errors.push(FieldError {
             path: if path.is_empty() {
@@ -458,9 +458,11 @@ impl Walker<'_> {
                 Some(Value::Bool(true)) => continue,
                 _ => {}
             }
-            if preserve
-                || (embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
-            {
+            // The root of an object, like an embedded resource, always has
+            // these; the server checks them itself.
+            let implicit = (embedded || path.is_empty())
+                && matches!(key.as_str(), "apiVersion" | "kind" | "metadata");
+            if preserve || implicit {
                 continue;
             }
             // An object schema without properties and without
@@ -503,10 +505,13 @@ mod tests {
     }
 
     fn check(value: Value, mode: Mode) -> Vec<String> {
-        validate(&schema(), &value, mode, Origin::Crd, mode == Mode::Replace)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        let mut errors: Vec<String> =
+            validate(&schema(), &value, mode, Origin::Crd, mode == Mode::Replace)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        errors.sort();
+        errors
     }
 
     #[test]

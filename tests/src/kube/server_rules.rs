@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn job_names_fit_a_label_value() {
-        let long = "a".repeat(64);
+        // A valid object name (labels of at most 63), too long for a label value.
+        let long = format!("{}.{}", "a".repeat(40), "b".repeat(30));
         let errors = check_object("Job", &json!({"metadata": {"name": long}}), true);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(check_object("Job", &json!({"metadata": {"name": "orders-backup-1"}}), true).is_empty());
