@@ -649,7 +649,10 @@ impl Checked {
                         kind.kind,
                         list.join(", ")
                     );
-                    self.refuse(format!("{verb} by {:?}: {message}", self.identity));
+                    self.refuse(format!(
+                        "{verb} {path_text} by {:?}: {message}\n    body: {body}",
+                        self.identity
+                    ));
                     return Ok(status_response(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "Invalid",
