@@ -49,7 +49,6 @@ use crate::destination::BackupDestination;
         "message": "MySQLBackup spec is immutable; create a new MySQLBackup instead",
     }
 ]))]
-#[schemars(transform = crate::schema::kubernetes_formats)]
 pub struct MySQLBackupSpec {
     /// The instance to back up. An object (rather than a bare name) so that it
     /// reads like other Kubernetes references and can grow without breaking.
@@ -77,7 +76,6 @@ pub struct InstanceRef {
 /// Job that died without reporting, by the operator: phase and message only).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::kubernetes_formats)]
 pub struct MySQLBackupStatus {
     /// State of the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -71,7 +71,6 @@ pub const MYSQL_PORT: u16 = 3306;
         "message": "backupOnDelete needs spec.backup (its destination is where the final backup goes)",
     },
 ]))]
-#[schemars(transform = crate::schema::kubernetes_formats)]
 pub struct MySQLInstanceSpec {
     /// Server flavor: `mysql` or `mariadb`. Picks the image, probes, environment
     /// variable names and SQL dialect. Immutable.
@@ -381,7 +380,6 @@ impl RestoreLocation {
 /// restore).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::kubernetes_formats)]
 pub struct MySQLInstanceStatus {
     /// Lifecycle phase, a summary of the conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -336,7 +336,7 @@ fn kinds() -> &'static HashMap<(String, String), Kind> {
     static KINDS: OnceLock<HashMap<(String, String), Kind>> = OnceLock::new();
     KINDS.get_or_init(|| {
         let mut map = HashMap::new();
-        for crd in [MySQLInstance::crd(), MySQLBackup::crd()] {
+        for crd in keeper_crds::crds() {
             let plural = crd.spec.names.plural.clone();
             let kind: &'static str = crd.spec.names.kind.clone().leak();
             let schema = crd
