@@ -45,7 +45,7 @@ use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use keeper_crds::{MySQLBackup, MySQLInstance};
 use kube::client::Body;
-use kube::{Client, CustomResourceExt, Resource};
+use kube::{Client, Resource};
 use serde_json::{Value, json};
 
 pub use rbac::Identity;
