@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use kube::Api;
 use keeper_tests::kube::{FakeCluster, Identity, PatchType};
+use kube::Api;
 use kube_fake_client::{Error as FakeError, interceptor};
 use serde_json::{Value, json};
 

@@ -167,9 +167,7 @@ mod tests {
     fn default_lease_namespace_is_where_the_shipped_role_grants_leases() {
         use clap::CommandFactory;
         let command = Cli::command();
-        let run = command
-            .find_subcommand("run")
-            .expect("run subcommand");
+        let run = command.find_subcommand("run").expect("run subcommand");
         let default = run
             .get_arguments()
             .find(|a| a.get_id() == "lease_namespace")

@@ -23,10 +23,10 @@ use keeper_crds::{MySQLBackup, MySQLInstance, MySQLInstanceSpec};
 use keeper_operator::accounts::{AccountManager, AccountTarget, SqlAccountManager};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
+use keeper_tests::kube::FakeCluster;
 use keeper_tests::{Garage, MariaDb};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use keeper_tests::kube::FakeCluster;
 use serde_json::json;
 
 use common::NoAccounts;

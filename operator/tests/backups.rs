@@ -15,9 +15,9 @@ use keeper_crds::condition::find_condition;
 use keeper_crds::{MySQLBackup, MySQLInstance};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
+use keeper_tests::kube::FakeCluster;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
-use keeper_tests::kube::FakeCluster;
 use serde_json::json;
 
 mod common;

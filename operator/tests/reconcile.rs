@@ -13,9 +13,9 @@ use keeper_crds::{MySQLInstance, MySQLInstanceSpec};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
 use keeper_operator::reconcile;
+use keeper_tests::kube::FakeCluster;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use keeper_tests::kube::FakeCluster;
 use serde_json::json;
 
 const NS: &str = "shop";
@@ -616,7 +616,9 @@ async fn the_minimal_sample_gets_a_status() {
     );
     assert_eq!(status.next_backup_time, None);
     assert!(
-        cluster.take_writes().contains(&"patch status demo".to_owned()),
+        cluster
+            .take_writes()
+            .contains(&"patch status demo".to_owned()),
         "the status was written"
     );
     assert_eq!(cluster.fake.refusals(), Vec::<String>::new());

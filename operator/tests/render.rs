@@ -103,7 +103,10 @@ fn deploy_manifests_pass_the_servers_go_side_rules() {
         }
     }
     let mut files = Vec::new();
-    yaml_files(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy"), &mut files);
+    yaml_files(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy"),
+        &mut files,
+    );
     assert!(files.len() > 10, "{files:?}");
     let mut field_refs = 0;
     for file in files {
@@ -113,8 +116,15 @@ fn deploy_manifests_pass_the_servers_go_side_rules() {
             let value = serde_json::Value::deserialize(document).unwrap();
             let kind = value["kind"].as_str().unwrap_or_default();
             let refused = server_rules::check_object(kind, &value, true);
-            assert!(refused.is_empty(), "{}: {kind}: {refused:?}", file.display());
+            assert!(
+                refused.is_empty(),
+                "{}: {kind}: {refused:?}",
+                file.display()
+            );
         }
     }
-    assert!(field_refs >= 2, "the operator's Deployment reads its namespace and name");
+    assert!(
+        field_refs >= 2,
+        "the operator's Deployment reads its namespace and name"
+    );
 }

@@ -16,10 +16,10 @@ use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::controller::instance_for_owned;
 use keeper_operator::metrics::Metrics;
 use keeper_operator::reconcile;
+use keeper_tests::kube::FakeCluster;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
-use keeper_tests::kube::FakeCluster;
 use serde_json::{Value, json};
 
 mod common;

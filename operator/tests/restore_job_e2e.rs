@@ -24,10 +24,10 @@ use keeper_crds::{MySQLBackup, MySQLInstance, MySQLInstanceSpec};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
 use keeper_operator::reconcile;
+use keeper_tests::kube::FakeCluster;
 use keeper_tests::{Garage, MariaDb};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use keeper_tests::kube::FakeCluster;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 

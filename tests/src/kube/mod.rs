@@ -274,7 +274,8 @@ impl Drop for FakeCluster {
 }
 
 fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
-    log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `with_status_subresource` needs `Default`; the CRDs have required specs.
@@ -376,14 +377,22 @@ fn kinds() -> &'static HashMap<(String, String), Kind> {
         built_in!("", "configmaps", core_api::v1::ConfigMap);
         built_in!("", "services", core_api::v1::Service);
         built_in!("", "serviceaccounts", core_api::v1::ServiceAccount);
-        built_in!("", "persistentvolumeclaims", core_api::v1::PersistentVolumeClaim);
+        built_in!(
+            "",
+            "persistentvolumeclaims",
+            core_api::v1::PersistentVolumeClaim
+        );
         built_in!("", "pods", core_api::v1::Pod);
         built_in!("", "events", core_api::v1::Event);
         built_in!("apps", "statefulsets", apps::v1::StatefulSet);
         built_in!("batch", "cronjobs", batch::v1::CronJob);
         built_in!("batch", "jobs", batch::v1::Job);
         built_in!("rbac.authorization.k8s.io", "roles", rbac_api::v1::Role);
-        built_in!("rbac.authorization.k8s.io", "rolebindings", rbac_api::v1::RoleBinding);
+        built_in!(
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            rbac_api::v1::RoleBinding
+        );
         built_in!("events.k8s.io", "events", events::v1::Event);
         built_in!("coordination.k8s.io", "leases", coordination::v1::Lease);
         map
@@ -445,7 +454,12 @@ fn query_value<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
         .map(|(_, v)| v)
 }
 
-fn status_response(code: StatusCode, reason: &str, message: &str, causes: &[FieldError]) -> Response<Body> {
+fn status_response(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    causes: &[FieldError],
+) -> Response<Body> {
     let causes: Vec<Value> = causes
         .iter()
         .map(|c| json!({"reason": "FieldValueInvalid", "field": c.path, "message": c.reason}))
@@ -462,9 +476,10 @@ fn status_response(code: StatusCode, reason: &str, message: &str, causes: &[Fiel
     });
     let mut response = Response::new(Body::from(body.to_string().into_bytes()));
     *response.status_mut() = code;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -541,7 +556,10 @@ impl Checked {
         let path_text = parts.uri.path().to_owned();
         let query = parts.uri.query();
         let Some(path) = parse_path(&path_text) else {
-            return self.inner.send(Request::from_parts(parts, Body::from(bytes.to_vec()))).await;
+            return self
+                .inner
+                .send(Request::from_parts(parts, Body::from(bytes.to_vec())))
+                .await;
         };
         let verb = match (&parts.method, path.name.is_some()) {
             (&Method::GET, true) => "get",
@@ -607,7 +625,12 @@ impl Checked {
         if !self.identity.allows(&rbac_request) {
             let what = format!("RBAC: {:?} may not {rbac_request}", self.identity);
             self.refuse(what.clone());
-            return Ok(status_response(StatusCode::FORBIDDEN, "Forbidden", &what, &[]));
+            return Ok(status_response(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &what,
+                &[],
+            ));
         }
 
         let kind = kinds().get(&(path.group.clone(), path.resource.clone()));
@@ -622,7 +645,11 @@ impl Checked {
             if let Some(mode) = mode {
                 let mut errors =
                     schema::validate(&kind.schema, body, mode, kind.origin, mode == Mode::Replace);
-                errors.extend(server_rules::check_object(kind.kind, body, verb == "create"));
+                errors.extend(server_rules::check_object(
+                    kind.kind,
+                    body,
+                    verb == "create",
+                ));
                 if errors.is_empty()
                     && path.subresource.is_none()
                     && matches!(verb, "update" | "patch")
@@ -644,11 +671,7 @@ impl Checked {
                 if !errors.is_empty() {
                     let name = rbac_request.name.as_deref().unwrap_or("?");
                     let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    let message = format!(
-                        "{} {name:?} is invalid: {}",
-                        kind.kind,
-                        list.join(", ")
-                    );
+                    let message = format!("{} {name:?} is invalid: {}", kind.kind, list.join(", "));
                     self.refuse(format!(
                         "{verb} {path_text} by {:?}: {message}\n    body: {body}",
                         self.identity
@@ -663,7 +686,9 @@ impl Checked {
             }
         }
 
-        let manager = query_value(query, "fieldManager").unwrap_or_default().to_owned();
+        let manager = query_value(query, "fieldManager")
+            .unwrap_or_default()
+            .to_owned();
         let bytes = match (&body, patch_type) {
             (Some(body), Some(PatchType::Apply)) => {
                 let body = self.drop_unapplied(&path_text, &manager, body);
@@ -756,14 +781,22 @@ mod tests {
         let patch = json!({"apiVersion": keeper_crds::API_GROUP_VERSION, "kind": "MySQLInstance",
                            "status": {"phase": "Ready", "nextBackupTime": null}});
         let error = api
-            .patch_status("orders", &PatchParams::apply("keeper-operator").force(), &Patch::Apply(&patch))
+            .patch_status(
+                "orders",
+                &PatchParams::apply("keeper-operator").force(),
+                &Patch::Apply(&patch),
+            )
             .await
             .expect_err("refused");
         let kube::Error::Api(status) = error else {
             panic!("{error:?}")
         };
         assert_eq!(status.code, 422);
-        assert!(status.message.contains("status.nextBackupTime"), "{}", status.message);
+        assert!(
+            status.message.contains("status.nextBackupTime"),
+            "{}",
+            status.message
+        );
         let refusals = cluster.take_refusals();
         assert_eq!(refusals.len(), 1, "{refusals:?}");
         // The same null in a merge patch deletes the field: accepted.
@@ -779,12 +812,22 @@ mod tests {
             cluster.agent("shop", "orders"),
             "shop",
         );
-        let error = secrets.get("orders-credentials").await.expect_err("forbidden");
-        assert!(matches!(error, kube::Error::Api(ref s) if s.code == 403), "{error:?}");
+        let error = secrets
+            .get("orders-credentials")
+            .await
+            .expect_err("forbidden");
+        assert!(
+            matches!(error, kube::Error::Api(ref s) if s.code == 403),
+            "{error:?}"
+        );
         let refusals = cluster.take_refusals();
-        assert!(refusals[0].contains("get secrets (core) in namespace shop named orders-credentials"), "{refusals:?}");
+        assert!(
+            refusals[0].contains("get secrets (core) in namespace shop named orders-credentials"),
+            "{refusals:?}"
+        );
         // The operator may delete Jobs but not StatefulSets.
-        let sets = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(cluster.operator(), "shop");
+        let sets =
+            Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(cluster.operator(), "shop");
         assert!(sets.delete("orders", &Default::default()).await.is_err());
         assert_eq!(cluster.take_refusals().len(), 1);
         let calls = cluster.calls();
@@ -794,14 +837,31 @@ mod tests {
 
     #[test]
     fn paths_name_resource_subresource_and_namespace() {
-        let p = parse_path("/apis/mysql.keeper.dev/v1alpha1/namespaces/shop/mysqlinstances/orders/status")
-            .expect("parses");
+        let p = parse_path(
+            "/apis/mysql.keeper.dev/v1alpha1/namespaces/shop/mysqlinstances/orders/status",
+        )
+        .expect("parses");
         assert_eq!(
-            (p.group.as_str(), p.namespace.as_deref(), p.resource.as_str(), p.name.as_deref(), p.subresource.as_deref()),
-            ("mysql.keeper.dev", Some("shop"), "mysqlinstances", Some("orders"), Some("status"))
+            (
+                p.group.as_str(),
+                p.namespace.as_deref(),
+                p.resource.as_str(),
+                p.name.as_deref(),
+                p.subresource.as_deref()
+            ),
+            (
+                "mysql.keeper.dev",
+                Some("shop"),
+                "mysqlinstances",
+                Some("orders"),
+                Some("status")
+            )
         );
         let p = parse_path("/api/v1/namespaces/shop").expect("parses");
-        assert_eq!((p.resource.as_str(), p.name.as_deref(), p.namespace), ("namespaces", Some("shop"), None));
+        assert_eq!(
+            (p.resource.as_str(), p.name.as_deref(), p.namespace),
+            ("namespaces", Some("shop"), None)
+        );
         let p = parse_path("/api/v1/namespaces/shop/secrets").expect("parses");
         assert_eq!((p.resource.as_str(), p.name), ("secrets", None));
     }

@@ -169,7 +169,13 @@ mod tests {
     use super::*;
     use keeper_crds::agent::{BACKUPS, INSTANCES};
 
-    fn request(verb: &str, group: &str, resource: &str, ns: Option<&str>, name: Option<&str>) -> Request {
+    fn request(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> Request {
         let (resource, subresource) = match resource.split_once('/') {
             Some((r, s)) => (r, Some(s.to_owned())),
             None => (resource, None),
@@ -189,11 +195,41 @@ mod tests {
     #[test]
     fn the_agent_may_only_touch_its_own_instance_in_its_namespace() {
         let agent = Identity::agent("shop", "orders");
-        assert!(agent.allows(&request("get", GROUP, INSTANCES, Some("shop"), Some("orders"))));
-        assert!(agent.allows(&request("patch", GROUP, "mysqlinstances/status", Some("shop"), Some("orders"))));
-        assert!(!agent.allows(&request("get", GROUP, INSTANCES, Some("shop"), Some("billing"))));
-        assert!(!agent.allows(&request("patch", GROUP, INSTANCES, Some("shop"), Some("orders"))));
-        assert!(!agent.allows(&request("get", GROUP, INSTANCES, Some("other"), Some("orders"))));
+        assert!(agent.allows(&request(
+            "get",
+            GROUP,
+            INSTANCES,
+            Some("shop"),
+            Some("orders")
+        )));
+        assert!(agent.allows(&request(
+            "patch",
+            GROUP,
+            "mysqlinstances/status",
+            Some("shop"),
+            Some("orders")
+        )));
+        assert!(!agent.allows(&request(
+            "get",
+            GROUP,
+            INSTANCES,
+            Some("shop"),
+            Some("billing")
+        )));
+        assert!(!agent.allows(&request(
+            "patch",
+            GROUP,
+            INSTANCES,
+            Some("shop"),
+            Some("orders")
+        )));
+        assert!(!agent.allows(&request(
+            "get",
+            GROUP,
+            INSTANCES,
+            Some("other"),
+            Some("orders")
+        )));
         assert!(agent.allows(&request("create", GROUP, BACKUPS, Some("shop"), Some("b"))));
         assert!(!agent.allows(&request("get", "", "secrets", Some("shop"), Some("orders"))));
         assert!(!agent.allows(&request("list", GROUP, INSTANCES, Some("shop"), None)));
@@ -202,10 +238,34 @@ mod tests {
     #[test]
     fn the_operator_holds_the_cluster_role_and_leases_only_at_home() {
         let op = Identity::Operator;
-        assert!(op.allows(&request("patch", "apps", "statefulsets", Some("shop"), Some("x"))));
-        assert!(!op.allows(&request("delete", "apps", "statefulsets", Some("shop"), Some("x"))));
-        assert!(op.allows(&request("update", "coordination.k8s.io", "leases", Some("keeper-system"), Some("l"))));
-        assert!(!op.allows(&request("update", "coordination.k8s.io", "leases", Some("shop"), Some("l"))));
+        assert!(op.allows(&request(
+            "patch",
+            "apps",
+            "statefulsets",
+            Some("shop"),
+            Some("x")
+        )));
+        assert!(!op.allows(&request(
+            "delete",
+            "apps",
+            "statefulsets",
+            Some("shop"),
+            Some("x")
+        )));
+        assert!(op.allows(&request(
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            Some("keeper-system"),
+            Some("l")
+        )));
+        assert!(!op.allows(&request(
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            Some("shop"),
+            Some("l")
+        )));
     }
 
     #[test]
@@ -217,16 +277,31 @@ mod tests {
             verbs: vec!["create".into(), "get".into(), "list".into()],
             ..PolicyRule::default()
         }];
-        assert!(!rules_allow(&named, &request("create", GROUP, BACKUPS, None, Some("a"))));
-        assert!(!rules_allow(&named, &request("list", GROUP, BACKUPS, None, Some("a"))));
-        assert!(rules_allow(&named, &request("get", GROUP, BACKUPS, None, Some("a"))));
-        assert!(!rules_allow(&named, &request("get", GROUP, BACKUPS, None, None)));
+        assert!(!rules_allow(
+            &named,
+            &request("create", GROUP, BACKUPS, None, Some("a"))
+        ));
+        assert!(!rules_allow(
+            &named,
+            &request("list", GROUP, BACKUPS, None, Some("a"))
+        ));
+        assert!(rules_allow(
+            &named,
+            &request("get", GROUP, BACKUPS, None, Some("a"))
+        ));
+        assert!(!rules_allow(
+            &named,
+            &request("get", GROUP, BACKUPS, None, None)
+        ));
         let wildcard = vec![PolicyRule {
             api_groups: Some(vec!["*".into()]),
             resources: Some(vec!["*".into()]),
             verbs: vec!["*".into()],
             ..PolicyRule::default()
         }];
-        assert!(rules_allow(&wildcard, &request("create", GROUP, BACKUPS, None, None)));
+        assert!(rules_allow(
+            &wildcard,
+            &request("create", GROUP, BACKUPS, None, None)
+        ));
     }
 }

@@ -267,7 +267,10 @@ impl<'a> Walker<'a> {
                 _ => passing >= 1,
             };
             if !ok {
-                self.error(path, format!("Invalid value: {}: must validate {key}", quoted(value)));
+                self.error(
+                    path,
+                    format!("Invalid value: {}: must validate {key}", quoted(value)),
+                );
             }
         }
     }
@@ -314,19 +317,14 @@ impl<'a> Walker<'a> {
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
             && length > max
         {
-            self.error(
-                path,
-                format!("Too long: may not be more than {max} bytes"),
-            );
+            self.error(path, format!("Too long: may not be more than {max} bytes"));
         }
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && length < min
         {
             self.error(
                 path,
-                format!(
-                    "Invalid value: {s:?}: {path} in body should be at least {min} chars long"
-                ),
+                format!("Invalid value: {s:?}: {path} in body should be at least {min} chars long"),
             );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
@@ -336,16 +334,19 @@ impl<'a> Walker<'a> {
                     path,
                     format!("Invalid value: {s:?}: {path} in body should match '{pattern}'"),
                 ),
-                Err(e) => self.error(path, format!("schema pattern {pattern:?} does not compile: {e}")),
+                Err(e) => self.error(
+                    path,
+                    format!("schema pattern {pattern:?} does not compile: {e}"),
+                ),
             }
         }
         match schema.get("format").and_then(Value::as_str) {
-            Some("date-time" | "datetime")
-                if chrono::DateTime::parse_from_rfc3339(s).is_err() =>
-            {
+            Some("date-time" | "datetime") if chrono::DateTime::parse_from_rfc3339(s).is_err() => {
                 self.error(
                     path,
-                    format!("Invalid value: {s:?}: {path} in body must be of type date-time: {s:?}"),
+                    format!(
+                        "Invalid value: {s:?}: {path} in body must be of type date-time: {s:?}"
+                    ),
                 );
             }
             Some("date") if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err() => {
@@ -362,7 +363,11 @@ impl<'a> Walker<'a> {
         let Some(x) = n.as_f64() else { return };
         let exclusive = |key: &str| schema.get(key).and_then(Value::as_bool).unwrap_or(false);
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-            let low = if exclusive("exclusiveMinimum") { x <= min } else { x < min };
+            let low = if exclusive("exclusiveMinimum") {
+                x <= min
+            } else {
+                x < min
+            };
             if low {
                 self.error(
                     path,
@@ -371,11 +376,17 @@ impl<'a> Walker<'a> {
             }
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-            let high = if exclusive("exclusiveMaximum") { x >= max } else { x > max };
+            let high = if exclusive("exclusiveMaximum") {
+                x >= max
+            } else {
+                x > max
+            };
             if high {
                 self.error(
                     path,
-                    format!("Invalid value: {n}: {path} in body should be less than or equal to {max}"),
+                    format!(
+                        "Invalid value: {n}: {path} in body should be less than or equal to {max}"
+                    ),
                 );
             }
         }
@@ -386,7 +397,10 @@ impl<'a> Walker<'a> {
         if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
             && count > max
         {
-            self.error(path, format!("Too many: {count}: must have at most {max} items"));
+            self.error(
+                path,
+                format!("Too many: {count}: must have at most {max} items"),
+            );
         }
         if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
             && count < min
@@ -519,7 +533,9 @@ mod tests {
         let body = json!({"spec": {}, "status": {"next": null, "maybe": null}});
         assert_eq!(
             check(body.clone(), Mode::Apply),
-            ["status.next: Invalid value: \"null\": status.next in body must be of type string: \"null\""]
+            [
+                "status.next: Invalid value: \"null\": status.next in body must be of type string: \"null\""
+            ]
         );
         assert!(check(body.clone(), Mode::Replace).is_empty());
         assert!(check(body, Mode::Merge).is_empty());

@@ -73,9 +73,9 @@ fn is_dns_label(s: &str, first_alpha: bool) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes.first().is_some_and(|b| {
-            b.is_ascii_lowercase() || (!first_alpha && b.is_ascii_digit())
-        })
+        && bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || (!first_alpha && b.is_ascii_digit()))
         && bytes
             .last()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -93,13 +93,20 @@ fn names(kind: &str, name: &str, errors: &mut Vec<FieldError>) {
         ));
     }
     let limit = match kind {
-        "Service" if !is_dns_label(name, true) => Some("a DNS-1035 label (63 characters, starting with a letter)"),
-        "Job" if name.len() > 63 => Some("must be no more than 63 characters (it becomes a pod label value)"),
+        "Service" if !is_dns_label(name, true) => {
+            Some("a DNS-1035 label (63 characters, starting with a letter)")
+        }
+        "Job" if name.len() > 63 => {
+            Some("must be no more than 63 characters (it becomes a pod label value)")
+        }
         "CronJob" if name.len() > 52 => Some("must be no more than 52 characters"),
         _ => None,
     };
     if let Some(why) = limit {
-        errors.push(error("metadata.name", format!("Invalid value: {name:?}: {why}")));
+        errors.push(error(
+            "metadata.name",
+            format!("Invalid value: {name:?}: {why}"),
+        ));
     }
 }
 
@@ -136,7 +143,10 @@ pub fn check_change(kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
             for field in ["selector", "template", "completions"] {
                 if old.pointer(&format!("/spec/{field}")) != new.pointer(&format!("/spec/{field}"))
                 {
-                    errors.push(error(&format!("spec.{field}"), "Invalid value: field is immutable"));
+                    errors.push(error(
+                        &format!("spec.{field}"),
+                        "Invalid value: field is immutable",
+                    ));
                 }
             }
         }
@@ -235,13 +245,30 @@ mod tests {
                             "resources": {"requests": {"storage": size}}},
                    "status": {"phase": phase}})
         };
-        assert!(check_change("PersistentVolumeClaim", &claim("1Gi", "Bound"), &claim("2Gi", "Bound")).is_empty());
+        assert!(
+            check_change(
+                "PersistentVolumeClaim",
+                &claim("1Gi", "Bound"),
+                &claim("2Gi", "Bound")
+            )
+            .is_empty()
+        );
         assert_eq!(
-            check_change("PersistentVolumeClaim", &claim("1Gi", "Pending"), &claim("2Gi", "Pending"))[0].path,
+            check_change(
+                "PersistentVolumeClaim",
+                &claim("1Gi", "Pending"),
+                &claim("2Gi", "Pending")
+            )[0]
+            .path,
             "spec"
         );
         assert_eq!(
-            check_change("PersistentVolumeClaim", &claim("2Gi", "Bound"), &claim("1500Mi", "Bound"))[0].path,
+            check_change(
+                "PersistentVolumeClaim",
+                &claim("2Gi", "Bound"),
+                &claim("1500Mi", "Bound")
+            )[0]
+            .path,
             "spec.resources.requests.storage"
         );
     }
@@ -253,7 +280,10 @@ mod tests {
                             "volumeClaimTemplates": [{"spec": {"resources": {"requests": {"storage": size}}}}]}})
         };
         assert!(check_change("StatefulSet", &sts("1Gi", 1), &sts("1Gi", 0)).is_empty());
-        assert_eq!(check_change("StatefulSet", &sts("1Gi", 1), &sts("2Gi", 1)).len(), 1);
+        assert_eq!(
+            check_change("StatefulSet", &sts("1Gi", 1), &sts("2Gi", 1)).len(),
+            1
+        );
     }
 
     #[test]
@@ -262,6 +292,13 @@ mod tests {
         let long = format!("{}.{}", "a".repeat(40), "b".repeat(30));
         let errors = check_object("Job", &json!({"metadata": {"name": long}}), true);
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(check_object("Job", &json!({"metadata": {"name": "orders-backup-1"}}), true).is_empty());
+        assert!(
+            check_object(
+                "Job",
+                &json!({"metadata": {"name": "orders-backup-1"}}),
+                true
+            )
+            .is_empty()
+        );
     }
 }
