@@ -12,7 +12,6 @@ use bytes::Bytes;
 use chrono::{Duration, Utc};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube_fake_client::ClientBuilder;
 use serde_json::{Value, json};
 
 use keeper_agent::AgentContext;
@@ -21,7 +20,8 @@ use keeper_agent::manifest::{
 };
 use keeper_agent::report::{ENV_BACKUP, ENV_DESTINATION, ENV_INSTANCE, ENV_NAMESPACE};
 use keeper_agent::storage::{Location, S3Settings, Store};
-use keeper_crds::{BackupPhase, INSTANCE_LABEL, MySQLBackup, MySQLInstance};
+use keeper_crds::{BackupPhase, INSTANCE_LABEL, MySQLBackup};
+use keeper_tests::kube::FakeCluster;
 use keeper_tests::{Garage, MariaDb};
 
 const NS: &str = "shop";
@@ -49,14 +49,13 @@ fn backup_object(name: &str, instance: &str, keep: bool, phase: Option<&str>) ->
     b
 }
 
-async fn fake_api(objects: Vec<Value>) -> kube::Client {
-    ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
+/// The in-memory API, checking every call against the shipped RBAC: each
+/// agent run talks to it as that instance's own identity.
+async fn fake_api(objects: Vec<Value>) -> FakeCluster {
+    FakeCluster::builder()
         .with_runtime_objects(objects)
         .build()
         .await
-        .unwrap()
 }
 
 /// The environment of `instance`'s agent Job.
@@ -118,7 +117,7 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
     let destination = json!({"s3": {"bucket": garage.bucket(), "forcePathStyle": true}});
     let orders = job_env(&base, "orders", &destination);
     let billing = job_env(&base, "billing", &destination);
-    let client = fake_api(vec![
+    let fake = fake_api(vec![
         instance("orders"),
         instance("billing"),
         // An on-demand backup of orders, pinned.
@@ -145,7 +144,7 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
         args.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
     let run = |args: Vec<String>, env: HashMap<String, String>| {
-        let client = client.clone();
+        let client = fake.agent(NS, &env[ENV_INSTANCE]);
         async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             agent(&args, &env, Some(&client)).await;
@@ -187,7 +186,7 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
         ["billing-1", "billing-2", "orders-2", "orders-3"]
     );
     assert_eq!(
-        object_names(&client).await,
+        object_names(&fake.admin()).await,
         ["billing-1", "billing-2", "orders-2", "orders-3"]
     );
     // Every manifest names its owner.
@@ -199,7 +198,7 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
     }
     // B's backups still restore-able: their objects say Succeeded and point
     // at folders that exist.
-    let api: Api<MySQLBackup> = Api::namespaced(client.clone(), NS);
+    let api: Api<MySQLBackup> = Api::namespaced(fake.admin(), NS);
     for name in ["billing-1", "billing-2"] {
         let b = api.get(name).await.unwrap();
         assert_eq!(b.phase(), Some(BackupPhase::Succeeded));
@@ -216,7 +215,7 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
     agent(
         &["prune", "--from", url.as_str(), "--keep-last", "1", "--s3-force-path-style"],
         &billing,
-        Some(&client),
+        Some(&fake.agent(NS, "billing")),
     )
     .await;
     assert_eq!(
@@ -224,7 +223,7 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
         ["billing-2", "orders-2", "orders-3"]
     );
     assert_eq!(
-        object_names(&client).await,
+        object_names(&fake.admin()).await,
         ["billing-2", "orders-2", "orders-3"]
     );
 
@@ -288,7 +287,7 @@ async fn pins_of_objects_reach_storage_and_hold_in_and_out_of_the_cluster() {
             .await
             .unwrap();
     }
-    let client = fake_api(vec![
+    let fake = fake_api(vec![
         instance("orders"),
         backup_object("orders-a", "orders", true, Some("Succeeded")),
         backup_object("orders-b", "orders", false, Some("Succeeded")),
@@ -305,9 +304,9 @@ async fn pins_of_objects_reach_storage_and_hold_in_and_out_of_the_cluster() {
 
     // In the cluster: the object's pin is written beside the artifact, and
     // the pinned backup survives keepLast and maxAge.
-    agent(&prune_args, &env, Some(&client)).await;
+    agent(&prune_args, &env, Some(&fake.agent(NS, "orders"))).await;
     assert_eq!(store.folders().await.unwrap(), ["orders-a", "orders-c"]);
-    assert_eq!(object_names(&client).await, ["orders-a", "orders-c"]);
+    assert_eq!(object_names(&fake.admin()).await, ["orders-a", "orders-c"]);
     let pin: Pin = serde_json::from_slice(&store.get("orders-a/keep.json").await.unwrap()).unwrap();
     assert_eq!(pin.source, PinSource::Object);
 
@@ -319,7 +318,7 @@ async fn pins_of_objects_reach_storage_and_hold_in_and_out_of_the_cluster() {
 
     // keep set back to false: the next retention run lifts the pin, and the
     // backup expires like any other.
-    let api: Api<MySQLBackup> = Api::namespaced(client.clone(), NS);
+    let api: Api<MySQLBackup> = Api::namespaced(fake.admin(), NS);
     api.patch(
         "orders-a",
         &PatchParams::default(),
@@ -327,9 +326,9 @@ async fn pins_of_objects_reach_storage_and_hold_in_and_out_of_the_cluster() {
     )
     .await
     .unwrap();
-    agent(&prune_args, &env, Some(&client)).await;
+    agent(&prune_args, &env, Some(&fake.agent(NS, "orders"))).await;
     assert_eq!(store.folders().await.unwrap(), ["orders-c"]);
-    assert_eq!(object_names(&client).await, ["orders-c"]);
+    assert_eq!(object_names(&fake.admin()).await, ["orders-c"]);
 
     // A pin set by hand is not lifted by the cluster: only unpin lifts it.
     for (name, days) in [("orders-d", 30), ("orders-e", 0)] {
@@ -344,14 +343,14 @@ async fn pins_of_objects_reach_storage_and_hold_in_and_out_of_the_cluster() {
         None,
     )
     .await;
-    let client = fake_api(vec![
+    let fake = fake_api(vec![
         instance("orders"),
         backup_object("orders-c", "orders", false, Some("Succeeded")),
         backup_object("orders-d", "orders", false, Some("Succeeded")),
         backup_object("orders-e", "orders", false, Some("Succeeded")),
     ])
     .await;
-    agent(&prune_args, &env, Some(&client)).await;
+    agent(&prune_args, &env, Some(&fake.agent(NS, "orders"))).await;
     assert_eq!(store.folders().await.unwrap(), ["orders-d", "orders-e"]);
-    assert_eq!(object_names(&client).await, ["orders-d", "orders-e"]);
+    assert_eq!(object_names(&fake.admin()).await, ["orders-d", "orders-e"]);
 }

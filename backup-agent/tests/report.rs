@@ -2,11 +2,11 @@
 //! (`kube-fake-client`): what a backup or restore run writes, and what it
 //! never writes.
 //!
-//! Every request the reporter sends is recorded through interceptors, so the
-//! tests can count writes, check each against the agent's Role
-//! (`report::rbac::agent_policy_rules`), and search patch bodies for secrets.
-//! The fake treats server-side apply as a merge patch, which is what the
-//! reporter's "always send every owned field" rule makes equivalent.
+//! The agent talks to `keeper_tests::kube::FakeCluster` as its own identity:
+//! every request is checked against the agent's Role
+//! (`keeper_crds::agent::agent_policy_rules`) and every body the way the API
+//! server checks it, and recorded, so the tests can count writes and search
+//! bodies for secrets. Interceptors of the fake inject the faults.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use keeper_tests::kube::{FakeCluster, Identity, PatchType};
 use kube::Api;
-use kube_fake_client::{ClientBuilder, Error as FakeError, PatchType, interceptor};
+use kube_fake_client::{Error as FakeError, interceptor};
 use serde_json::{Value, json};
 
 use keeper_agent::AgentContext;
@@ -27,7 +28,7 @@ use keeper_agent::manifest::{
 use keeper_agent::report::{
     self, BackupReporter, CREATED_BY_JOB_ANNOTATION, ENV_BACKUP, ENV_DESTINATION, ENV_INSTANCE,
     ENV_JOB_NAME, ENV_NAMESPACE, ENV_RESTORE_SOURCE, ReportError, ReportOutcome, RestoreReporter,
-    RetryPolicy, rbac,
+    RetryPolicy,
 };
 use keeper_crds::{
     BackupPhase, BinlogPosition, INSTANCE_LABEL, MySQLBackup, MySQLInstance, RestorePhase,
@@ -44,8 +45,8 @@ const BASE_URL: &str = "s3://backups/prod/orders";
 /// One request the reporter sent.
 #[derive(Debug, Clone)]
 struct Call {
-    verb: &'static str,
-    /// RBAC resource (`mysqlbackups`, `mysqlinstances/status`, ...).
+    verb: String,
+    /// RBAC resource (`mysqlbackups`, `mysqlbackups/status`, ...).
     resource: String,
     name: Option<String>,
     body: Option<Value>,
@@ -64,87 +65,31 @@ struct Faults {
 }
 
 struct Fake {
+    cluster: FakeCluster,
+    /// The agent's client: its Role, checked on every call.
     client: kube::Client,
-    calls: Arc<Mutex<Vec<Call>>>,
     faults: Arc<Mutex<Faults>>,
 }
 
 impl Fake {
     async fn new(objects: Vec<Value>) -> Fake {
-        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let faults: Arc<Mutex<Faults>> = Arc::default();
-        // GET and DELETE contexts carry only a name; in these tests the
-        // instance is the only object named exactly INSTANCE.
-        let resource_of_name = |name: &str| {
-            if name == INSTANCE {
-                rbac::INSTANCES
-            } else {
-                rbac::BACKUPS
-            }
-        };
-        let record = {
-            let calls = calls.clone();
-            move |call: Call| calls.lock().unwrap().push(call)
-        };
-        let (r1, r2, r3, r4, r5) = (
-            record.clone(),
-            record.clone(),
-            record.clone(),
-            record.clone(),
-            record.clone(),
-        );
         let (f1, f2, f3) = (faults.clone(), faults.clone(), faults.clone());
         let funcs = interceptor::Funcs::new()
-            .create(move |ctx| {
-                let kind = ctx.object["kind"].as_str().unwrap_or_default();
-                r1(Call {
-                    verb: "create",
-                    resource: resource_of_kind(kind).to_owned(),
-                    name: ctx.object["metadata"]["name"].as_str().map(str::to_owned),
-                    body: Some(ctx.object.clone()),
-                    apply: None,
-                });
+            .create(move |_| {
                 if f1.lock().unwrap().create {
                     return Err(FakeError::Internal("injected: etcd timeout".into()));
                 }
                 Ok(None)
             })
             .get(move |ctx| {
-                r2(Call {
-                    verb: "get",
-                    resource: resource_of_name(ctx.name).to_owned(),
-                    name: Some(ctx.name.to_owned()),
-                    body: None,
-                    apply: None,
-                });
                 if ctx.name == INSTANCE {
                     return Ok(f3.lock().unwrap().stale_instance.take());
                 }
                 Ok(None)
             })
-            .delete(move |ctx| {
-                r3(Call {
-                    verb: "delete",
-                    resource: resource_of_name(ctx.name).to_owned(),
-                    name: Some(ctx.name.to_owned()),
-                    body: None,
-                    apply: None,
-                });
-                Ok(None)
-            })
             .patch_status(move |ctx| {
-                let kind = ctx.patch["kind"].as_str().unwrap_or_default().to_owned();
-                r4(Call {
-                    verb: "patch",
-                    resource: format!("{}/status", resource_of_kind(&kind)),
-                    name: Some(ctx.name.to_owned()),
-                    body: Some(ctx.patch.clone()),
-                    apply: Some((
-                        ctx.patch_type == PatchType::ApplyPatch,
-                        ctx.params.field_manager.clone(),
-                        ctx.params.force,
-                    )),
-                });
+                let kind = ctx.patch["kind"].as_str().unwrap_or_default();
                 if f2
                     .lock()
                     .unwrap()
@@ -156,36 +101,38 @@ impl Fake {
                     ));
                 }
                 Ok(None)
-            })
-            .patch(move |ctx| {
-                // The reporter never patches a main resource; record it so
-                // the RBAC check below fails loudly if it ever does.
-                r5(Call {
-                    verb: "patch",
-                    resource: resource_of_name(ctx.name).to_owned(),
-                    name: Some(ctx.name.to_owned()),
-                    body: Some(ctx.patch.clone()),
-                    apply: None,
-                });
-                Ok(None)
             });
-        let client = ClientBuilder::new()
-            .with_resource::<MySQLInstance>()
-            .with_resource::<MySQLBackup>()
+        let cluster = FakeCluster::builder()
             .with_runtime_objects(objects)
             .with_interceptor_funcs(funcs)
             .build()
-            .await
-            .unwrap();
+            .await;
         Fake {
-            client,
-            calls,
+            client: cluster.agent(NS, INSTANCE),
+            cluster,
             faults,
         }
     }
 
+    /// Every request the agent sent, as the API server saw it.
     fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
+        self.cluster
+            .calls_of(&Identity::agent(NS, INSTANCE))
+            .into_iter()
+            .map(|c| Call {
+                resource: c.request.rbac_resource(),
+                apply: (c.request.verb == "patch").then(|| {
+                    (
+                        c.patch_type == Some(PatchType::Apply),
+                        c.field_manager.clone(),
+                        c.force,
+                    )
+                }),
+                verb: c.request.verb,
+                name: c.request.name,
+                body: c.body,
+            })
+            .collect()
     }
 
     fn writes(&self) -> Vec<Call> {
@@ -239,14 +186,11 @@ impl Fake {
         self.instances().get(INSTANCE).await.unwrap()
     }
 
-    /// Every request was allowed by the agent's Role, and no body holds a secret.
+    /// Every status write is a forced apply by keeper-agent, and no body
+    /// holds a secret. (Every call is checked against the agent's Role by
+    /// the in-memory API itself.)
     fn assert_within_role_and_secret_free(&self) {
-        let rules = rbac::agent_policy_rules(INSTANCE);
         for call in self.calls() {
-            assert!(
-                rbac::rules_allow(&rules, call.verb, &call.resource, call.name.as_deref()),
-                "not allowed by the agent's Role: {call:?}"
-            );
             if call.verb == "patch" {
                 assert_eq!(
                     call.apply,
@@ -261,14 +205,6 @@ impl Fake {
                 );
             }
         }
-    }
-}
-
-fn resource_of_kind(kind: &str) -> &'static str {
-    match kind {
-        "MySQLBackup" => rbac::BACKUPS,
-        "MySQLInstance" => rbac::INSTANCES,
-        _ => "unknown",
     }
 }
 
@@ -449,11 +385,11 @@ async fn scheduled_run_creates_its_backup_owned_by_nothing() {
     let writes = fake.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert_eq!(
-        (writes[0].verb, writes[0].resource.as_str()),
+        (writes[0].verb.as_str(), writes[0].resource.as_str()),
         ("create", "mysqlbackups")
     );
     assert_eq!(
-        (writes[1].verb, writes[1].resource.as_str()),
+        (writes[1].verb.as_str(), writes[1].resource.as_str()),
         ("patch", "mysqlbackups/status")
     );
     // The apply states only the status (plus identity), nothing of spec/metadata.

@@ -68,8 +68,18 @@ pub const CATEGORY: &str = "keeper";
 pub const INSTANCE_LABEL: &str = "mysql.keeper.dev/instance";
 
 /// Both CustomResourceDefinitions, in the order they are written to YAML.
+///
+/// Integer formats are rewritten to those the API server knows
+/// ([`schema::kubernetes_formats`]).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![MySQLInstance::crd(), MySQLBackup::crd()]
+    [MySQLInstance::crd(), MySQLBackup::crd()]
+        .into_iter()
+        .map(|crd| {
+            let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+            schema::kubernetes_formats(&mut value);
+            serde_json::from_value(value).expect("a CRD deserializes")
+        })
+        .collect()
 }
 
 /// The multi-document YAML that `crdgen` prints and that is committed as

@@ -31,3 +31,29 @@ pub(crate) fn storage_quantity(_: &mut SchemaGenerator) -> Schema {
         ],
     })
 }
+
+/// Integer formats the API server knows. schemars writes `uint32`/`uint64`
+/// (and `uint8`, `int16`, …) for Rust's other integer types; the API server
+/// does not know them and warns `unrecognized format "uint64"` on every apply
+/// of the CRDs. Unsigned fields already carry `minimum: 0`, so `int64` says
+/// the rest (a `u32` does not fit an `int32`). Applied to the whole CRD by
+/// [`crate::crds`].
+pub(crate) fn kubernetes_formats(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(format)) = map.get_mut("format") {
+                let known = match format.as_str() {
+                    "uint8" | "uint16" | "int8" | "int16" => Some("int32"),
+                    "uint32" | "uint64" | "uint" | "int" => Some("int64"),
+                    _ => None,
+                };
+                if let Some(known) = known {
+                    *format = known.to_owned();
+                }
+            }
+            map.values_mut().for_each(kubernetes_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(kubernetes_formats),
+        _ => {}
+    }
+}

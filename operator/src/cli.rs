@@ -65,8 +65,10 @@ pub struct RunArgs {
     )]
     pub lease_name: String,
 
-    /// Namespace of the leader Lease: the operator's own.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "mysql-keeper-system")]
+    /// Namespace of the leader Lease: the operator's own (from the downward
+    /// API in the cluster; outside it, the namespace `deploy/` installs into,
+    /// where the leader-election Role grants Leases).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "keeper-system")]
     pub lease_namespace: String,
 
     /// How long deleting an instance with `backupOnDelete` waits for its
@@ -159,6 +161,29 @@ mod tests {
         assert!(args.agent_image.ends_with(env!("CARGO_PKG_VERSION")));
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.final_backup_timeout, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn default_lease_namespace_is_where_the_shipped_role_grants_leases() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let run = command.find_subcommand("run").expect("run subcommand");
+        let default = run
+            .get_arguments()
+            .find(|a| a.get_id() == "lease_namespace")
+            .expect("--lease-namespace")
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect::<Vec<_>>();
+        let role: serde_yaml::Value = serde_yaml::Deserializer::from_str(include_str!(
+            "../../deploy/rbac/leader_election_role.yaml"
+        ))
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("YAML"))
+        .find(|doc: &serde_yaml::Value| doc["kind"] == "Role")
+        .expect("the leader-election Role");
+        let namespace = role["metadata"]["namespace"].as_str().expect("namespace");
+        assert_eq!(default, [namespace]);
     }
 
     #[test]

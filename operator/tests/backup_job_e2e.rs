@@ -23,13 +23,13 @@ use keeper_crds::{MySQLBackup, MySQLInstance, MySQLInstanceSpec};
 use keeper_operator::accounts::{AccountManager, AccountTarget, SqlAccountManager};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
+use keeper_tests::kube::FakeCluster;
 use keeper_tests::{Garage, MariaDb};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kube_fake_client::ClientBuilder;
 use serde_json::json;
 
-use common::{BackupKind, InstanceKind, NoAccounts};
+use common::NoAccounts;
 
 const NS: &str = "shop";
 const NAME: &str = "orders";
@@ -40,6 +40,8 @@ const ROWS: u64 = 250;
 struct Setup {
     garage: Garage,
     server: MariaDb,
+    fake: FakeCluster,
+    /// The test's own client (the kubelet's part, reading results).
     client: Client,
     ctx: Arc<Context>,
     backup_password: String,
@@ -80,11 +82,7 @@ async fn setup() -> Setup {
     instance.metadata.namespace = Some(NS.into());
     instance.metadata.generation = Some(1);
     instance.metadata.uid = Some("uid-orders".into());
-    let client = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
-        .with_status_subresource::<InstanceKind>()
-        .with_status_subresource::<BackupKind>()
+    let fake = FakeCluster::builder()
         .with_object(instance)
         .with_object(common::secret(
             NS,
@@ -95,14 +93,14 @@ async fn setup() -> Setup {
             ],
         ))
         .build()
-        .await
-        .unwrap();
+        .await;
+    let client = fake.admin();
     // The instance's Service address does not exist here: the reconcile's
     // own account step is a no-op, and the account is ensured below on the
     // harness server with the operator's real account manager.
     let ctx = Arc::new(
         Context::new(
-            client.clone(),
+            fake.operator(),
             OperatorConfig::default(),
             Arc::new(Metrics::default()),
             None,
@@ -149,6 +147,7 @@ async fn setup() -> Setup {
     Setup {
         garage,
         server,
+        fake,
         client,
         ctx,
         backup_password,
@@ -180,7 +179,7 @@ impl Setup {
             args,
             AgentContext {
                 env: env.clone(),
-                kube: Some(self.client.clone()),
+                kube: Some(self.fake.agent(NS, NAME)),
             },
         )
         .await

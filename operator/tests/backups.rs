@@ -3,153 +3,43 @@
 //! one Job, a failed Job → Failed with the agent's line, and backupOnDelete.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::Role;
 use keeper_crds::condition::find_condition;
 use keeper_crds::{MySQLBackup, MySQLInstance};
-use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError, AppAccountTarget};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
+use keeper_tests::kube::FakeCluster;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
-use kube_fake_client::{ClientBuilder, interceptor};
 use serde_json::json;
+
+mod common;
+
+use common::NoAccounts;
 
 const NS: &str = "shop";
 
-/// `with_status_subresource` needs `Default`; the CRDs have required specs.
-macro_rules! stand_in {
-    ($name:ident, $kind:ty) => {
-        #[derive(Clone, Debug, serde::Serialize)]
-        struct $name {
-            #[serde(rename = "apiVersion")]
-            api_version: &'static str,
-            kind: String,
-            metadata: kube::api::ObjectMeta,
-        }
-        impl Default for $name {
-            fn default() -> Self {
-                Self {
-                    api_version: keeper_crds::API_GROUP_VERSION,
-                    kind: <$kind>::kind(&()).into_owned(),
-                    metadata: kube::api::ObjectMeta::default(),
-                }
-            }
-        }
-        impl kube::Resource for $name {
-            type DynamicType = ();
-            type Scope = k8s_openapi::NamespaceResourceScope;
-            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind>::kind(&())
-            }
-            fn group(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind>::group(&())
-            }
-            fn version(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind>::version(&())
-            }
-            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind>::plural(&())
-            }
-            fn meta(&self) -> &kube::api::ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-stand_in!(InstanceKind, MySQLInstance);
-stand_in!(BackupKind, MySQLBackup);
-
-/// Accounts are ensured against a real server in `accounts.rs`; here they
-/// always succeed.
-struct NoAccounts;
-impl AccountManager for NoAccounts {
-    fn ensure_backup_user<'a>(
-        &'a self,
-        _target: &'a AccountTarget,
-    ) -> BoxFuture<'a, Result<(), AccountsError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn ensure_app_account<'a>(
-        &'a self,
-        _target: &'a AppAccountTarget,
-    ) -> BoxFuture<'a, Result<(), AccountsError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
 struct Cluster {
+    fake: FakeCluster,
+    /// The test's own client (the scene, the Job controller, a user's edits).
     client: Client,
-    writes: Arc<Mutex<Vec<String>>>,
     ctx: Arc<Context>,
 }
 
 async fn cluster(objects: Vec<serde_json::Value>, timeout: Duration) -> Cluster {
-    let writes: Arc<Mutex<Vec<String>>> = Arc::default();
-    let w = |writes: &Arc<Mutex<Vec<String>>>| {
-        let writes = writes.clone();
-        move |entry: String| writes.lock().unwrap().push(entry)
-    };
-    let (c, p, ps, d) = (w(&writes), w(&writes), w(&writes), w(&writes));
-    let funcs = interceptor::Funcs::new()
-        .create(move |ctx| {
-            c(format!(
-                "create {} {}",
-                ctx.object["kind"].as_str().unwrap_or("?"),
-                ctx.object["metadata"]["name"].as_str().unwrap_or("?")
-            ));
-            Ok(None)
-        })
-        .patch(move |ctx| {
-            if ctx.patch.get("series").is_none() {
-                p(format!("patch {}", ctx.name));
-            }
-            Ok(None)
-        })
-        .patch_status(move |ctx| {
-            ps(format!("patch status {}", ctx.name));
-            Ok(None)
-        })
-        .delete(move |ctx| {
-            d(format!("delete {}", ctx.name));
-            Ok(None)
-        });
-    let mut builder = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
-        .with_status_subresource::<InstanceKind>()
-        .with_status_subresource::<BackupKind>();
-    for object in objects {
-        match object["kind"].as_str() {
-            Some("MySQLInstance") => {
-                builder =
-                    builder.with_object(serde_json::from_value::<MySQLInstance>(object).unwrap())
-            }
-            Some("MySQLBackup") => {
-                builder =
-                    builder.with_object(serde_json::from_value::<MySQLBackup>(object).unwrap())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let client = builder
-        .with_interceptor_funcs(funcs)
+    let fake = FakeCluster::builder()
+        .with_runtime_objects(objects)
         .build()
-        .await
-        .expect("fake client");
+        .await;
     let ctx = Context::new(
-        client.clone(),
+        fake.operator(),
         OperatorConfig::default(),
         Arc::new(Metrics::default()),
         None,
@@ -157,8 +47,8 @@ async fn cluster(objects: Vec<serde_json::Value>, timeout: Duration) -> Cluster 
     .with_accounts(Arc::new(NoAccounts))
     .with_final_backup_timeout(timeout);
     Cluster {
-        client,
-        writes,
+        client: fake.admin(),
+        fake,
         ctx: Arc::new(ctx),
     }
 }
@@ -201,7 +91,7 @@ impl Cluster {
     }
 
     fn take_writes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.writes.lock().unwrap())
+        self.fake.take_writes()
     }
 
     async fn event_reasons(&self) -> Vec<String> {
@@ -339,6 +229,7 @@ async fn schedule_add_change_remove() {
             .is_none()
     );
     let status = cluster.instance().await.status.unwrap();
+    assert_eq!(status.next_backup_time, None, "no schedule, no next run");
     let scheduled = find_condition(&status.conditions, "BackupScheduled").unwrap();
     assert_eq!(scheduled.reason, "NoSchedule");
     assert!(

@@ -3,7 +3,7 @@
 //! how invalid specs and credentials are handled.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -13,99 +13,35 @@ use keeper_crds::{MySQLInstance, MySQLInstanceSpec};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
 use keeper_operator::reconcile;
+use keeper_tests::kube::FakeCluster;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kube_fake_client::{ClientBuilder, interceptor};
 use serde_json::json;
-
-mod common;
-
-use common::InstanceKind;
 
 const NS: &str = "shop";
 
-type Writes = Arc<Mutex<Vec<String>>>;
-
 struct Cluster {
+    fake: FakeCluster,
+    /// The test's own client (the scene, a user's edits).
     client: Client,
-    writes: Writes,
     ctx: Arc<Context>,
 }
 
-fn kind_and_name(object: &serde_json::Value) -> String {
-    format!(
-        "{} {}",
-        object["kind"].as_str().unwrap_or("?"),
-        object["metadata"]["name"].as_str().unwrap_or("?")
-    )
-}
-
 async fn cluster(instance: MySQLInstance, secrets: Vec<Secret>) -> Cluster {
-    let writes: Writes = Arc::default();
-    let record = |writes: &Writes| {
-        let writes = writes.clone();
-        move |entry: String| writes.lock().unwrap().push(entry)
-    };
-    let (c, p, ps, u, r, d) = (
-        record(&writes),
-        record(&writes),
-        record(&writes),
-        record(&writes),
-        record(&writes),
-        record(&writes),
-    );
-    let funcs = interceptor::Funcs::new()
-        .create(move |ctx| {
-            c(format!("create {}", kind_and_name(ctx.object)));
-            Ok(None)
-        })
-        .patch(move |ctx| {
-            // The Recorder patches an Event's series when it repeats.
-            let what = if ctx.patch.get("series").is_some() {
-                "Event "
-            } else {
-                ""
-            };
-            p(format!("patch {what}{}", ctx.name));
-            Ok(None)
-        })
-        .patch_status(move |ctx| {
-            ps(format!("patch status {}", ctx.name));
-            Ok(None)
-        })
-        .update(move |ctx| {
-            u(format!("update {}", kind_and_name(ctx.object)));
-            Ok(None)
-        })
-        .replace(move |ctx| {
-            r(format!("replace {}", ctx.name));
-            Ok(None)
-        })
-        .delete(move |ctx| {
-            d(format!("delete {}", ctx.name));
-            Ok(None)
-        });
-    let mut builder = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_status_subresource::<InstanceKind>()
-        .with_object(instance);
+    let mut builder = FakeCluster::builder().with_object(instance);
     for secret in secrets {
         builder = builder.with_object(secret);
     }
-    let client = builder
-        .with_interceptor_funcs(funcs)
-        .build()
-        .await
-        .expect("fake client");
+    let fake = builder.build().await;
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        fake.operator(),
         OperatorConfig::default(),
         Arc::new(Metrics::default()),
         None,
     ));
     Cluster {
-        client,
-        writes,
+        client: fake.admin(),
+        fake,
         ctx,
     }
 }
@@ -134,7 +70,7 @@ impl Cluster {
     }
 
     fn take_writes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.writes.lock().unwrap())
+        self.fake.take_writes()
     }
 
     async fn exists<K>(&self, name: &str) -> bool
@@ -658,4 +594,32 @@ async fn adding_a_user_later_adds_keys_without_touching_the_root_password() {
     assert_eq!(key(&before, "root-password"), key(&after, "root-password"));
     assert_eq!(key(&after, "username"), "app");
     assert_eq!(key(&after, "password").len(), 32);
+}
+
+/// The minimal sample has no schedule: its status has no `nextBackupTime`,
+/// and the status write must not send one as `null` — a real API server
+/// refuses that (`status.nextBackupTime in body must be of type string:
+/// "null"`), and the instance would never get a phase.
+#[tokio::test]
+async fn the_minimal_sample_gets_a_status() {
+    let sample = include_str!("../../deploy/samples/mysqlinstance-minimal.yaml");
+    let mut instance: MySQLInstance = serde_yaml::from_str(sample).expect("the sample parses");
+    instance.metadata.namespace = Some(NS.to_owned());
+    instance.metadata.generation = Some(1);
+    let cluster = cluster(instance, vec![]).await;
+    cluster.reconcile("demo").await.expect("reconciles");
+    let status = cluster.instance("demo").await.status.expect("a status");
+    assert_eq!(
+        status.phase.map(|p| p.as_str()),
+        Some("Provisioning"),
+        "{status:?}"
+    );
+    assert_eq!(status.next_backup_time, None);
+    assert!(
+        cluster
+            .take_writes()
+            .contains(&"patch status demo".to_owned()),
+        "the status was written"
+    );
+    assert_eq!(cluster.fake.refusals(), Vec::<String>::new());
 }

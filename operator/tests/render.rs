@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use keeper_tests::kube::server_rules;
+
 fn samples() -> Vec<(String, String)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/samples");
     let mut samples: Vec<(String, String)> = std::fs::read_dir(&dir)
@@ -53,6 +55,9 @@ fn every_sample_renders_to_valid_objects() {
                 continue;
             }
             let kind = value["kind"].as_str().unwrap().to_owned();
+            // The API server's Go-side rules (e.g. a fieldRef names its apiVersion).
+            let refused = server_rules::check_object(&kind, &value, true);
+            assert!(refused.is_empty(), "{name}: {kind}: {refused:?}");
             match kind.as_str() {
                 "ConfigMap" => round_trips::<ConfigMap>(&value),
                 "Service" => round_trips::<Service>(&value),
@@ -79,4 +84,47 @@ fn an_invalid_instance_is_refused() {
     let input = "apiVersion: mysql.keeper.dev/v1alpha1\nkind: MySQLInstance\nmetadata:\n  name: x\nspec:\n  image: 'bad image'\n";
     let error = keeper_operator::render::render(input).expect_err("invalid");
     assert!(error.to_string().contains("spec.image"), "{error}");
+}
+
+/// Every object under deploy/ passes the API server's Go-side rules that
+/// hold for any object — above all, a `fieldRef` names `apiVersion: v1`: the
+/// server defaults it, so a `kubectl apply --server-side` after a
+/// client-side apply would otherwise conflict on it.
+#[test]
+fn deploy_manifests_pass_the_servers_go_side_rules() {
+    fn yaml_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                yaml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    yaml_files(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy"),
+        &mut files,
+    );
+    assert!(files.len() > 10, "{files:?}");
+    let mut field_refs = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        field_refs += text.matches("fieldRef:").count();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(document).unwrap();
+            let kind = value["kind"].as_str().unwrap_or_default();
+            let refused = server_rules::check_object(kind, &value, true);
+            assert!(
+                refused.is_empty(),
+                "{}: {kind}: {refused:?}",
+                file.display()
+            );
+        }
+    }
+    assert!(
+        field_refs >= 2,
+        "the operator's Deployment reads its namespace and name"
+    );
 }

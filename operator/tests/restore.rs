@@ -16,15 +16,15 @@ use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::controller::instance_for_owned;
 use keeper_operator::metrics::Metrics;
 use keeper_operator::reconcile;
+use keeper_tests::kube::FakeCluster;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
-use kube_fake_client::{ClientBuilder, interceptor};
 use serde_json::{Value, json};
 
 mod common;
 
-use common::{InstanceKind, NoAccounts};
+use common::NoAccounts;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Service;
 use keeper_operator::accounts::{
@@ -35,20 +35,11 @@ use keeper_operator::instance::restore::hold::HOLD_LABEL;
 const NS: &str = "shop";
 const NAME: &str = "fresh";
 
-type Writes = Arc<Mutex<Vec<String>>>;
-
 struct Cluster {
+    fake: FakeCluster,
+    /// The test's own client (the scene, the kubelet, a user's edits).
     client: Client,
-    writes: Writes,
     ctx: Arc<Context>,
-}
-
-fn kind_and_name(object: &Value) -> String {
-    format!(
-        "{} {}",
-        object["kind"].as_str().unwrap_or("?"),
-        object["metadata"]["name"].as_str().unwrap_or("?")
-    )
 }
 
 async fn cluster(
@@ -56,59 +47,17 @@ async fn cluster(
     backups: Vec<MySQLBackup>,
     secrets: Vec<Secret>,
 ) -> Cluster {
-    let writes: Writes = Arc::default();
-    let record = |writes: &Writes| {
-        let writes = writes.clone();
-        move |entry: String| writes.lock().unwrap().push(entry)
-    };
-    let (c, p, ps, d) = (
-        record(&writes),
-        record(&writes),
-        record(&writes),
-        record(&writes),
-    );
-    let funcs = interceptor::Funcs::new()
-        .create(move |ctx| {
-            c(format!("create {}", kind_and_name(ctx.object)));
-            Ok(None)
-        })
-        .patch(move |ctx| {
-            // The Recorder patches an Event's series when it repeats.
-            let what = if ctx.patch.get("series").is_some() {
-                "Event "
-            } else {
-                ""
-            };
-            p(format!("patch {what}{}", ctx.name));
-            Ok(None)
-        })
-        .patch_status(move |ctx| {
-            ps(format!("patch status {}", ctx.name));
-            Ok(None)
-        })
-        .delete(move |ctx| {
-            d(format!("delete {}", ctx.name));
-            Ok(None)
-        });
-    let mut builder = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
-        .with_status_subresource::<InstanceKind>()
-        .with_object(instance);
+    let mut builder = FakeCluster::builder().with_object(instance);
     for backup in backups {
         builder = builder.with_object(backup);
     }
     for secret in secrets {
         builder = builder.with_object(secret);
     }
-    let client = builder
-        .with_interceptor_funcs(funcs)
-        .build()
-        .await
-        .expect("fake client");
+    let fake = builder.build().await;
     let ctx = Arc::new(
         Context::new(
-            client.clone(),
+            fake.operator(),
             OperatorConfig::default(),
             Arc::new(Metrics::default()),
             None,
@@ -116,8 +65,8 @@ async fn cluster(
         .with_accounts(Arc::new(NoAccounts)),
     );
     Cluster {
-        client,
-        writes,
+        client: fake.admin(),
+        fake,
         ctx,
     }
 }
@@ -146,7 +95,7 @@ impl Cluster {
     }
 
     fn take_writes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.writes.lock().unwrap())
+        self.fake.take_writes()
     }
 
     /// Writes other than Events.
@@ -253,7 +202,7 @@ impl Cluster {
             "apiVersion": keeper_crds::API_GROUP_VERSION, "kind": "MySQLInstance",
             "metadata": {"name": NAME}, "status": {"restore": restore}
         });
-        self.api::<MySQLInstance>()
+        Api::<MySQLInstance>::namespaced(self.fake.agent(NS, NAME), NS)
             .patch_status(
                 NAME,
                 &PatchParams::apply("keeper-agent").force(),
@@ -963,7 +912,7 @@ async fn a_restore_holds_the_server_until_it_succeeded() {
     let accounts = Arc::new(RecordingAccounts::default());
     cluster.ctx = Arc::new(
         Context::new(
-            cluster.client.clone(),
+            cluster.fake.operator(),
             OperatorConfig::default(),
             Arc::new(Metrics::default()),
             None,

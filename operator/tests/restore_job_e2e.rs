@@ -25,14 +25,14 @@ use keeper_crds::{MySQLBackup, MySQLInstance, MySQLInstanceSpec};
 use keeper_operator::context::{Context, OperatorConfig};
 use keeper_operator::metrics::Metrics;
 use keeper_operator::reconcile;
+use keeper_tests::kube::FakeCluster;
 use keeper_tests::{Garage, MariaDb};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use kube_fake_client::ClientBuilder;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 
-use common::{InstanceKind, NoAccounts, secret_value};
+use common::{NoAccounts, secret_value};
 
 fn secret(name: &str, data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {
     common::secret(NS, name, data)
@@ -190,10 +190,7 @@ async fn the_operators_restore_job_restores_the_sample_and_reports_it() {
     instance.metadata.namespace = Some(NS.into());
     instance.metadata.generation = Some(1);
     instance.metadata.uid = Some("uid-orders-copy".into());
-    let client = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
-        .with_status_subresource::<InstanceKind>()
+    let fake = FakeCluster::builder()
         .with_object(instance)
         .with_object(backup)
         .with_object(secret(
@@ -212,11 +209,12 @@ async fn the_operators_restore_job_restores_the_sample_and_reports_it() {
             ],
         ))
         .build()
-        .await
-        .unwrap();
+        .await;
+    // The test's own client (the kubelet's part, reading results).
+    let client = fake.admin();
     let ctx = Arc::new(
         Context::new(
-            client.clone(),
+            fake.operator(),
             OperatorConfig::default(),
             Arc::new(Metrics::default()),
             None,
@@ -277,7 +275,7 @@ async fn the_operators_restore_job_restores_the_sample_and_reports_it() {
         args,
         AgentContext {
             env,
-            kube: Some(client.clone()),
+            kube: Some(fake.agent(NS, NAME)),
         },
     )
     .await
@@ -356,7 +354,7 @@ async fn the_operators_restore_job_restores_the_sample_and_reports_it() {
 /// `target`, then completed and reconciled once more. Returns the agent's
 /// result, the Job's name and the final status.
 async fn one_life(
-    client: &Client,
+    fake: &FakeCluster,
     ctx: &Arc<Context>,
     spec: &serde_json::Value,
     uid: &str,
@@ -366,6 +364,7 @@ async fn one_life(
     String,
     keeper_crds::MySQLInstanceStatus,
 ) {
+    let client = &fake.admin();
     let mut instance = MySQLInstance::new(NAME, serde_json::from_value(spec.clone()).unwrap());
     instance.metadata.namespace = Some(NS.into());
     instance.metadata.generation = Some(1);
@@ -399,7 +398,7 @@ async fn one_life(
         args,
         AgentContext {
             env,
-            kube: Some(client.clone()),
+            kube: Some(fake.agent(NS, NAME)),
         },
     )
     .await;
@@ -508,10 +507,7 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
         }))
         .unwrap(),
     );
-    let client = ClientBuilder::new()
-        .with_resource::<MySQLInstance>()
-        .with_resource::<MySQLBackup>()
-        .with_status_subresource::<InstanceKind>()
+    let fake = FakeCluster::builder()
         .with_object(backup)
         .with_object(secret(
             "orders-s3",
@@ -525,11 +521,11 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
             &[("root-password", target.root_password())],
         ))
         .build()
-        .await
-        .unwrap();
+        .await;
+    let client = fake.admin();
     let ctx = Arc::new(
         Context::new(
-            client.clone(),
+            fake.operator(),
             OperatorConfig::default(),
             Arc::new(Metrics::default()),
             None,
@@ -541,7 +537,7 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
         "restoreFrom": {"backupName": BACKUP, "overwrite": true}});
 
     // First life: the restore loads the backup.
-    let (result, first_job, status) = one_life(&client, &ctx, &spec, "uid-1", &target).await;
+    let (result, first_job, status) = one_life(&fake, &ctx, &spec, "uid-1", &target).await;
     result.unwrap();
     assert_eq!(status.phase.map(|p| p.as_str()), Some("Ready"));
     let count = |server: &MariaDb| {
@@ -568,7 +564,7 @@ async fn a_re_created_instance_does_not_restore_its_data_again() {
         )
         .unwrap();
     delete_instance(&client).await;
-    let (result, second_job, status) = one_life(&client, &ctx, &spec, "uid-2", &target).await;
+    let (result, second_job, status) = one_life(&fake, &ctx, &spec, "uid-2", &target).await;
 
     // The second Job ran and succeeded without dropping or loading anything.
     result.unwrap();

@@ -9,14 +9,18 @@
 //!   refuse, slow down or (HTTP) fail connections and requests on demand.
 //! - [`sample`] loads the project's sample database, and [`Inventory`] reads
 //!   what a database holds so two servers can be compared.
+//! - [`kube::FakeCluster`] is the in-memory Kubernetes API of the reconcile
+//!   and report tests, behind a layer that checks every call against the
+//!   shipped RBAC and every write the way a real API server would.
 //!
-//! Both stop when dropped (also when a test panics, since the value is dropped
+//! The servers stop when dropped (also when a test panics, since the value is dropped
 //! while unwinding), and several of each can run side by side. A service that
 //! cannot start fails with a [`HarnessError`] that names the missing binary and
 //! how to install it: tests never pass silently without their servers.
 
 mod garage;
 mod inventory;
+pub mod kube;
 mod mariadb;
 mod process;
 mod proxy;

@@ -8,12 +8,10 @@
 //!
 //! Every API call in [`crate::report`] names the [`Permission`] it relies on
 //! (`Permission::note`), and the tests check that each of those is granted by
-//! [`agent_policy_rules`]; the integration tests also record every request
-//! the reporter sends to the in-memory API and check it against the rules.
+//! [`agent_policy_rules`]; the integration tests talk to the in-memory API as
+//! the agent, which checks every request against the same rules.
 //! The operator's own ClusterRole must hold these rules too, because
 //! Kubernetes lets no one grant what it does not hold.
-
-use k8s_openapi::api::rbac::v1::PolicyRule;
 
 pub use keeper_crds::agent::{
     BACKUPS, BACKUPS_STATUS, INSTANCES, INSTANCES_STATUS, agent_policy_rules,
@@ -97,115 +95,37 @@ pub const REPORTER_CALLS: &[Permission] = &[
     PATCH_INSTANCE_STATUS,
 ];
 
-/// Whether `rules` allow `verb` on `resource` (in `mysql.keeper.dev`) for the
-/// object `name`, with the RBAC authorizer's matching: `*` wildcards, and a
-/// rule with `resourceNames` matches only a request that names one of them
-/// (so never a `create`, whose name the authorizer does not see).
-pub fn rules_allow(rules: &[PolicyRule], verb: &str, resource: &str, name: Option<&str>) -> bool {
-    let has = |list: &Option<Vec<String>>, value: &str| {
-        list.as_ref()
-            .is_some_and(|l| l.iter().any(|v| v == "*" || v == value))
-    };
-    rules.iter().any(|rule| {
-        has(&rule.api_groups, keeper_crds::API_GROUP)
-            && has(&rule.resources, resource)
-            && rule.verbs.iter().any(|v| v == "*" || v == verb)
-            && match rule.resource_names.as_deref() {
-                None | Some([]) => true,
-                Some(names) => {
-                    verb != "create" && name.is_some_and(|n| names.iter().any(|r| r == n))
-                }
-            }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keeper_tests::kube::Identity;
+    use keeper_tests::kube::rbac::Request;
 
-    #[test]
-    fn rules_are_exactly_the_designed_ones() {
-        let rules = agent_policy_rules("orders");
-        let json = serde_json::to_value(&rules).expect("serializable");
-        assert_eq!(
-            json,
-            serde_json::json!([
-                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlbackups"],
-                 "verbs": ["get", "list", "create", "delete"]},
-                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlbackups/status"],
-                 "verbs": ["patch"]},
-                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlinstances"],
-                 "resourceNames": ["orders"], "verbs": ["get"]},
-                {"apiGroups": ["mysql.keeper.dev"], "resources": ["mysqlinstances/status"],
-                 "resourceNames": ["orders"], "verbs": ["patch"]},
-            ])
-        );
-    }
-
+    /// Matched as the RBAC authorizer does, by the in-memory API of the
+    /// integration tests (`keeper_tests::kube`), which also checks every
+    /// request the reporter really sends.
     #[test]
     fn every_call_the_reporter_makes_is_granted() {
-        let rules = agent_policy_rules("orders");
+        let agent = Identity::agent("shop", "orders");
         for call in REPORTER_CALLS {
             assert!(AGENT_PERMISSIONS.contains(call), "{call:?}");
             let name = match call.scope {
                 Scope::Namespace => "orders-20250101-030000",
                 Scope::OwnInstance => "orders",
             };
-            assert!(
-                rules_allow(&rules, call.verb, call.resource, Some(name)),
-                "{call:?} is not granted"
-            );
+            let (resource, subresource) = match call.resource.split_once('/') {
+                Some((r, s)) => (r, Some(s.to_owned())),
+                None => (call.resource, None),
+            };
+            let request = Request {
+                verb: call.verb.to_owned(),
+                group: keeper_crds::API_GROUP.to_owned(),
+                resource: resource.to_owned(),
+                subresource,
+                namespace: Some("shop".to_owned()),
+                name: Some(name.to_owned()),
+            };
+            assert!(agent.allows(&request), "{call:?} is not granted");
         }
-    }
-
-    #[test]
-    fn nothing_else_is_granted() {
-        let rules = agent_policy_rules("orders");
-        // Another instance, even in the same namespace.
-        assert!(!rules_allow(&rules, "get", INSTANCES, Some("billing")));
-        assert!(!rules_allow(
-            &rules,
-            "patch",
-            INSTANCES_STATUS,
-            Some("billing")
-        ));
-        // Spec writes and other verbs.
-        for verb in ["update", "patch", "watch", "deletecollection"] {
-            assert!(!rules_allow(&rules, verb, BACKUPS, Some("b")), "{verb}");
-        }
-        assert!(!rules_allow(&rules, "patch", INSTANCES, Some("orders")));
-        assert!(!rules_allow(&rules, "update", BACKUPS_STATUS, Some("b")));
-        // Nothing outside the group's two resources (e.g. Secrets).
-        assert!(!rules_allow(&rules, "get", "secrets", Some("orders")));
-        assert!(!rules_allow(&rules, "list", INSTANCES, None));
-    }
-
-    #[test]
-    fn matching_follows_rbac() {
-        let wildcard = vec![PolicyRule {
-            api_groups: Some(vec!["*".into()]),
-            resources: Some(vec!["*".into()]),
-            verbs: vec!["*".into()],
-            ..PolicyRule::default()
-        }];
-        assert!(rules_allow(&wildcard, "create", BACKUPS, None));
-        let named = vec![PolicyRule {
-            api_groups: Some(vec![keeper_crds::API_GROUP.into()]),
-            resources: Some(vec![BACKUPS.into()]),
-            resource_names: Some(vec!["a".into()]),
-            verbs: vec!["create".into(), "get".into()],
-            ..PolicyRule::default()
-        }];
-        // resourceNames never authorize a create.
-        assert!(!rules_allow(&named, "create", BACKUPS, Some("a")));
-        assert!(rules_allow(&named, "get", BACKUPS, Some("a")));
-        assert!(!rules_allow(&named, "get", BACKUPS, None));
-        let other_group = vec![PolicyRule {
-            api_groups: Some(vec!["apps".into()]),
-            resources: Some(vec![BACKUPS.into()]),
-            verbs: vec!["get".into()],
-            ..PolicyRule::default()
-        }];
-        assert!(!rules_allow(&other_group, "get", BACKUPS, Some("a")));
     }
 }

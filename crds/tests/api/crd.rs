@@ -368,3 +368,85 @@ fn schema_validations_outside_cel() {
         serde_json::json!(["instanceRef"])
     );
 }
+
+/// Formats the API server recognises: the OpenAPI number formats and the
+/// string formats of apiextensions-apiserver (`supportedFormats`). Any other
+/// makes every apply of the CRDs warn `unrecognized format`.
+const KUBERNETES_FORMATS: &[&str] = &[
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "byte",
+    "binary",
+    "password",
+    "date",
+    "date-time",
+    "datetime",
+    "duration",
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+];
+
+fn formats(value: &Value, path: &str, found: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(format)) = map.get("format") {
+                found.push((path.to_owned(), format.clone()));
+            }
+            for (key, child) in map {
+                formats(child, &format!("{path}.{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                formats(child, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn schemas_use_only_formats_kubernetes_knows() {
+    let committed: Vec<Value> = serde_yaml::Deserializer::from_str(
+        &std::fs::read_to_string(repo_root().join(CRD_FILE)).unwrap(),
+    )
+    .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+    .collect();
+    let generated: Vec<Value> = keeper_crds::crds()
+        .iter()
+        .map(|crd| serde_json::to_value(crd).unwrap())
+        .collect();
+    for crd in committed.iter().chain(&generated) {
+        let mut found = Vec::new();
+        formats(crd, "", &mut found);
+        assert!(!found.is_empty(), "timestamps at least carry date-time");
+        let unknown: Vec<_> = found
+            .iter()
+            .filter(|(_, f)| !KUBERNETES_FORMATS.contains(&f.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{}: formats the API server does not recognise: {unknown:?}",
+            crd["metadata"]["name"]
+        );
+    }
+}

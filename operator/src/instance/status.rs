@@ -215,6 +215,19 @@ pub fn transitions(
     events
 }
 
+/// `fields` without its `null` members. An apply that omits a field its
+/// manager set before removes it, which is how a value goes away; a `null`
+/// is refused by the API server for every field the CRD does not declare
+/// nullable (`status.nextBackupTime in body must be of type string: "null"`).
+pub(crate) fn without_nulls(fields: serde_json::Value) -> serde_json::Value {
+    match fields {
+        serde_json::Value::Object(map) => {
+            serde_json::Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
+        other => other,
+    }
+}
+
 /// Writes the operator's status fields with server-side apply, unless `new`
 /// equals the current status. Returns whether a write was made.
 ///
@@ -236,7 +249,7 @@ pub async fn write(
     let patch = json!({
         "apiVersion": API_GROUP_VERSION,
         "kind": "MySQLInstance",
-        "status": {
+        "status": without_nulls(json!({
             "phase": new.phase,
             "observedGeneration": new.observed_generation,
             "conditions": new.conditions,
@@ -245,7 +258,7 @@ pub async fn write(
             "restoredFrom": new.restored_from,
             "nextBackupTime": new.next_backup_time,
             "finalBackup": new.final_backup,
-        }
+        })),
     });
     api.patch_status(
         &name,

@@ -1,8 +1,8 @@
-//! Setup shared by the operator's integration tests (reconcile, restore and
-//! the Job end-to-end tests): the stand-ins the in-memory
-//! API needs for status subresources, Secrets, an account manager without a
-//! server, and the kubelet's part — a Job's arguments and environment as its
-//! pod would see them.
+//! Setup shared by the operator's integration tests (reconcile, backups,
+//! restore and the Job end-to-end tests): Secrets, an account manager without
+//! a server, and the kubelet's part — a Job's arguments and environment as
+//! its pod would see them. The in-memory API itself is
+//! `keeper_tests::kube::FakeCluster`.
 // Each test binary uses a different part of this module.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -11,56 +11,9 @@ use std::collections::HashMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::Secret;
-use keeper_crds::{MySQLBackup, MySQLInstance};
 use keeper_operator::accounts::{AccountManager, AccountTarget, AccountsError, AppAccountTarget};
 use keeper_tests::MariaDb;
 use kube::{Api, Client};
-
-/// `with_status_subresource` needs `Default`; the CRDs have required specs.
-macro_rules! stand_in {
-    ($name:ident, $kind:ty) => {
-        #[derive(Clone, Debug, serde::Serialize)]
-        pub struct $name {
-            #[serde(rename = "apiVersion")]
-            api_version: &'static str,
-            kind: String,
-            metadata: kube::api::ObjectMeta,
-        }
-        impl Default for $name {
-            fn default() -> Self {
-                Self {
-                    api_version: keeper_crds::API_GROUP_VERSION,
-                    kind: <$kind as kube::Resource>::kind(&()).into_owned(),
-                    metadata: kube::api::ObjectMeta::default(),
-                }
-            }
-        }
-        impl kube::Resource for $name {
-            type DynamicType = ();
-            type Scope = k8s_openapi::NamespaceResourceScope;
-            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::kind(&())
-            }
-            fn group(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::group(&())
-            }
-            fn version(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::version(&())
-            }
-            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::plural(&())
-            }
-            fn meta(&self) -> &kube::api::ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-stand_in!(InstanceKind, MySQLInstance);
-stand_in!(BackupKind, MySQLBackup);
 
 /// The backup user is "ensured" without a server: the instance's Service
 /// address does not exist here. Tests that need the account on a harness
