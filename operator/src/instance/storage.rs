@@ -345,10 +345,14 @@ mod tests {
         let mut error = bound.clone();
         error["conditions"] = json!([{"type": "ControllerResizeError", "status": "True",
             "message": "resize volume \"pvc-1\" by resizer \"ebs.csi.aws.com\" failed: limit reached"}]);
-        let Plan::InProgress { reason, message } = asked(error) else {
+        let Plan::InProgress {
+            reason: failed,
+            message,
+        } = asked(error)
+        else {
             panic!("in progress");
         };
-        assert_eq!(reason, REASON_RESIZE_FAILED);
+        assert_eq!(failed, REASON_RESIZE_FAILED);
         assert!(message.contains("limit reached"), "{message}");
         let mut infeasible = bound;
         infeasible["allocatedResourceStatuses"] = json!({"storage": "ControllerResizeInfeasible"});
