@@ -95,7 +95,9 @@ fn note_once(notes: &Mutex<HashMap<String, String>>, key: &str, message: Option<
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     match message {
-        Some(message) => notes.insert(key.to_owned(), message.to_owned()).as_deref() != Some(message),
+        Some(message) => {
+            notes.insert(key.to_owned(), message.to_owned()).as_deref() != Some(message)
+        }
         None => notes.remove(key).is_some(),
     }
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
 use http::Method;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::Role;
 use keeper_crds::condition::find_condition;
@@ -773,7 +773,10 @@ async fn a_backup_waits_for_its_instance_then_runs() {
     let status = backup_status(&cluster, "orders-manual").await;
     assert_eq!(status.phase.map(|p| p.as_str()), Some("Pending"));
     let message = status.message.unwrap();
-    assert!(message.contains("MySQLInstance orders does not exist"), "{message}");
+    assert!(
+        message.contains("MySQLInstance orders does not exist"),
+        "{message}"
+    );
     assert!(cluster.jobs().await.is_empty());
     assert!(
         cluster
@@ -972,7 +975,10 @@ async fn a_scheduled_run_that_cannot_start_is_deleted_and_backups_turn_unhealthy
     .await;
     assert!(cluster.jobs().await.is_empty(), "the stuck Job is deleted");
     let (status, reason, message) = healthy().await;
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "BackupCannotStart"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "BackupCannotStart")
+    );
     assert!(message.contains("CreateContainerConfigError"), "{message}");
     assert!(message.contains("orders-backup-29000000"), "{message}");
     assert!(
@@ -1006,22 +1012,19 @@ async fn a_scheduled_run_that_cannot_start_is_deleted_and_backups_turn_unhealthy
 #[tokio::test]
 async fn backup_on_delete_lets_go_when_the_namespace_is_being_deleted() {
     let cluster = cluster(vec![deleting_instance()], Duration::from_secs(3600)).await;
-    let namespaces = Api::<Namespace>::all(cluster.client.clone());
-    let mut namespace = Namespace::default();
-    namespace.metadata.name = Some(NS.into());
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
-    namespaces
-        .patch_status(
-            NS,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": {"phase": "Terminating"}})),
-        )
-        .await
-        .unwrap();
-    cluster.reconcile().await;
+    // What `kubectl delete namespace shop` leaves while it empties it (the
+    // in-memory API serves no cluster-scoped paths: answered in front of it).
+    let namespace = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NS, "deletionTimestamp": Utc::now().to_rfc3339()},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Terminating"},
+    });
+    let client = refusals::answering(cluster.client.clone(), move |method, path| {
+        (*method == Method::GET && path == format!("/api/v1/namespaces/{NS}"))
+            .then(|| (200, namespace.clone()))
+    });
+    reconcile_with(&cluster, context_on(client)).await;
     assert!(finalizers(&cluster).await.is_empty());
     let all = cluster
         .api::<MySQLBackup>()

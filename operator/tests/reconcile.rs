@@ -708,7 +708,10 @@ async fn growing_the_volume_waits_for_binding_and_a_refusal_does_not_stop_the_re
     );
     let status = cluster.instance("demo").await.status.unwrap();
     let (ok, reason, _) = resized(&status);
-    assert_eq!((ok.as_str(), reason.as_str()), ("False", "WaitingForBinding"));
+    assert_eq!(
+        (ok.as_str(), reason.as_str()),
+        ("False", "WaitingForBinding")
+    );
 
     // Bound, but the API server refuses (RBAC, or a storage class that
     // cannot expand): a condition and a Warning Event, and the rest of the

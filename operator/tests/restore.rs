@@ -895,7 +895,10 @@ async fn a_restore_whose_pod_cannot_start_fails_after_the_start_deadline() {
     // Within the start deadline: still restoring, and the reason is an Event.
     cluster.reconcile().await;
     assert_eq!(cluster.jobs().await.len(), 1);
-    assert_eq!(condition(&cluster.status().await, "Restored").1, "Restoring");
+    assert_eq!(
+        condition(&cluster.status().await, "Restored").1,
+        "Restoring"
+    );
     assert!(
         cluster
             .has_event("Warning", "CreateContainerConfigError")

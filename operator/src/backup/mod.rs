@@ -35,15 +35,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use keeper_crds::agent::{CREATED_BY_JOB_ANNOTATION, JOB_NAME_LABEL};
+use keeper_crds::condition::{READY, find_condition, is_condition_true};
 use keeper_crds::{
     API_GROUP_VERSION, BackupDestination, BackupPhase, INSTANCE_LABEL, MySQLBackup, MySQLInstance,
 };
-use keeper_crds::condition::{READY, find_condition, is_condition_true};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -557,7 +557,16 @@ async fn mark_failed(
     job_name: Option<&str>,
     message: &str,
 ) -> Result<()> {
-    mark_failed_as(ctx, backup, name, namespace, job_name, message, "BackupFailed").await
+    mark_failed_as(
+        ctx,
+        backup,
+        name,
+        namespace,
+        job_name,
+        message,
+        "BackupFailed",
+    )
+    .await
 }
 
 /// [`mark_failed`] with the Warning Event's `reason`.
@@ -696,8 +705,14 @@ mod tests {
     fn requeues_land_just_after_the_deadline_within_a_cap() {
         let now = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
         let cap = Duration::from_secs(300);
-        assert_eq!(until(now + chrono::Duration::seconds(10), now, cap), Duration::from_secs(11));
-        assert_eq!(until(now - chrono::Duration::seconds(10), now, cap), Duration::from_secs(1));
+        assert_eq!(
+            until(now + chrono::Duration::seconds(10), now, cap),
+            Duration::from_secs(11)
+        );
+        assert_eq!(
+            until(now - chrono::Duration::seconds(10), now, cap),
+            Duration::from_secs(1)
+        );
         assert_eq!(until(now + chrono::Duration::hours(1), now, cap), cap);
     }
 

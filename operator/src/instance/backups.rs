@@ -398,7 +398,8 @@ async fn schedule(
         spec.suspend = Some(true);
     }
     apply_child(ctx, instance, namespace, &desired).await?;
-    let (start_failure, stuck_requeue) = stuck_runs(ctx, instance, namespace, &cron_name, now).await?;
+    let (start_failure, stuck_requeue) =
+        stuck_runs(ctx, instance, namespace, &cron_name, now).await?;
 
     if backup.suspend || restoring {
         let (reason, message, healthy_message) = if backup.suspend {

@@ -28,9 +28,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Namespace;
 use keeper_crds::condition::from_k8s_time;
 use keeper_crds::names::backup_name;
-use k8s_openapi::api::core::v1::Namespace;
 use keeper_crds::{
     BackupPhase, FinalBackupStatus, InstancePhase, MySQLBackup, MySQLInstance, MySQLInstanceStatus,
 };
@@ -190,8 +190,14 @@ async fn let_go(
         ..ending.record
     });
     status::write(&instances, instance, &new, &ctx.config.field_manager).await?;
-    ctx.publish(instance, ending.type_, ending.reason, "Delete", ending.message)
-        .await;
+    ctx.publish(
+        instance,
+        ending.type_,
+        ending.reason,
+        "Delete",
+        ending.message,
+    )
+    .await;
     set_finalizers(ctx, instance, false).await?;
     Ok(Action::await_change())
 }

@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ObjectReference, Secret, Service,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service};
 use keeper_crds::MySQLInstance;
 use keeper_crds::instance::DEFAULT_ROOT_PASSWORD_KEY;
 use kube::api::{Patch, PatchParams, PostParams};

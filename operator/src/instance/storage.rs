@@ -86,7 +86,14 @@ pub enum Plan {
     },
 }
 
-fn storage(map: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>) -> Option<&str> {
+fn storage(
+    map: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+) -> Option<&str> {
     map?.get("storage").map(|q| q.0.as_str())
 }
 
@@ -153,7 +160,8 @@ pub fn plan(claim: Option<&PersistentVolumeClaim>, wanted: &str) -> Plan {
             ),
         };
     }
-    if true_condition("FileSystemResizePending").is_some() || allocation == Some("NodeResizePending")
+    if true_condition("FileSystemResizePending").is_some()
+        || allocation == Some("NodeResizePending")
     {
         return Plan::InProgress {
             reason: REASON_FILE_SYSTEM_RESIZE_PENDING,
@@ -278,7 +286,9 @@ async fn grow(
             Err((
                 false,
                 REASON_RESIZE_REQUEST_FAILED,
-                format!("growing PersistentVolumeClaim {name} to {size} failed: {error}; retried on the next reconcile"),
+                format!(
+                    "growing PersistentVolumeClaim {name} to {size} failed: {error}; retried on the next reconcile"
+                ),
             ))
         }
     }

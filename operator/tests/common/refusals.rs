@@ -1,6 +1,7 @@
-//! A client that answers chosen requests as the API server does when it
-//! refuses them (403 Forbidden, 422 Invalid), in front of any other client:
-//! what the in-memory API cannot do by itself (its interceptors have no 403).
+//! A client that answers chosen requests itself, in front of any other
+//! client: as the API server does when it refuses them (403 Forbidden), or
+//! with an object the in-memory API cannot serve (it has no cluster-scoped
+//! paths such as `/api/v1/namespaces/<name>`, and its interceptors no 403).
 //! Included with `#[path]` by the test binaries that need it.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -13,9 +14,9 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::json;
 
-/// Decides, from the method and the URL path, whether to refuse a request:
-/// `Some((code, reason, message))` refuses it.
-type Rule = dyn Fn(&Method, &str) -> Option<(u16, &'static str, String)> + Send + Sync;
+/// Decides, from the method and the URL path, whether to answer a request
+/// here: `Some((code, body))` is the answer.
+type Rule = dyn Fn(&Method, &str) -> Option<(u16, serde_json::Value)> + Send + Sync;
 
 #[derive(Clone)]
 struct Refusing {
@@ -33,16 +34,11 @@ impl tower_service::Service<Request<Body>> for Refusing {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if let Some((code, reason, message)) = (self.rule)(request.method(), request.uri().path())
-        {
-            let status = json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {},
-                "status": "Failure", "message": message, "reason": reason, "code": code,
-            });
+        if let Some((code, body)) = (self.rule)(request.method(), request.uri().path()) {
             let response = Response::builder()
                 .status(code)
                 .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
                 .unwrap();
             return Box::pin(async move { Ok(response) });
         }
@@ -51,10 +47,10 @@ impl tower_service::Service<Request<Body>> for Refusing {
     }
 }
 
-/// `client`, with every request `rule` picks refused.
-pub fn refusing<F>(client: Client, rule: F) -> Client
+/// `client`, with every request `rule` picks answered by it.
+pub fn answering<F>(client: Client, rule: F) -> Client
 where
-    F: Fn(&Method, &str) -> Option<(u16, &'static str, String)> + Send + Sync + 'static,
+    F: Fn(&Method, &str) -> Option<(u16, serde_json::Value)> + Send + Sync + 'static,
 {
     Client::new(
         Refusing {
@@ -68,13 +64,16 @@ where
 /// `client`, with every `method` request whose path ends with `path_end`
 /// refused 403 as RBAC or admission would (e.g. `POST .../jobs`).
 pub fn forbidding(client: Client, method: Method, path_end: &'static str) -> Client {
-    refusing(client, move |m, path| {
+    answering(client, move |m, path| {
         (*m == method && path.ends_with(path_end)).then(|| {
-            (
-                403,
-                "Forbidden",
-                format!("{path_end} is forbidden: User \"system:serviceaccount:keeper-system:keeper-operator\" cannot {method} it"),
-            )
+            let message = format!(
+                "{path_end} is forbidden: User \"system:serviceaccount:keeper-system:keeper-operator\" cannot {method} it"
+            );
+            let status = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": "Forbidden", "code": 403,
+            });
+            (403, status)
         })
     })
 }
