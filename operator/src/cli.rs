@@ -22,8 +22,9 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the operator against the cluster.
-    Run(RunArgs),
+    /// Run the operator against the cluster (boxed: far larger than the
+    /// other variant).
+    Run(Box<RunArgs>),
     /// Print, as YAML, every object the operator would apply for the
     /// MySQLInstance objects in a file (no cluster needed).
     Render(RenderArgs),

@@ -294,16 +294,24 @@ mod tests {
         let timeout = Duration::from_secs(600);
         let early = at("2026-01-01T00:05:00Z");
         assert_eq!(
-            verdict(&job(created, json!({})), &[stuck.clone()], timeout, early),
+            verdict(
+                &job(created, json!({})),
+                std::slice::from_ref(&stuck),
+                timeout,
+                early
+            ),
             StartVerdict::Waiting {
                 problem: diagnose(&stuck),
                 deadline: at("2026-01-01T00:10:00Z"),
             }
         );
         let late = at("2026-01-01T00:10:00Z");
-        let StartVerdict::TimedOut { problem } =
-            verdict(&job(created, json!({})), &[stuck.clone()], timeout, late)
-        else {
+        let StartVerdict::TimedOut { problem } = verdict(
+            &job(created, json!({})),
+            std::slice::from_ref(&stuck),
+            timeout,
+            late,
+        ) else {
             panic!("timed out");
         };
         assert_eq!(problem.reason, "ImagePullBackOff");
