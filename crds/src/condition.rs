@@ -19,14 +19,19 @@ pub const BACKUP_SCHEDULED: &str = "BackupScheduled";
 pub const BACKUPS_HEALTHY: &str = "BackupsHealthy";
 /// The restore from `spec.restoreFrom` succeeded.
 pub const RESTORED: &str = "Restored";
+/// The data volume has the size `spec.storage.size` asks for. Present once a
+/// larger size was asked for; False while it grows, waits, or was refused.
+/// Growing is not essential to the instance: it stays Ready meanwhile.
+pub const STORAGE_RESIZED: &str = "StorageResized";
 
 /// Every condition type an instance reports.
-pub const INSTANCE_CONDITION_TYPES: [&str; 5] = [
+pub const INSTANCE_CONDITION_TYPES: [&str; 6] = [
     READY,
     STORAGE_READY,
     BACKUP_SCHEDULED,
     BACKUPS_HEALTHY,
     RESTORED,
+    STORAGE_RESIZED,
 ];
 
 /// The three values of `condition.status`.

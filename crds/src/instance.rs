@@ -399,7 +399,8 @@ pub struct MySQLInstanceStatus {
 
     /// Current conditions: Ready, StorageReady, BackupScheduled, BackupsHealthy
     /// (False when the last success is older than twice the schedule's
-    /// interval) and Restored.
+    /// interval, or a scheduled run could not start), Restored, and
+    /// StorageResized (once a larger spec.storage.size was asked for).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -22,8 +22,9 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the operator against the cluster.
-    Run(RunArgs),
+    /// Run the operator against the cluster (boxed: far larger than the
+    /// other variant).
+    Run(Box<RunArgs>),
     /// Print, as YAML, every object the operator would apply for the
     /// MySQLInstance objects in a file (no cluster needed).
     Render(RenderArgs),
@@ -81,6 +82,33 @@ pub struct RunArgs {
         value_parser = parse_duration
     )]
     pub final_backup_timeout: Duration,
+
+    /// How long a MySQLBackup waits (phase Pending) for its MySQLInstance to
+    /// exist and be ready before it fails; same format.
+    #[arg(
+        long,
+        env = "KEEPER_INSTANCE_WAIT_TIMEOUT",
+        default_value = "30m",
+        value_parser = parse_duration
+    )]
+    pub instance_wait_timeout: Duration,
+
+    /// How long a backup or restore Job's pod may take to start (scheduled,
+    /// image pulled, container created) before the run fails with the reason
+    /// and its Job is deleted; same format.
+    #[arg(
+        long,
+        env = "KEEPER_AGENT_START_TIMEOUT",
+        default_value = "10m",
+        value_parser = parse_duration
+    )]
+    pub agent_start_timeout: Duration,
+
+    /// The longest a backup run may take, set as its Job's
+    /// `activeDeadlineSeconds`; unset: no bound (a large database may take
+    /// hours). Restores are never bounded. Same format.
+    #[arg(long, env = "KEEPER_BACKUP_RUN_TIMEOUT", value_parser = parse_duration)]
+    pub backup_run_timeout: Option<Duration>,
 }
 
 /// A duration: whole seconds (`90`), or a whole number with the suffix `s`,
@@ -161,6 +189,33 @@ mod tests {
         assert!(args.agent_image.ends_with(env!("CARGO_PKG_VERSION")));
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.final_backup_timeout, Duration::from_secs(3600));
+        assert_eq!(args.instance_wait_timeout, Duration::from_secs(1800));
+        assert_eq!(args.agent_start_timeout, Duration::from_secs(600));
+        assert_eq!(args.backup_run_timeout, None);
+    }
+
+    #[test]
+    fn wait_start_and_run_timeout_flags() {
+        let cli = Cli::try_parse_from([
+            "keeper-operator",
+            "run",
+            "--instance-wait-timeout",
+            "5m",
+            "--agent-start-timeout",
+            "90",
+            "--backup-run-timeout",
+            "6h",
+        ])
+        .expect("valid arguments");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(args.instance_wait_timeout, Duration::from_secs(300));
+        assert_eq!(args.agent_start_timeout, Duration::from_secs(90));
+        assert_eq!(args.backup_run_timeout, Some(Duration::from_secs(6 * 3600)));
+        assert!(
+            Cli::try_parse_from(["keeper-operator", "run", "--agent-start-timeout", "1d"]).is_err()
+        );
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::metrics::Metrics;
 pub const FIELD_MANAGER: &str = "keeper-operator";
 /// How long a deletion with `backupOnDelete` waits for the final backup.
 pub const DEFAULT_FINAL_BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a `MySQLBackup` waits for its instance to exist and be ready.
+pub const DEFAULT_INSTANCE_WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long an agent Job's pod may take to start before the run fails.
+pub const DEFAULT_AGENT_START_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Settings of the operator process that reconciles need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +31,11 @@ pub struct OperatorConfig {
     pub agent_image: String,
     /// Field manager for server-side apply.
     pub field_manager: String,
+    /// The longest a backup run may take, as its Job's
+    /// `activeDeadlineSeconds` (the Job controller ends it, reason
+    /// `DeadlineExceeded`); `None`: no bound. Restores are never bounded: a
+    /// restore cut short leaves a half-restored server.
+    pub backup_run_timeout: Option<Duration>,
 }
 
 impl OperatorConfig {
@@ -44,6 +53,7 @@ impl Default for OperatorConfig {
         Self {
             agent_image: Self::default_agent_image(),
             field_manager: FIELD_MANAGER.to_owned(),
+            backup_run_timeout: None,
         }
     }
 }
@@ -61,12 +71,35 @@ pub struct Context {
     /// How long a deletion with `backupOnDelete` waits for the final backup
     /// (counted from `deletionTimestamp`) before it lets go without it.
     pub final_backup_timeout: Duration,
+    /// How long a `MySQLBackup` waits (phase Pending) for its instance to
+    /// exist and be ready, counted from the backup's creation, before it fails.
+    pub instance_wait_timeout: Duration,
+    /// How long an agent Job's pod may take to start (be scheduled, pull its
+    /// image, create its container), counted from the Job's creation, before
+    /// the run fails and the Job is deleted (see [`crate::agent::start`]).
+    pub agent_start_timeout: Duration,
     /// Publishes Events about instances.
     recorder: Recorder,
     /// Consecutive failures per instance, for exponential retry backoff.
     backoff: Backoff,
     /// The last account error reported per instance, so it is published once.
     account_failures: Mutex<HashMap<String, String>>,
+    /// The last start problem reported per agent Job, so it is published once.
+    start_problems: Mutex<HashMap<String, String>>,
+}
+
+/// Records `message` for `key` in `notes` (`None` clears it); returns whether
+/// it differs from the last one, i.e. whether it is worth an Event.
+fn note_once(notes: &Mutex<HashMap<String, String>>, key: &str, message: Option<&str>) -> bool {
+    let mut notes = notes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match message {
+        Some(message) => {
+            notes.insert(key.to_owned(), message.to_owned()).as_deref() != Some(message)
+        }
+        None => notes.remove(key).is_some(),
+    }
 }
 
 impl Context {
@@ -88,8 +121,11 @@ impl Context {
             metrics,
             accounts: Arc::new(SqlAccountManager::default()),
             final_backup_timeout: DEFAULT_FINAL_BACKUP_TIMEOUT,
+            instance_wait_timeout: DEFAULT_INSTANCE_WAIT_TIMEOUT,
+            agent_start_timeout: DEFAULT_AGENT_START_TIMEOUT,
             backoff: Backoff::default(),
             account_failures: Mutex::default(),
+            start_problems: Mutex::default(),
         }
     }
 
@@ -97,19 +133,14 @@ impl Context {
     /// `None` clears it. Returns whether it differs from the last one, i.e.
     /// whether it is worth an Event.
     pub fn note_account_failure(&self, instance: &str, message: Option<&str>) -> bool {
-        let mut failures = self
-            .account_failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match message {
-            Some(message) => {
-                failures
-                    .insert(instance.to_owned(), message.to_owned())
-                    .as_deref()
-                    != Some(message)
-            }
-            None => failures.remove(instance).is_some(),
-        }
+        note_once(&self.account_failures, instance, message)
+    }
+
+    /// Records the start problem `message` of the agent Job `job`
+    /// (`namespace/name`); `None` clears it. Returns whether it differs from
+    /// the last one, i.e. whether it is worth an Event.
+    pub fn note_start_problem(&self, job: &str, message: Option<&str>) -> bool {
+        note_once(&self.start_problems, job, message)
     }
 
     /// Replaces the account manager (tests use one without a server).
@@ -123,6 +154,20 @@ impl Context {
     #[must_use]
     pub fn with_final_backup_timeout(mut self, timeout: Duration) -> Self {
         self.final_backup_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a `MySQLBackup` waits for its instance.
+    #[must_use]
+    pub fn with_instance_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.instance_wait_timeout = timeout;
+        self
+    }
+
+    /// Sets how long an agent Job's pod may take to start.
+    #[must_use]
+    pub fn with_agent_start_timeout(mut self, timeout: Duration) -> Self {
+        self.agent_start_timeout = timeout;
         self
     }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keeper_crds::{INSTANCE_LABEL, MySQLInstance};
 use kube::runtime::controller::{Action, Controller};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Context;
 use crate::error::Error;
 use crate::instance;
-use crate::instance::build::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::instance::build::{MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL};
 
 /// Reconciles one instance: the entry point the controller calls (and tests
 /// call directly). Records metrics; a failure becomes a Warning Event with
@@ -88,6 +88,14 @@ fn managed_by_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
 
+/// The operator's agent pods (backup and restore Jobs'), not the servers'.
+fn agent_pod_selector() -> String {
+    format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={}",
+        crate::agent::AGENT_NAME
+    )
+}
+
 /// Runs the controller for one namespace (`None`: all namespaces) until
 /// `shutdown` is cancelled; `synced` turns true once its caches are filled.
 pub async fn run(
@@ -125,6 +133,13 @@ pub async fn run(
         api::<Secret>(&client, ns),
         children.clone(),
         |secret: Secret| instance_for_labeled(&secret.metadata),
+    )
+    // The agent's pods (scheduled backups, restores): a pod that cannot
+    // start is seen as soon as the scheduler or the kubelet says so.
+    .watches(
+        api::<Pod>(&client, ns),
+        watcher::Config::default().labels(&agent_pod_selector()),
+        |pod: Pod| instance_for_labeled(&pod.metadata),
     )
     .watches(
         api::<PersistentVolumeClaim>(&client, ns),
@@ -233,5 +248,42 @@ mod tests {
             Some(ObjectRef::new("orders").within("shop"))
         );
         assert_eq!(instance_for_labeled(&ObjectMeta::default()), None);
+    }
+
+    #[test]
+    fn agent_pods_map_to_their_instance_and_only_they_are_watched() {
+        use crate::agent::{self, AgentCommand, AgentRun};
+        let spec = serde_json::from_value(serde_json::json!({"backup": {"destination":
+            {"s3": {"bucket": "b"}}}}))
+        .expect("spec");
+        let mut instance = MySQLInstance::new("orders", spec);
+        instance.metadata.namespace = Some("shop".into());
+        let destination = instance.backup_destination().cloned().expect("destination");
+        let run = AgentRun {
+            name: String::new(),
+            command: AgentCommand::Backup {
+                destination: &destination,
+                backup_name: None,
+                databases: &[],
+                compression_level: None,
+                retention: None,
+            },
+            owner: None,
+            labels: Default::default(),
+        };
+        let labels = agent::job_labels(&instance, &run).expect("labels");
+        for pair in agent_pod_selector().split(',') {
+            let (key, value) = pair.split_once('=').expect("key=value");
+            assert_eq!(labels.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        let pod = ObjectMeta {
+            namespace: Some("shop".into()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(
+            instance_for_labeled(&pod),
+            Some(ObjectRef::new("orders").within("shop"))
+        );
     }
 }

@@ -56,16 +56,6 @@ pub enum Error {
         source: Box<kube::Error>,
     },
 
-    /// Growing the data volume failed.
-    #[error("expanding PersistentVolumeClaim {name}: {source}")]
-    ResizeFailed {
-        /// The claim.
-        name: String,
-        /// The API error.
-        #[source]
-        source: Box<kube::Error>,
-    },
-
     /// Writing `status` failed.
     #[error("updating the status of MySQLInstance {name}: {source}")]
     StatusFailed {
@@ -153,7 +143,6 @@ impl Error {
             Error::CredentialsMissing { .. } => "CredentialsMissing",
             Error::CredentialsFailed { .. } => "CredentialsFailed",
             Error::ApplyFailed { .. } => "ApplyFailed",
-            Error::ResizeFailed { .. } => "ResizeFailed",
             Error::StatusFailed { .. } => "StatusUpdateFailed",
             Error::Kube { .. } => "KubeError",
             Error::Serialize { .. } => "SerializationFailed",

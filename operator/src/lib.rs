@@ -52,10 +52,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = OperatorConfig {
         agent_image: args.agent_image.clone(),
         field_manager: FIELD_MANAGER.to_owned(),
+        backup_run_timeout: args.backup_run_timeout,
     };
     let ctx = Arc::new(
         Context::new(client.clone(), config, metrics.clone(), pod_name.clone())
-            .with_final_backup_timeout(args.final_backup_timeout),
+            .with_final_backup_timeout(args.final_backup_timeout)
+            .with_instance_wait_timeout(args.instance_wait_timeout)
+            .with_agent_start_timeout(args.agent_start_timeout),
     );
 
     let shutdown = CancellationToken::new();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use http::Method;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
@@ -23,6 +24,9 @@ use serde_json::json;
 mod common;
 
 use common::NoAccounts;
+
+#[path = "common/refusals.rs"]
+mod refusals;
 
 const NS: &str = "shop";
 
@@ -286,11 +290,76 @@ fn backup(name: &str) -> serde_json::Value {
     })
 }
 
+/// `object` (an instance) as the operator reports it once its server is ready.
+fn ready(mut object: serde_json::Value) -> serde_json::Value {
+    object["status"] = json!({"phase": "Ready", "conditions": [{"type": "Ready",
+        "status": "True", "reason": "Ready", "message": "the server accepts connections",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+    object
+}
+
+/// A context like the cluster's, on `client`.
+fn context_on(client: Client) -> Context {
+    Context::new(
+        client,
+        OperatorConfig::default(),
+        Arc::new(Metrics::default()),
+        None,
+    )
+    .with_accounts(Arc::new(NoAccounts))
+}
+
+async fn reconcile_backup_with(
+    cluster: &Cluster,
+    ctx: Context,
+    name: &str,
+) -> Result<(), keeper_operator::Error> {
+    let backup = cluster.api::<MySQLBackup>().get(name).await.unwrap();
+    keeper_operator::backup::reconcile(Arc::new(backup), Arc::new(ctx))
+        .await
+        .map(|_| ())
+}
+
+async fn reconcile_with(cluster: &Cluster, ctx: Context) {
+    keeper_operator::reconcile(Arc::new(cluster.instance().await), Arc::new(ctx))
+        .await
+        .expect("reconciles");
+}
+
+/// The pod of Job `job`, waiting with `reason` (what the kubelet says).
+async fn stuck_pod(cluster: &Cluster, job: &str, reason: &str, message: &str) {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("{job}-x1"), "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": job}},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": message}}}]}
+    }))
+    .unwrap();
+    cluster
+        .api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+}
+
+async fn backup_status(cluster: &Cluster, name: &str) -> keeper_crds::MySQLBackupStatus {
+    cluster
+        .api::<MySQLBackup>()
+        .get(name)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_on_demand_backup_gets_one_job_and_a_failed_job_fails_it() {
     let cluster = cluster(
         vec![
-            instance(json!({"backup": {"destination": s3(), "retention": {"maxAge": "30d"}}})),
+            ready(instance(
+                json!({"backup": {"destination": s3(), "retention": {"maxAge": "30d"}}}),
+            )),
             backup("orders-manual"),
         ],
         Duration::from_secs(3600),
@@ -414,7 +483,11 @@ async fn a_backup_without_destination_or_instance_fails_clearly() {
     .await;
     let error = cluster.reconcile_backup("orders-manual").await.unwrap_err();
     assert_eq!(error.reason(), "NoDestination");
-    let error = cluster.reconcile_backup("ghost-manual").await.unwrap_err();
+    // Past the wait for the instance (see a_backup_waits_for_its_instance).
+    let impatient = context_on(cluster.fake.operator()).with_instance_wait_timeout(Duration::ZERO);
+    let error = reconcile_backup_with(&cluster, impatient, "ghost-manual")
+        .await
+        .unwrap_err();
     assert_eq!(error.reason(), "InstanceNotFound");
     for name in ["orders-manual", "ghost-manual"] {
         let status = cluster
@@ -588,4 +661,324 @@ async fn scheduled_backups_wait_while_a_restore_runs() {
     let scheduled = find_condition(&status.conditions, "BackupScheduled").unwrap();
     assert_eq!(scheduled.reason, "Scheduled");
     assert!(status.next_backup_time.is_some());
+}
+
+#[tokio::test]
+async fn a_backup_waits_for_its_instance_then_runs() {
+    // `kubectl apply -k deploy/samples` creates the backup first.
+    let cluster = cluster(vec![backup("orders-manual")], Duration::from_secs(3600)).await;
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    let status = backup_status(&cluster, "orders-manual").await;
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Pending"));
+    let message = status.message.unwrap();
+    assert!(
+        message.contains("MySQLInstance orders does not exist"),
+        "{message}"
+    );
+    assert!(cluster.jobs().await.is_empty());
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"InstanceNotFound".to_owned())
+    );
+    // Looking again changes nothing while the reason stays the same.
+    cluster.take_writes();
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    assert_eq!(cluster.take_writes(), Vec::<String>::new());
+
+    // The instance exists but its server is not ready yet.
+    cluster
+        .api::<MySQLInstance>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(instance(json!({"backup": {"destination": s3()}}))).unwrap(),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    let status = backup_status(&cluster, "orders-manual").await;
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Pending"));
+    assert!(
+        status.message.unwrap().contains("is not ready"),
+        "waiting for readiness"
+    );
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"InstanceNotReady".to_owned())
+    );
+    assert!(cluster.jobs().await.is_empty());
+
+    // Ready: the Job runs.
+    let ready_status = ready(json!({}))["status"].clone();
+    cluster
+        .api::<MySQLInstance>()
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": ready_status })),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    assert_eq!(cluster.jobs().await.len(), 1);
+    let status = backup_status(&cluster, "orders-manual").await;
+    assert_eq!(status.job_name.as_deref(), Some("orders-manual-backup"));
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Pending"));
+}
+
+#[tokio::test]
+async fn a_backup_whose_instance_is_never_ready_fails_after_the_wait() {
+    let cluster = cluster(
+        vec![
+            instance(json!({"backup": {"destination": s3()}})),
+            backup("orders-manual"),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let impatient = context_on(cluster.fake.operator()).with_instance_wait_timeout(Duration::ZERO);
+    let error = reconcile_backup_with(&cluster, impatient, "orders-manual")
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "InstanceNotReady");
+    let status = backup_status(&cluster, "orders-manual").await;
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Failed"));
+    assert!(status.message.unwrap().contains("still 0s after"));
+    assert!(cluster.jobs().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_on_demand_backup_whose_pod_cannot_start_fails_after_the_start_deadline() {
+    let cluster = cluster(
+        vec![
+            ready(instance(json!({"backup": {"destination": s3()}}))),
+            backup("orders-manual"),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    let job = "orders-manual-backup";
+    stuck_pod(
+        &cluster,
+        job,
+        "ImagePullBackOff",
+        "Back-off pulling image \"ghcr.io/mysql-keeper/keeper-agent:nope\"",
+    )
+    .await;
+
+    // Within the deadline: still Pending, the reason is a Warning Event, once.
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    cluster.reconcile_backup("orders-manual").await.unwrap();
+    let status = backup_status(&cluster, "orders-manual").await;
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Pending"));
+    let pulls = cluster
+        .event_reasons()
+        .await
+        .into_iter()
+        .filter(|r| r == "ImagePullBackOff")
+        .count();
+    assert_eq!(pulls, 1);
+
+    // Past it: Failed with the pod's reason, and the Job deleted.
+    let impatient = context_on(cluster.fake.operator()).with_agent_start_timeout(Duration::ZERO);
+    reconcile_backup_with(&cluster, impatient, "orders-manual")
+        .await
+        .unwrap();
+    let status = backup_status(&cluster, "orders-manual").await;
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Failed"));
+    let message = status.message.unwrap();
+    assert!(message.contains("ImagePullBackOff"), "{message}");
+    assert!(message.contains("did not start within 0s"), "{message}");
+    assert!(cluster.jobs().await.is_empty(), "the stuck Job is deleted");
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"BackupCannotStart".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_run_that_cannot_start_is_deleted_and_backups_turn_unhealthy() {
+    let cluster = cluster(
+        vec![ready(instance(
+            json!({"backup": {"schedule": "@hourly", "destination": s3()}}),
+        ))],
+        Duration::from_secs(3600),
+    )
+    .await;
+    cluster.reconcile().await;
+    // What the CronJob controller makes: a Job owned by the CronJob, with
+    // the template's labels, whose pod cannot get its Secret.
+    let template = cluster
+        .api::<CronJob>()
+        .get("orders-backup")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .job_template;
+    let mut job = Job {
+        spec: template.spec,
+        ..Job::default()
+    };
+    job.metadata.name = Some("orders-backup-29000000".into());
+    job.metadata.namespace = Some(NS.into());
+    job.metadata.labels = template.metadata.and_then(|m| m.labels);
+    job.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "name": "orders-backup", "uid": "cron-uid", "controller": true}))
+        .unwrap(),
+    ]);
+    cluster
+        .api::<Job>()
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    stuck_pod(
+        &cluster,
+        "orders-backup-29000000",
+        "CreateContainerConfigError",
+        "secret \"s3-creds\" not found",
+    )
+    .await;
+
+    let healthy = || async {
+        let status = cluster.instance().await.status.unwrap();
+        let c = find_condition(&status.conditions, "BackupsHealthy")
+            .unwrap()
+            .clone();
+        (c.status, c.reason, c.message)
+    };
+    // Within the deadline: a Warning Event, backups still healthy.
+    cluster.reconcile().await;
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"CreateContainerConfigError".to_owned())
+    );
+    assert_eq!(healthy().await.0, "True");
+
+    // Past it: the Job goes (the CronJob's Forbid policy no longer blocks
+    // the next run) and BackupsHealthy says why.
+    reconcile_with(
+        &cluster,
+        context_on(cluster.fake.operator()).with_agent_start_timeout(Duration::ZERO),
+    )
+    .await;
+    assert!(cluster.jobs().await.is_empty(), "the stuck Job is deleted");
+    let (status, reason, message) = healthy().await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "BackupCannotStart")
+    );
+    assert!(message.contains("CreateContainerConfigError"), "{message}");
+    assert!(message.contains("orders-backup-29000000"), "{message}");
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"BackupCannotStart".to_owned())
+    );
+
+    // It stays so until a backup succeeds.
+    cluster.reconcile().await;
+    assert_eq!(healthy().await.1, "BackupCannotStart");
+    let later = (Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
+    cluster
+        .api::<MySQLInstance>()
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"lastBackup": {"name": "orders-new", "time": later,
+                "location": "s3://backups/orders-new", "compressedBytes": 1, "durationSeconds": 1}}})),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile().await;
+    assert_eq!(
+        (healthy().await.0.as_str(), healthy().await.1.as_str()),
+        ("True", "BackupsRecent")
+    );
+}
+
+#[tokio::test]
+async fn backup_on_delete_lets_go_when_the_namespace_is_being_deleted() {
+    let cluster = cluster(vec![deleting_instance()], Duration::from_secs(3600)).await;
+    // What `kubectl delete namespace shop` leaves while it empties it (the
+    // in-memory API serves no cluster-scoped paths: answered in front of it).
+    let namespace = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NS, "deletionTimestamp": Utc::now().to_rfc3339()},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Terminating"},
+    });
+    let client = refusals::answering(cluster.fake.operator(), move |method, path| {
+        (*method == Method::GET && path == format!("/api/v1/namespaces/{NS}"))
+            .then(|| (200, namespace.clone()))
+    });
+    reconcile_with(&cluster, context_on(client)).await;
+    assert!(finalizers(&cluster).await.is_empty());
+    let all = cluster
+        .api::<MySQLBackup>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(all.items.is_empty(), "no final backup is started");
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"FinalBackupSkipped".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn backup_on_delete_lets_go_when_creating_the_backup_is_forbidden() {
+    let cluster = cluster(vec![deleting_instance()], Duration::from_secs(3600)).await;
+    let forbidden = refusals::forbidding(cluster.fake.operator(), Method::POST, "/mysqlbackups");
+    reconcile_with(&cluster, context_on(forbidden)).await;
+    assert!(finalizers(&cluster).await.is_empty());
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"FinalBackupSkipped".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn backup_on_delete_lets_go_when_its_job_is_forbidden() {
+    let cluster = cluster(vec![ready(deleting_instance())], Duration::from_secs(3600)).await;
+    cluster.reconcile().await;
+    let record = cluster
+        .instance()
+        .await
+        .status
+        .unwrap()
+        .final_backup
+        .unwrap();
+    // The MySQLBackup controller may not create Jobs (an uninstall under way).
+    let forbidden = refusals::forbidding(cluster.fake.operator(), Method::POST, "/jobs");
+    let error = reconcile_backup_with(&cluster, context_on(forbidden), &record.name)
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "CreateFailed");
+    let status = backup_status(&cluster, &record.name).await;
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Failed"));
+    assert!(status.message.unwrap().contains("forbidden"));
+
+    cluster.reconcile().await;
+    assert!(finalizers(&cluster).await.is_empty());
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"FinalBackupFailed".to_owned())
+    );
 }

@@ -623,3 +623,143 @@ async fn the_minimal_sample_gets_a_status() {
     );
     assert_eq!(cluster.fake.refusals(), Vec::<String>::new());
 }
+
+#[path = "common/refusals.rs"]
+mod refusals;
+
+/// The data claim as the StatefulSet controller makes it, `phase` as the
+/// volume binder leaves it.
+async fn data_claim(cluster: &Cluster, phase: &str) {
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data-demo-0", "namespace": NS,
+            "labels": {"mysql.keeper.dev/instance": "demo"}},
+        "spec": {"resources": {"requests": {"storage": "10Gi"}}},
+        "status": {"phase": phase, "capacity": {"storage": "10Gi"}},
+    }))
+    .unwrap();
+    cluster
+        .api::<PersistentVolumeClaim>()
+        .create(&PostParams::default(), &claim)
+        .await
+        .unwrap();
+}
+
+fn resized(status: &keeper_crds::MySQLInstanceStatus) -> (String, String, String) {
+    let c = keeper_crds::condition::find_condition(&status.conditions, "StorageResized")
+        .expect("StorageResized");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+#[tokio::test]
+async fn growing_the_volume_waits_for_binding_and_a_refusal_does_not_stop_the_reconcile() {
+    let cluster = cluster(instance("demo", json!({})), vec![]).await;
+    cluster.reconcile("demo").await.expect("reconciles");
+    data_claim(&cluster, "Pending").await;
+    let grow = json!({"spec": {"storage": {"size": "20Gi"}}});
+    cluster
+        .api::<MySQLInstance>()
+        .patch("demo", &PatchParams::default(), &Patch::Merge(&grow))
+        .await
+        .unwrap();
+
+    // A Pending claim's spec cannot change: nothing is sent, the condition says why.
+    cluster.take_writes();
+    cluster.reconcile("demo").await.expect("reconciles");
+    let writes = cluster.take_writes();
+    assert!(
+        !writes.contains(&"patch data-demo-0".to_owned()),
+        "{writes:?}"
+    );
+    let status = cluster.instance("demo").await.status.unwrap();
+    let (ok, reason, _) = resized(&status);
+    assert_eq!(
+        (ok.as_str(), reason.as_str()),
+        ("False", "WaitingForBinding")
+    );
+
+    // Bound, but the API server refuses (RBAC, or a storage class that
+    // cannot expand): a condition and a Warning Event, and the rest of the
+    // reconcile goes on (the status is written, the server becomes Ready).
+    cluster
+        .api::<PersistentVolumeClaim>()
+        .patch_status(
+            "data-demo-0",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
+        )
+        .await
+        .unwrap();
+    cluster
+        .api::<StatefulSet>()
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"replicas": 1, "readyReplicas": 1}})),
+        )
+        .await
+        .unwrap();
+    let refused = refusals::forbidding(
+        cluster.fake.operator(),
+        http::Method::PATCH,
+        "/persistentvolumeclaims/data-demo-0",
+    );
+    let ctx = Arc::new(
+        Context::new(
+            refused,
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            None,
+        )
+        .with_accounts(Arc::new(common::NoAccounts)),
+    );
+    reconcile(Arc::new(cluster.instance("demo").await), ctx)
+        .await
+        .expect("a refused resize does not fail the reconcile");
+    let status = cluster.instance("demo").await.status.unwrap();
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Ready"));
+    let (ok, reason, message) = resized(&status);
+    assert_eq!((ok.as_str(), reason.as_str()), ("False", "ResizeRefused"));
+    assert!(message.contains("403"), "{message}");
+    assert!(
+        cluster
+            .events()
+            .await
+            .contains(&("Warning".into(), "ResizeRefused".into()))
+    );
+
+    // Allowed: the claim asks for the new size; then the volume has it.
+    cluster.reconcile("demo").await.expect("reconciles");
+    let claim = cluster
+        .api::<PersistentVolumeClaim>()
+        .get("data-demo-0")
+        .await
+        .unwrap();
+    let size = claim.spec.unwrap().resources.unwrap().requests.unwrap()["storage"]
+        .0
+        .clone();
+    assert_eq!(size, "20Gi");
+    let status = cluster.instance("demo").await.status.unwrap();
+    assert_eq!(resized(&status).1, "Resizing");
+    cluster
+        .api::<PersistentVolumeClaim>()
+        .patch_status(
+            "data-demo-0",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"capacity": {"storage": "20Gi"}}})),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile("demo").await.expect("reconciles");
+    let status = cluster.instance("demo").await.status.unwrap();
+    let (ok, reason, _) = resized(&status);
+    assert_eq!((ok.as_str(), reason.as_str()), ("True", "Resized"));
+    let events = cluster.events().await;
+    assert!(
+        events.contains(&("Normal".into(), "StorageExpanding".into())),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&("Normal".into(), "Resized".into())),
+        "{events:?}"
+    );
+}

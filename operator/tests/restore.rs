@@ -1050,3 +1050,69 @@ async fn a_failed_restore_keeps_the_hold() {
         "a half-restored server stays closed"
     );
 }
+
+#[tokio::test]
+async fn a_restore_whose_pod_cannot_start_fails_after_the_start_deadline() {
+    let cluster = restoring_cluster().await;
+    cluster.server_ready().await;
+    cluster.reconcile().await;
+    let job = cluster.only_job().await.metadata.name.unwrap();
+    // The kubelet cannot build the container: a Secret it needs is missing.
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("{job}-x1"), "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": job}},
+        "spec": {"containers": [{"name": "agent", "image": "agent"}]},
+        "status": {"phase": "Pending", "containerStatuses": [{
+            "name": "agent", "image": "agent", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError",
+                "message": "secret \"orders-s3\" not found"}}}]}
+    }))
+    .unwrap();
+    cluster
+        .api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+
+    // Within the start deadline: still restoring, and the reason is an Event.
+    cluster.reconcile().await;
+    assert_eq!(cluster.jobs().await.len(), 1);
+    assert_eq!(
+        condition(&cluster.status().await, "Restored").1,
+        "Restoring"
+    );
+    assert!(
+        cluster
+            .has_event("Warning", "CreateContainerConfigError")
+            .await
+    );
+
+    // Past it: the Job is deleted and the restore failed, changing nothing.
+    let impatient = Arc::new(
+        Context::new(
+            cluster.fake.operator(),
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            None,
+        )
+        .with_accounts(Arc::new(NoAccounts))
+        .with_agent_start_timeout(std::time::Duration::ZERO),
+    );
+    for _ in 0..2 {
+        reconcile(Arc::new(cluster.instance().await), impatient.clone())
+            .await
+            .expect("reconciles");
+        assert!(cluster.jobs().await.is_empty(), "the stuck Job is deleted");
+        let status = cluster.status().await;
+        let (restored, reason, message) = condition(&status, "Restored");
+        assert_eq!(
+            (restored.as_str(), reason.as_str()),
+            ("False", "RestorePreflightFailed"),
+            "{message}"
+        );
+        assert!(message.contains("CreateContainerConfigError"), "{message}");
+        assert!(message.contains("did not start within 0s"), "{message}");
+        assert_ne!(status.phase.map(|p| p.as_str()), Some("Ready"));
+    }
+    assert!(cluster.has_event("Warning", "RestorePreflightFailed").await);
+}

@@ -29,6 +29,8 @@
 //! upload part buffer), so the container has a memory limit; an agent killed
 //! for exceeding it is reported by the operator from the Job.
 
+pub mod start;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -249,8 +251,16 @@ pub fn job_spec(
     instance: &MySQLInstance,
     run: &AgentRun<'_>,
 ) -> Result<JobSpec> {
+    // Only a backup run is bounded (see OperatorConfig::backup_run_timeout).
+    let active_deadline_seconds = match run.command {
+        AgentCommand::Backup { .. } => config
+            .backup_run_timeout
+            .map(|t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX).max(1)),
+        AgentCommand::Restore { .. } => None,
+    };
     Ok(JobSpec {
         backoff_limit: Some(0),
+        active_deadline_seconds,
         ttl_seconds_after_finished: Some(TTL_AFTER_FINISHED_SECONDS),
         template: pod_template(config, instance, run)?,
         ..JobSpec::default()

@@ -374,3 +374,47 @@ fn a_restore_by_location_reads_old_and_new_layouts() {
     };
     assert_eq!(from(&location("prod/shop/orders")), written);
 }
+
+#[test]
+fn only_backups_get_the_optional_run_deadline() {
+    let instance = instance(json!({}));
+    let destination = s3_destination();
+    let backup = AgentRun {
+        name: "b".into(),
+        command: AgentCommand::Backup {
+            destination: &destination,
+            backup_name: None,
+            databases: &[],
+            compression_level: None,
+            retention: None,
+        },
+        owner: None,
+        labels: BTreeMap::new(),
+    };
+    let restore = AgentRun {
+        name: "r".into(),
+        command: AgentCommand::Restore {
+            destination: &destination,
+            backup: "orders-1",
+            overwrite: false,
+            source: None,
+            request_id: None,
+        },
+        owner: None,
+        labels: BTreeMap::new(),
+    };
+    let deadline = |config: &OperatorConfig, run: &AgentRun<'_>| {
+        job_spec(config, &instance, run)
+            .expect("builds")
+            .active_deadline_seconds
+    };
+    // Not by default: a large database may take hours.
+    assert_eq!(deadline(&config(), &backup), None);
+    let bounded = OperatorConfig {
+        backup_run_timeout: Some(std::time::Duration::from_secs(6 * 3600)),
+        ..config()
+    };
+    assert_eq!(deadline(&bounded, &backup), Some(6 * 3600));
+    // A restore cut short leaves a half-restored server: never bounded.
+    assert_eq!(deadline(&bounded, &restore), None);
+}

@@ -9,8 +9,21 @@
 //!   instance does not delete backups. The operator then records `jobName`
 //!   and phase `Pending` (its own fields, field manager `keeper-operator`).
 //! * The destination is `spec.destination`, else the instance's
-//!   `spec.backup.destination`. With neither, or without the instance, the
-//!   backup is Failed with a message saying what to fix, and a Warning Event.
+//!   `spec.backup.destination`. With neither the backup is Failed at once,
+//!   with a message saying what to fix, and a Warning Event.
+//! * An instance that does not exist yet (`kubectl apply -k` may create the
+//!   backup first) or is not ready (`Ready` is not True) is waited for: phase
+//!   `Pending`, the reason in `status.message`, a Normal Event
+//!   (`InstanceNotFound`, `InstanceNotReady`), and a look every
+//!   [`WAIT_REQUEUE`]; past `--instance-wait-timeout` (default 30 min after
+//!   the backup's creation) the backup is Failed with that reason.
+//! * A Job whose pod cannot start (no node fits, the image cannot be pulled,
+//!   a Secret it needs does not exist) is watched through its pod
+//!   ([`crate::agent::start`]): the problem is a Warning Event as soon as it
+//!   shows, and past `--agent-start-timeout` (default 10 min after the Job's
+//!   creation) the run is Failed with that reason (Warning Event
+//!   `BackupCannotStart`) and its Job deleted, propagating to its pod.
+//!   Creating the Job forbidden (403) fails the backup too.
 //! * A failed Job whose backup is not final (the agent was killed, ran out of
 //!   memory, or could not start) makes the operator apply phase `Failed` and
 //!   the message: the pod's termination message (the agent's one-line error),
@@ -22,14 +35,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use keeper_crds::agent::{CREATED_BY_JOB_ANNOTATION, JOB_NAME_LABEL};
+use keeper_crds::condition::{READY, find_condition, is_condition_true};
 use keeper_crds::{
     API_GROUP_VERSION, BackupDestination, BackupPhase, INSTANCE_LABEL, MySQLBackup, MySQLInstance,
 };
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -39,6 +54,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::start::{self, StartVerdict};
 use crate::agent::{self, AgentCommand, AgentRun};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -50,6 +66,11 @@ pub const BACKUP_LABEL: &str = "mysql.keeper.dev/backup";
 const RUNNING_REQUEUE: Duration = Duration::from_secs(300);
 /// Retry delay after a failed reconcile.
 const ERROR_REQUEUE: Duration = Duration::from_secs(30);
+/// How often a backup waiting for its instance is looked at (instances are
+/// not watched by this controller).
+const WAIT_REQUEUE: Duration = Duration::from_secs(30);
+/// Event reason when a run is failed because its pod did not start.
+pub const REASON_CANNOT_START: &str = "BackupCannotStart";
 /// Longest Job name (it becomes a label value on the Job's pods).
 const MAX_JOB_NAME: usize = 63;
 
@@ -176,7 +197,10 @@ async fn reconcile_inner(backup: &MySQLBackup, ctx: &Context) -> Result<Action> 
                 // Running without a Job name: the agent reports it; wait.
                 return Ok(Action::requeue(RUNNING_REQUEUE));
             }
-            start(ctx, backup, &name, &namespace).await?
+            match start(ctx, backup, &name, &namespace).await? {
+                Start::Job(job) => job,
+                Start::Wait(requeue) => return Ok(Action::requeue(requeue)),
+            }
         }
     };
 
@@ -193,14 +217,8 @@ async fn reconcile_inner(backup: &MySQLBackup, ctx: &Context) -> Result<Action> 
         return Ok(Action::requeue(RUNNING_REQUEUE));
     };
     if let Some((reason, condition_message)) = job_failure(&job) {
-        let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
-            .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job_name}")))
-            .await
-            .map_err(|source| Error::Kube {
-                what: format!("Pods of Job {namespace}/{job_name}"),
-                source: Box::new(source),
-            })?;
-        let message = termination_message(&pods.items).unwrap_or_else(|| {
+        let pods = job_pods(ctx, &namespace, &job_name).await?;
+        let message = termination_message(&pods).unwrap_or_else(|| {
             if condition_message.is_empty() {
                 format!("Job {job_name} failed: {reason}")
             } else {
@@ -210,11 +228,198 @@ async fn reconcile_inner(backup: &MySQLBackup, ctx: &Context) -> Result<Action> 
         mark_failed(ctx, backup, &name, &namespace, Some(&job_name), &message).await?;
         return Ok(Action::await_change());
     }
+    // Once the agent reports, its pod has started.
+    if phase.is_none_or(|p| p == BackupPhase::Pending) {
+        return watch_start(ctx, backup, &name, &namespace, &job).await;
+    }
     Ok(Action::requeue(RUNNING_REQUEUE))
 }
 
-/// Creates the Job of an on-demand backup and records it; returns its name.
-async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str) -> Result<String> {
+/// The pods of Job `job_name` (by the Job controller's label).
+pub async fn job_pods(ctx: &Context, namespace: &str, job_name: &str) -> Result<Vec<Pod>> {
+    Ok(Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job_name}")))
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("Pods of Job {namespace}/{job_name}"),
+            source: Box::new(source),
+        })?
+        .items)
+}
+
+/// Deletes the Job `name` and, through background propagation, its pods
+/// (an absent Job is fine).
+pub async fn delete_job(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
+    match Api::<Job>::namespaced(ctx.client.clone(), namespace)
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::DeleteFailed {
+            kind: "Job",
+            name: name.to_owned(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// How long until `deadline`, at least a second (a requeue at the deadline
+/// must land after it), at most `cap`.
+pub fn until(deadline: DateTime<Utc>, now: DateTime<Utc>, cap: Duration) -> Duration {
+    (deadline - now)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .saturating_add(Duration::from_secs(1))
+        .min(cap)
+}
+
+/// The start deadline of a run the agent has not reported on yet (see the
+/// module docs): a Warning Event when its pod cannot start, and past the
+/// deadline, the Job deleted and the backup Failed.
+async fn watch_start(
+    ctx: &Context,
+    backup: &MySQLBackup,
+    name: &str,
+    namespace: &str,
+    job: &Job,
+) -> Result<Action> {
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let pods = job_pods(ctx, namespace, &job_name).await?;
+    let now = Utc::now();
+    let key = format!("{namespace}/{job_name}");
+    match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
+        StartVerdict::Started => {
+            ctx.note_start_problem(&key, None);
+            Ok(Action::requeue(RUNNING_REQUEUE))
+        }
+        StartVerdict::Waiting { problem, deadline } => {
+            if let Some(problem) = problem
+                && ctx.note_start_problem(&key, Some(&problem.to_string()))
+            {
+                ctx.publish_on(
+                    &backup_ref(backup),
+                    EventType::Warning,
+                    &problem.reason,
+                    "Backup",
+                    format!(
+                        "the agent's pod of Job {job_name} cannot start yet: {problem}; the backup fails at {} unless it starts",
+                        deadline.to_rfc3339()
+                    ),
+                )
+                .await;
+            }
+            Ok(Action::requeue(until(deadline, now, RUNNING_REQUEUE)))
+        }
+        StartVerdict::TimedOut { problem } => {
+            delete_job(ctx, namespace, &job_name).await?;
+            ctx.note_start_problem(&key, None);
+            let message = format!(
+                "{}; Job {job_name} was deleted; fix the cause, then create a new MySQLBackup",
+                problem.message
+            );
+            tracing::warn!(backup = name, job = %job_name, reason = %problem.reason, "backup could not start");
+            mark_failed_as(
+                ctx,
+                backup,
+                name,
+                namespace,
+                Some(&job_name),
+                &message,
+                REASON_CANNOT_START,
+            )
+            .await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// What [`start`] did.
+enum Start {
+    /// The Job exists (created now or before).
+    Job(String),
+    /// Waiting for the instance; look again after this long.
+    Wait(Duration),
+}
+
+/// Waits for the instance (phase Pending, `why` in the message, a Normal
+/// Event `reason` when the message changes) until `--instance-wait-timeout`
+/// after the backup's creation, then fails the backup.
+async fn wait_for_instance(
+    ctx: &Context,
+    backup: &MySQLBackup,
+    name: &str,
+    namespace: &str,
+    reason: &'static str,
+    why: &str,
+    fix: &str,
+) -> Result<Start> {
+    let now = Utc::now();
+    let created = backup
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now, keeper_crds::condition::from_k8s_time);
+    let timeout = ctx.instance_wait_timeout;
+    let deadline = start::deadline_after(created, timeout);
+    if now >= deadline {
+        let message = format!(
+            "{why}, still {} after this backup was created; {fix}, then create a new MySQLBackup",
+            start::describe_duration(timeout)
+        );
+        mark_failed(ctx, backup, name, namespace, None, &message).await?;
+        return Err(Error::InvalidSpec { reason, message });
+    }
+    let message = format!(
+        "waiting: {why}; the backup fails if it cannot start by {}",
+        deadline.to_rfc3339()
+    );
+    let status = backup.status.clone().unwrap_or_default();
+    if status.message.as_deref() != Some(message.as_str()) || status.phase.is_none() {
+        let patch = json!({
+            "apiVersion": API_GROUP_VERSION,
+            "kind": "MySQLBackup",
+            "status": {"phase": BackupPhase::Pending, "message": message},
+        });
+        apply_status(ctx, name, namespace, &patch).await?;
+        ctx.publish_on(
+            &backup_ref(backup),
+            EventType::Normal,
+            reason,
+            "Backup",
+            message,
+        )
+        .await;
+    }
+    Ok(Start::Wait(until(deadline, now, WAIT_REQUEUE)))
+}
+
+/// Applies the operator's fields of a backup's status (forced: the operator
+/// writes them only before the agent runs, or for a run that ended without
+/// the agent's report).
+async fn apply_status(
+    ctx: &Context,
+    name: &str,
+    namespace: &str,
+    patch: &serde_json::Value,
+) -> Result<()> {
+    Api::<MySQLBackup>::namespaced(ctx.client.clone(), namespace)
+        .patch_status(
+            name,
+            &PatchParams::apply(&ctx.config.field_manager).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .map_err(|source| Error::BackupStatusFailed {
+            name: name.to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(())
+}
+
+/// Creates the Job of an on-demand backup and records it, or waits for the
+/// instance.
+async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str) -> Result<Start> {
     let instance_name = &backup.spec.instance_ref.name;
     let instance = Api::<MySQLInstance>::namespaced(ctx.client.clone(), namespace)
         .get_opt(instance_name)
@@ -224,14 +429,16 @@ async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str)
             source: Box::new(source),
         })?;
     let Some(instance) = instance else {
-        let message = format!(
-            "MySQLInstance {instance_name} not found in namespace {namespace}; create it or fix spec.instanceRef, then create a new MySQLBackup"
-        );
-        mark_failed(ctx, backup, name, namespace, None, &message).await?;
-        return Err(Error::InvalidSpec {
-            reason: "InstanceNotFound",
-            message,
-        });
+        return wait_for_instance(
+            ctx,
+            backup,
+            name,
+            namespace,
+            "InstanceNotFound",
+            &format!("MySQLInstance {instance_name} does not exist in namespace {namespace}"),
+            "create it or fix spec.instanceRef",
+        )
+        .await;
     };
     let destination: Option<&BackupDestination> = backup
         .spec
@@ -248,6 +455,27 @@ async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str)
             message,
         });
     };
+    let conditions = instance
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    if !is_condition_true(conditions, READY) {
+        let state = find_condition(conditions, READY).map_or_else(
+            || "it has no status yet".to_owned(),
+            |c| format!("{}: {}", c.reason, c.message),
+        );
+        return wait_for_instance(
+            ctx,
+            backup,
+            name,
+            namespace,
+            "InstanceNotReady",
+            &format!("MySQLInstance {instance_name} is not ready ({state})"),
+            "see the instance's conditions and Events",
+        )
+        .await;
+    }
     let backup_spec = instance.spec.backup.as_ref();
     let job_name = job_name(name);
     let run = AgentRun {
@@ -285,6 +513,20 @@ async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str)
         }
         // Created by an earlier reconcile whose status write did not land.
         Err(kube::Error::Api(status)) if status.code == 409 => {}
+        // Forbidden (the operator's RBAC, a namespace being deleted): this
+        // run cannot happen; say so rather than retry for ever.
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            let message = format!(
+                "creating Job {job_name} is forbidden: {}; create a new MySQLBackup once the operator may create Jobs here",
+                status.message
+            );
+            mark_failed(ctx, backup, name, namespace, None, &message).await?;
+            return Err(Error::CreateFailed {
+                kind: "Job",
+                name: job_name,
+                source: Box::new(kube::Error::Api(status)),
+            });
+        }
         Err(source) => {
             return Err(Error::CreateFailed {
                 kind: "Job",
@@ -293,23 +535,15 @@ async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str)
             });
         }
     }
+    // Without the waiting message: server-side apply drops what this
+    // manager no longer sends.
     let patch = json!({
         "apiVersion": API_GROUP_VERSION,
         "kind": "MySQLBackup",
         "status": {"jobName": job_name, "phase": BackupPhase::Pending},
     });
-    Api::<MySQLBackup>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(
-            name,
-            &PatchParams::apply(&ctx.config.field_manager).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::BackupStatusFailed {
-            name: name.to_owned(),
-            source: Box::new(source),
-        })?;
-    Ok(job_name)
+    apply_status(ctx, name, namespace, &patch).await?;
+    Ok(Start::Job(job_name))
 }
 
 /// Applies phase `Failed` and `message` (forced: the agent that owned them is
@@ -323,6 +557,28 @@ async fn mark_failed(
     job_name: Option<&str>,
     message: &str,
 ) -> Result<()> {
+    mark_failed_as(
+        ctx,
+        backup,
+        name,
+        namespace,
+        job_name,
+        message,
+        "BackupFailed",
+    )
+    .await
+}
+
+/// [`mark_failed`] with the Warning Event's `reason`.
+async fn mark_failed_as(
+    ctx: &Context,
+    backup: &MySQLBackup,
+    name: &str,
+    namespace: &str,
+    job_name: Option<&str>,
+    message: &str,
+    reason: &str,
+) -> Result<()> {
     let mut status = json!({"phase": BackupPhase::Failed, "message": message});
     if let Some(job) = job_name {
         status["jobName"] = json!(job);
@@ -332,21 +588,11 @@ async fn mark_failed(
         "kind": "MySQLBackup",
         "status": status,
     });
-    Api::<MySQLBackup>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(
-            name,
-            &PatchParams::apply(&ctx.config.field_manager).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::BackupStatusFailed {
-            name: name.to_owned(),
-            source: Box::new(source),
-        })?;
+    apply_status(ctx, name, namespace, &patch).await?;
     ctx.publish_on(
         &backup_ref(backup),
         EventType::Warning,
-        "BackupFailed",
+        reason,
         "Backup",
         message.to_owned(),
     )
@@ -373,17 +619,32 @@ pub fn backup_for_job(job: &Job) -> Option<ObjectRef<MySQLBackup>> {
     Some(ObjectRef::new(&owner.name).within(job.metadata.namespace.as_deref()?))
 }
 
+/// The `MySQLBackup` whose on-demand Job made `pod` (its [`BACKUP_LABEL`]):
+/// how a pod that cannot start leads back to its backup.
+pub fn backup_for_pod(pod: &Pod) -> Option<ObjectRef<MySQLBackup>> {
+    let name = pod.metadata.labels.as_ref()?.get(BACKUP_LABEL)?;
+    Some(ObjectRef::new(name).within(pod.metadata.namespace.as_deref()?))
+}
+
 /// Runs the `MySQLBackup` controller for one namespace (`None`: all) until
 /// `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: CancellationToken) {
     let client: Client = ctx.client.clone();
-    let (backups, jobs) = match namespace.as_deref() {
+    let (backups, jobs, pods) = match namespace.as_deref() {
         Some(ns) => (
             Api::<MySQLBackup>::namespaced(client.clone(), ns),
-            Api::<Job>::namespaced(client, ns),
+            Api::<Job>::namespaced(client.clone(), ns),
+            Api::<Pod>::namespaced(client, ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client)),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
     };
+    // The pods of on-demand backup Jobs: a pod that cannot start is seen
+    // as soon as the kubelet or the scheduler says so.
+    let pod_selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{BACKUP_LABEL}");
     // Only the operator's backup Jobs (component label) are cached.
     let job_selector = format!(
         "{MANAGED_BY_LABEL}={MANAGED_BY},{}={},{INSTANCE_LABEL}",
@@ -396,6 +657,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
     );
     Controller::new(backups, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(&job_selector))
+        .watches(
+            pods,
+            watcher::Config::default().labels(&pod_selector),
+            |pod: Pod| backup_for_pod(&pod),
+        )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -420,6 +686,34 @@ mod tests {
         assert_eq!(name, job_name(&long));
         assert!(name.ends_with("-backup"));
         assert_ne!(job_name(&long), job_name(&format!("{long}x")));
+    }
+
+    #[test]
+    fn an_on_demand_backups_pod_maps_to_its_backup() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {
+            "name": "orders-manual-backup-x1", "namespace": "shop",
+            "labels": {BACKUP_LABEL: "orders-manual"}}}))
+        .expect("pod");
+        assert_eq!(
+            backup_for_pod(&pod),
+            Some(ObjectRef::new("orders-manual").within("shop"))
+        );
+        assert_eq!(backup_for_pod(&Pod::default()), None);
+    }
+
+    #[test]
+    fn requeues_land_just_after_the_deadline_within_a_cap() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        let cap = Duration::from_secs(300);
+        assert_eq!(
+            until(now + chrono::Duration::seconds(10), now, cap),
+            Duration::from_secs(11)
+        );
+        assert_eq!(
+            until(now - chrono::Duration::seconds(10), now, cap),
+            Duration::from_secs(1)
+        );
+        assert_eq!(until(now + chrono::Duration::hours(1), now, cap), cap);
     }
 
     #[test]

@@ -25,13 +25,22 @@
 //!   (`BackupScheduled`'s transition time). The instance is requeued for the
 //!   next run (plus a grace period) and for the moment it would become
 //!   overdue, so the check runs without any watch event.
+//! * A scheduled run whose pod cannot start (no node fits, the image cannot
+//!   be pulled, a Secret is missing) has no `MySQLBackup` yet (the agent
+//!   creates it once it runs), and with the CronJob's `Forbid` policy it
+//!   would block every later run. So the CronJob's Jobs are looked at here
+//!   ([`crate::agent::start`]): a problem is a Warning Event as soon as it
+//!   shows, and past the start deadline the Job is deleted (its pod goes
+//!   with it, the CronJob runs again on time), a Warning Event
+//!   `BackupCannotStart` is published, and `BackupsHealthy` turns False with
+//!   that reason until a backup succeeds again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Secret;
 use keeper_crds::agent::{BACKUP_PASSWORD_KEY, BACKUP_USER, BACKUP_USERNAME_KEY};
 use keeper_crds::condition::{
@@ -50,10 +59,12 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::apply;
-use super::build::{InstanceMeta, agent_rbac, cronjob, secret};
+use super::build::{COMPONENT_LABEL, InstanceMeta, agent_rbac, cronjob, secret};
 use super::fetch::{Observed, secret_value};
 use super::status::Readiness;
 use crate::accounts::AccountTarget;
+use crate::agent::COMPONENT_BACKUP;
+use crate::agent::start::{self, StartVerdict};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -73,6 +84,9 @@ pub const REASON_OVERDUE: &str = "BackupsOverdue";
 pub const REASON_NONE_DUE: &str = "NoBackupDueYet";
 /// Warning Event when the backup user cannot be ensured.
 pub const REASON_BACKUP_USER_FAILED: &str = "BackupUserFailed";
+/// `BackupsHealthy=False`, and the Warning Event, when a scheduled run's pod
+/// did not start within the start deadline (its Job was deleted).
+pub const REASON_CANNOT_START: &str = crate::backup::REASON_CANNOT_START;
 
 /// How long after a scheduled run the instance is looked at again (the run
 /// should have reported by then, or started at least).
@@ -370,6 +384,8 @@ async fn schedule(
         spec.suspend = Some(true);
     }
     apply_child(ctx, instance, namespace, &desired).await?;
+    let (start_failure, stuck_requeue) =
+        stuck_runs(ctx, instance, namespace, &cron_name, now).await?;
 
     if backup.suspend || restoring {
         let (reason, message, healthy_message) = if backup.suspend {
@@ -428,9 +444,29 @@ async fn schedule(
         find_condition(&status.conditions, BACKUP_SCHEDULED)
             .map(|c| from_k8s_time(&c.last_transition_time))
     });
-    let mut requeue = next.map(|n| to_std(n - now) + AFTER_RUN_GRACE);
-    let previous = find_condition(&status.conditions, BACKUPS_HEALTHY).map(|c| c.status.clone());
+    let mut requeue = min_duration(
+        next.map(|n| to_std(n - now) + AFTER_RUN_GRACE),
+        stuck_requeue,
+    );
+    let previous_condition = find_condition(&status.conditions, BACKUPS_HEALTHY).cloned();
+    let previous = previous_condition.as_ref().map(|c| c.status.clone());
+    // A run that could not start keeps the condition False until a backup
+    // succeeds after it.
+    let cannot_start = start_failure.or_else(|| {
+        previous_condition
+            .filter(|c| c.reason == REASON_CANNOT_START)
+            .filter(|c| last_success.is_none_or(|t| t <= from_k8s_time(&c.last_transition_time)))
+            .map(|c| c.message)
+    });
     let healthy = match since {
+        _ if cannot_start.is_some() => condition::new_condition(
+            BACKUPS_HEALTHY,
+            false,
+            REASON_CANNOT_START,
+            cannot_start.unwrap_or_default(),
+            generation,
+            now,
+        ),
         Some(since) if parsed.is_overdue(since, now) => {
             let message = match last_success {
                 Some(t) => format!(
@@ -486,7 +522,10 @@ async fn schedule(
             now,
         ),
     };
-    let turned_false = healthy.status == "False" && previous.as_deref() != Some("False");
+    // A run that could not start had its own Event.
+    let turned_false = healthy.status == "False"
+        && previous.as_deref() != Some("False")
+        && healthy.reason == REASON_OVERDUE;
     if turned_false {
         ctx.publish(
             instance,
@@ -503,6 +542,90 @@ async fn schedule(
 
 fn to_std(delta: chrono::Duration) -> Duration {
     delta.to_std().unwrap_or(Duration::ZERO)
+}
+
+/// Whether `job` was made by the instance's CronJob `cron_name`.
+fn is_scheduled_run(job: &Job, cron_name: &str) -> bool {
+    job.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "CronJob" && o.name == cron_name)
+}
+
+/// Looks at the scheduled runs that have not ended (see the module docs):
+/// returns why one could not start (its Job was deleted) and when to look
+/// again for one that may still start.
+async fn stuck_runs(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    cron_name: &str,
+    now: DateTime<Utc>,
+) -> Result<(Option<String>, Option<Duration>)> {
+    let name = instance.metadata.name.clone().unwrap_or_default();
+    let selector = format!("{INSTANCE_LABEL}={name},{COMPONENT_LABEL}={COMPONENT_BACKUP}");
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("backup Jobs of {namespace}/{name}"),
+            source: Box::new(source),
+        })?;
+    let mut failure = None;
+    let mut requeue = None;
+    for job in jobs.items.iter().filter(|j| {
+        is_scheduled_run(j, cron_name)
+            && j.metadata.deletion_timestamp.is_none()
+            && !start::job_ended(j)
+    }) {
+        let job_name = job.metadata.name.clone().unwrap_or_default();
+        let key = format!("{namespace}/{job_name}");
+        let pods = crate::backup::job_pods(ctx, namespace, &job_name).await?;
+        match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
+            StartVerdict::Started => {
+                ctx.note_start_problem(&key, None);
+            }
+            StartVerdict::Waiting { problem, deadline } => {
+                if let Some(problem) = problem
+                    && ctx.note_start_problem(&key, Some(&problem.to_string()))
+                {
+                    ctx.publish(
+                        instance,
+                        EventType::Warning,
+                        &problem.reason,
+                        "Backup",
+                        format!(
+                            "the agent's pod of scheduled backup Job {job_name} cannot start yet: {problem}; the run fails at {} unless it starts",
+                            deadline.to_rfc3339()
+                        ),
+                    )
+                    .await;
+                }
+                let wait = crate::backup::until(deadline, now, AFTER_RUN_GRACE);
+                requeue = min_duration(requeue, Some(wait));
+            }
+            StartVerdict::TimedOut { problem } => {
+                crate::backup::delete_job(ctx, namespace, &job_name).await?;
+                ctx.note_start_problem(&key, None);
+                let message = format!(
+                    "scheduled backup Job {job_name} could not start ({}): {}; the Job was deleted so that later runs can start",
+                    problem.reason, problem.message
+                );
+                tracing::warn!(instance = %name, job = %job_name, reason = %problem.reason, "scheduled backup could not start");
+                ctx.publish(
+                    instance,
+                    EventType::Warning,
+                    REASON_CANNOT_START,
+                    "Backup",
+                    message.clone(),
+                )
+                .await;
+                failure = Some(message);
+            }
+        }
+    }
+    Ok((failure, requeue))
 }
 
 /// The completion (or start) time of the instance's newest Succeeded backup.

@@ -8,15 +8,14 @@ pub mod fetch;
 pub mod final_backup;
 pub mod restore;
 pub mod status;
+pub mod storage;
 pub mod validate;
 
 use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ObjectReference, PersistentVolumeClaim, Secret, Service,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service};
 use keeper_crds::MySQLInstance;
 use keeper_crds::instance::DEFAULT_ROOT_PASSWORD_KEY;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -109,10 +108,19 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     .await?;
     report::<StatefulSet>(ctx, instance, outcome, &meta.name).await;
 
-    expand_claim(ctx, &namespace, instance, observed.data_claim.as_ref()).await?;
-
     let readiness = Readiness::observe(Some(&stateful_set), observed.data_claim.as_ref());
     let mut new = status::healthy(instance, &meta, &readiness, Utc::now());
+    // Not essential: a volume that cannot grow is a condition, and the rest
+    // of the reconcile goes on.
+    storage::reconcile(
+        ctx,
+        instance,
+        &namespace,
+        observed.data_claim.as_ref(),
+        &mut new,
+        Utc::now(),
+    )
+    .await;
     let backup_requeue = backups::reconcile(
         ctx,
         instance,
@@ -272,53 +280,6 @@ async fn ensure_credentials(
         reason,
         "Credentials",
         format!("Secret {name}: generated {keys}"),
-    )
-    .await;
-    Ok(())
-}
-
-/// Grows the data claim to `spec.storage.size` (the claim template of a
-/// StatefulSet is immutable, so a larger size is applied to the claim). The
-/// StorageClass must allow expansion; a shrink never happens (the API
-/// refuses a smaller size).
-async fn expand_claim(
-    ctx: &Context,
-    namespace: &str,
-    instance: &MySQLInstance,
-    claim: Option<&PersistentVolumeClaim>,
-) -> Result<()> {
-    let Some(claim) = claim else {
-        return Ok(());
-    };
-    let name = claim.metadata.name.clone().unwrap_or_default();
-    let requested = claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .map(|q| q.0.as_str());
-    let wanted = instance.spec.storage.size.as_str();
-    let Some(requested) = requested else {
-        return Ok(());
-    };
-    if apply::quantity_greater(wanted, requested) != Some(true) {
-        return Ok(());
-    }
-    let patch = json!({"spec": {"resources": {"requests": {"storage": wanted}}}});
-    Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace)
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|source| Error::ResizeFailed {
-            name: name.clone(),
-            source: Box::new(source),
-        })?;
-    ctx.publish(
-        instance,
-        EventType::Normal,
-        "StorageExpanding",
-        "Resize",
-        format!("PersistentVolumeClaim {name}: {requested} → {wanted}"),
     )
     .await;
     Ok(())

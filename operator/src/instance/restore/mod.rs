@@ -30,6 +30,10 @@
 //!    again. The Job failed: `Restored=False` with `RestorePreflightFailed`
 //!    (the agent says it changed nothing) or `RestoreFailed`, the agent's
 //!    line as the message, `phase: Failed`. Nothing retries on its own.
+//!    A Job whose pod does not start within `--agent-start-timeout` (no node
+//!    fits, the image cannot be pulled, a Secret is missing) is deleted and
+//!    the restore fails as `RestorePreflightFailed` with the pod's reason:
+//!    nothing ran, so nothing was changed.
 //!
 //! # Once per data, not once per object
 //!
@@ -102,6 +106,7 @@ use super::build::COMPONENT_LABEL;
 use super::fetch::Observed;
 use super::status::Readiness;
 use crate::accounts::AppAccess;
+use crate::agent::start::{self, StartVerdict};
 use crate::agent::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
 use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
@@ -377,10 +382,17 @@ async fn advance(
                 source: description,
             }
         }
-        RunState::Running => Step::Running {
-            job: name,
-            source: description,
-        },
+        RunState::Running => {
+            let agent_reported = reported.is_some_and(|r| r.phase != RestorePhase::Pending);
+            let failed = match job.as_ref().filter(|_| !agent_reported) {
+                Some(job) => watch_start(ctx, instance, namespace, resolved, job, now).await?,
+                None => None,
+            };
+            failed.unwrap_or(Step::Running {
+                job: name,
+                source: description,
+            })
+        }
         RunState::Succeeded { at } => {
             // Applications get the server back only once the restore is in.
             if let Err(message) = ensure_app_access(ctx, instance, observed, AppAccess::Open).await
@@ -420,6 +432,65 @@ async fn advance(
             }
         }
     })
+}
+
+/// The start deadline of a restore Job the agent has not reported on yet
+/// ([`crate::agent::start`]): a Warning Event when its pod cannot start, and
+/// past the deadline the Job deleted and the restore failed. A pod that never
+/// started changed nothing, so it is reported as a preflight failure
+/// (`RestorePreflightFailed`), and like every failure it is not retried on
+/// its own. Returns the failed step, or `None` while the run may still start.
+async fn watch_start(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    resolved: &ResolvedSource,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<Option<Step>> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let key = format!("{namespace}/{name}");
+    let pods = crate::backup::job_pods(ctx, namespace, &name).await?;
+    match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
+        StartVerdict::Started => {
+            ctx.note_start_problem(&key, None);
+            Ok(None)
+        }
+        StartVerdict::Waiting { problem, deadline } => {
+            if let Some(problem) = problem
+                && ctx.note_start_problem(&key, Some(&problem.to_string()))
+            {
+                ctx.publish(
+                    instance,
+                    EventType::Warning,
+                    &problem.reason,
+                    "Restore",
+                    format!(
+                        "the agent's pod of restore Job {name} cannot start yet: {problem}; the restore fails at {} unless it starts",
+                        deadline.to_rfc3339()
+                    ),
+                )
+                .await;
+            }
+            Ok(None)
+        }
+        StartVerdict::TimedOut { problem } => {
+            crate::backup::delete_job(ctx, namespace, &name).await?;
+            ctx.note_start_problem(&key, None);
+            // The agent's preflight wording: the pod never ran.
+            let agent = format!(
+                "{}; Job {name} was deleted; nothing was changed",
+                problem.message
+            );
+            tracing::warn!(job = %name, reason = %problem.reason, "restore could not start");
+            let fields = ended(resolved, &name, RestorePhase::Failed, Some(&agent));
+            report(ctx, instance, &fields, true).await;
+            Ok(Some(Step::Failed {
+                reason: REASON_PREFLIGHT_FAILED,
+                message: failure_message(&describe(resolved), &name, &agent, true),
+            }))
+        }
+    }
 }
 
 /// `MySQLBackup <name>` or the location's URL, for messages.
