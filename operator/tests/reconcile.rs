@@ -18,6 +18,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+mod common;
+
 const NS: &str = "shop";
 
 struct Cluster {
