@@ -938,6 +938,46 @@ async fn backup_on_delete_lets_go_when_the_namespace_is_being_deleted() {
     );
 }
 
+/// The final backup finished, then the namespace started going before the
+/// operator let go (its finalizer update failed, say): the backup is
+/// recorded as the success it was, not as a backup the namespace stopped.
+#[tokio::test]
+async fn a_final_backup_that_succeeded_stays_a_success_when_the_namespace_goes() {
+    let cluster = cluster(vec![deleting_instance()], Duration::from_secs(3600)).await;
+    cluster.reconcile().await;
+    let record = cluster.instance().await.status.unwrap().final_backup.unwrap();
+    cluster
+        .api::<MySQLBackup>()
+        .patch_status(
+            &record.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Succeeded"}})),
+        )
+        .await
+        .unwrap();
+    let namespace = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NS, "deletionTimestamp": Utc::now().to_rfc3339()},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Terminating"},
+    });
+    let client = refusals::answering(cluster.fake.operator(), move |method, path| {
+        (*method == Method::GET && path == format!("/api/v1/namespaces/{NS}"))
+            .then(|| (200, namespace.clone()))
+    });
+    reconcile_with(&cluster, context_on(client)).await;
+    assert!(finalizers(&cluster).await.is_empty());
+    let reasons = cluster.event_reasons().await;
+    assert!(
+        reasons.contains(&"FinalBackupSucceeded".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.contains(&"FinalBackupFailed".to_owned()),
+        "{reasons:?}"
+    );
+}
+
 #[tokio::test]
 async fn backup_on_delete_lets_go_when_creating_the_backup_is_forbidden() {
     let cluster = cluster(vec![deleting_instance()], Duration::from_secs(3600)).await;

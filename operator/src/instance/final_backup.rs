@@ -202,6 +202,15 @@ async fn let_go(
     Ok(Action::await_change())
 }
 
+/// Whether MySQLBackup `name` reports `Succeeded` (a failed read: not known
+/// to, so no).
+async fn succeeded(backups: &Api<MySQLBackup>, name: &str) -> bool {
+    matches!(
+        backups.get_opt(name).await,
+        Ok(Some(backup)) if backup.phase() == Some(BackupPhase::Succeeded)
+    )
+}
+
 /// The deletion path (the instance has a `deletionTimestamp`).
 ///
 /// # Errors
@@ -237,7 +246,16 @@ pub async fn on_delete(
         .unwrap_or_else(|_| chrono::Duration::hours(1));
     let timed_out = now - deleting_since > timeout;
 
-    if let Some(why) = namespace_terminating(ctx, &namespace).await {
+    // A final backup that already succeeded is a success whatever happens
+    // to the namespace now (the finalizer update after it may have failed).
+    let namespace_going = match namespace_terminating(ctx, &namespace).await {
+        Some(why) => match &record {
+            Some(record) if succeeded(&backups, &record.name).await => None,
+            _ => Some(why),
+        },
+        None => None,
+    };
+    if let Some(why) = namespace_going {
         let ending = match record {
             Some(record) => {
                 let message = format!(
