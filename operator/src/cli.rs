@@ -133,6 +133,11 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         return Err(invalid());
     }
     let number: u64 = number.parse().map_err(|_| invalid())?;
+    if number == 0 {
+        // A zero wait would fail every run at its first look (a start
+        // deadline) or every Job at once (a run deadline): never what is meant.
+        return Err(format!("invalid duration {value:?}: must be more than 0"));
+    }
     number
         .checked_mul(unit)
         .map(Duration::from_secs)
@@ -255,7 +260,17 @@ mod tests {
         assert_eq!(parse("30s").expect("s"), Duration::from_secs(30));
         assert_eq!(parse("45m").expect("m"), Duration::from_secs(45 * 60));
         assert_eq!(parse("2h").expect("h"), Duration::from_secs(7200));
-        for bad in ["", "h", "1d", "-5", "1.5h", "1 h", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "h",
+            "1d",
+            "-5",
+            "1.5h",
+            "1 h",
+            "99999999999999999999h",
+            "0",
+            "0m",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} must be rejected");
         }
         assert_eq!(

@@ -938,6 +938,37 @@ async fn backup_on_delete_lets_go_when_the_namespace_is_being_deleted() {
     );
 }
 
+/// Looking for scheduled runs that cannot start is not essential: when the
+/// Jobs cannot be listed, the schedule and the status are still written.
+#[tokio::test]
+async fn a_failed_look_at_the_runs_does_not_stop_the_reconcile() {
+    let cluster = cluster(
+        vec![instance(
+            json!({"backup": {"destination": s3(), "schedule": "0 3 * * *"}}),
+        )],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let failing = refusals::answering(cluster.fake.operator(), |method, path| {
+        (*method == Method::GET && path == format!("/apis/batch/v1/namespaces/{NS}/jobs")).then(
+            || {
+                (
+                    500,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "message": "etcdserver: request timed out",
+                        "reason": "InternalError", "code": 500}),
+                )
+            },
+        )
+    });
+    reconcile_with(&cluster, context_on(failing)).await;
+    assert!(cluster.api::<CronJob>().get("orders-backup").await.is_ok());
+    let status = cluster.instance().await.status.expect("a status");
+    let scheduled = find_condition(&status.conditions, "BackupScheduled").expect("scheduled");
+    assert_eq!(scheduled.status, "True", "{}", scheduled.message);
+    assert!(status.next_backup_time.is_some());
+}
+
 /// The final backup finished, then the namespace started going before the
 /// operator let go (its finalizer update failed, say): the backup is
 /// recorded as the success it was, not as a backup the namespace stopped.

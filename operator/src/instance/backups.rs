@@ -384,8 +384,16 @@ async fn schedule(
         spec.suspend = Some(true);
     }
     apply_child(ctx, instance, namespace, &desired).await?;
+    // Watching for runs that cannot start is not essential to the instance:
+    // a failed look is retried with the next reconcile, the rest goes on.
     let (start_failure, stuck_requeue) =
-        stuck_runs(ctx, instance, namespace, &cron_name, now).await?;
+        match stuck_runs(ctx, instance, namespace, &cron_name, now).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look at the scheduled backup runs; retried");
+                (None, Some(STUCK_RUNS_RETRY))
+            }
+        };
 
     if backup.suspend || restoring {
         let (reason, message, healthy_message) = if backup.suspend {
@@ -556,6 +564,9 @@ fn is_scheduled_run(job: &Job, cron_name: &str) -> bool {
 /// Looks at the scheduled runs that have not ended (see the module docs):
 /// returns why one could not start (its Job was deleted) and when to look
 /// again for one that may still start.
+/// How soon a failed look at the scheduled runs is retried.
+const STUCK_RUNS_RETRY: Duration = Duration::from_secs(30);
+
 async fn stuck_runs(
     ctx: &Context,
     instance: &MySQLInstance,

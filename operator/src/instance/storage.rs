@@ -257,6 +257,14 @@ pub async fn reconcile(
     condition::set_condition(&mut status.conditions, new);
 }
 
+/// Whether an API answer with `code` refuses the resize for good (RBAC, an
+/// admission or validation rule: a storage class that cannot expand is a 403
+/// or a 422) rather than failing this one request (a claim gone, a conflict,
+/// throttling), which the next reconcile retries.
+fn refuses(code: u16) -> bool {
+    matches!(code, 400 | 403 | 422)
+}
+
 /// Asks claim `name` for `size`; a failure is the condition it becomes.
 async fn grow(
     ctx: &Context,
@@ -270,7 +278,7 @@ async fn grow(
         .await;
     match result {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if (400..500).contains(&status.code) => {
+        Err(kube::Error::Api(status)) if refuses(status.code) => {
             tracing::warn!(claim = name, code = status.code, message = %status.message, "resize refused");
             Err((
                 false,
@@ -305,6 +313,17 @@ mod tests {
             "status": status,
         }))
         .expect("claim")
+    }
+
+    #[test]
+    fn only_rules_refuse_a_resize_other_answers_are_retried() {
+        for code in [400, 403, 422] {
+            assert!(refuses(code), "{code}");
+        }
+        // The claim is gone, changed meanwhile, or the server is busy.
+        for code in [404, 409, 429, 500, 503] {
+            assert!(!refuses(code), "{code}");
+        }
     }
 
     #[test]
