@@ -248,7 +248,12 @@ mod tests {
         names
     }
 
-    fn reasons(policy: KeepPolicy, backups: &[Candidate], now: DateTime<Utc>, name: &str) -> Verdict {
+    fn reasons(
+        policy: KeepPolicy,
+        backups: &[Candidate],
+        now: DateTime<Utc>,
+        name: &str,
+    ) -> Verdict {
         policy
             .decide(backups, now)
             .into_iter()
@@ -285,7 +290,10 @@ mod tests {
         assert!(deleted(policy(Some(10), None), &backups, day(30)).is_empty());
         assert_eq!(
             reasons(policy(Some(2), None), &backups, day(30), "b"),
-            Verdict::Keep(vec![KeepReason::WithinCount { rank: 2, keep_last: 2 }])
+            Verdict::Keep(vec![KeepReason::WithinCount {
+                rank: 2,
+                keep_last: 2
+            }])
         );
         assert_eq!(
             reasons(policy(Some(2), None), &backups, day(30), "e"),
@@ -326,7 +334,10 @@ mod tests {
             reasons(policy(Some(2), Some("27d")), &backups, day(28), "d"),
             Verdict::Keep(vec![
                 KeepReason::NewestGood,
-                KeepReason::WithinCount { rank: 1, keep_last: 2 },
+                KeepReason::WithinCount {
+                    rank: 1,
+                    keep_last: 2
+                },
                 KeepReason::WithinAge { max_age: age },
             ])
         );
@@ -381,7 +392,10 @@ mod tests {
             reasons(policy(Some(1), None), &backups, day(28), "c"),
             Verdict::Keep(vec![
                 KeepReason::NewestGood,
-                KeepReason::WithinCount { rank: 1, keep_last: 1 }
+                KeepReason::WithinCount {
+                    rank: 1,
+                    keep_last: 1
+                }
             ])
         );
     }

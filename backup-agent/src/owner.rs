@@ -175,10 +175,7 @@ mod tests {
                 .collect(),
             kube: None,
         };
-        assert_eq!(
-            Owner::of_run(None, &ctx),
-            Ok(Some(owner("shop/orders")))
-        );
+        assert_eq!(Owner::of_run(None, &ctx), Ok(Some(owner("shop/orders"))));
         assert_eq!(
             Owner::of_run(Some("orders"), &ctx),
             Ok(Some(owner("shop/orders")))

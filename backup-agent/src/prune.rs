@@ -28,9 +28,7 @@ use keeper_crds::retention::RetentionError;
 
 use crate::AgentContext;
 use crate::cli::{PinArgs, PruneArgs, RetentionArgs};
-use crate::keep_policy::{
-    BackupState, Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict,
-};
+use crate::keep_policy::{BackupState, Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
 use crate::manifest::{
     DUMP_FILE, IN_PROGRESS_FILE, InProgress, KEEP_FILE, MANIFEST_FILE, Manifest, Pin, PinSource,
     REMOVING_FILE, Removing,
@@ -167,7 +165,9 @@ impl PruneOutcome {
             lines.push(format!("pinned {name} (spec.keep on its MySQLBackup)"));
         }
         for name in &self.pins_lifted {
-            lines.push(format!("unpinned {name} (its MySQLBackup no longer has spec.keep)"));
+            lines.push(format!(
+                "unpinned {name} (its MySQLBackup no longer has spec.keep)"
+            ));
         }
         for key in &self.aborted_uploads {
             lines.push(format!("aborted orphaned upload {key}"));
@@ -314,7 +314,8 @@ pub async fn apply_at(
 
     // Orphaned uploads first: removing an incomplete folder removes its
     // marker, after which its upload could no longer be attributed.
-    outcome.aborted_uploads = orphans::abort_orphaned_uploads(store, &owner, ORPHAN_AGE, now).await?;
+    outcome.aborted_uploads =
+        orphans::abort_orphaned_uploads(store, &owner, ORPHAN_AGE, now).await?;
 
     let mut candidates = Vec::new();
     for folder in &folders {

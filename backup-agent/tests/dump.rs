@@ -634,13 +634,21 @@ async fn keep_last_prunes_older_backups_after_a_success() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Another instance's backup in the same folder, older than all: not ours.
-    backup(&server, dir.path(), &["--name", "other", "--instance", "dev/other"])
+    backup(
+        &server,
+        dir.path(),
+        &["--name", "other", "--instance", "dev/other"],
+    )
+    .await
+    .unwrap();
+    for name in ["b1", "b2"] {
+        backup(
+            &server,
+            dir.path(),
+            &["--name", name, "--instance", "dev/app"],
+        )
         .await
         .unwrap();
-    for name in ["b1", "b2"] {
-        backup(&server, dir.path(), &["--name", name, "--instance", "dev/app"])
-            .await
-            .unwrap();
     }
     // --keep-last needs an owner, and says so before anything is dumped.
     let err = backup(&server, dir.path(), &["--name", "b3", "--keep-last", "2"])
@@ -658,7 +666,12 @@ async fn keep_last_prunes_older_backups_after_a_success() {
     .unwrap();
     assert_eq!(third.retention_error, None);
     assert_eq!(
-        third.manifest.owner.as_ref().map(ToString::to_string).as_deref(),
+        third
+            .manifest
+            .owner
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
         Some("dev/app")
     );
     assert!(!dir.path().join("b1/manifest.json").exists(), "b1 was kept");

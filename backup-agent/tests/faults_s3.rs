@@ -146,7 +146,10 @@ async fn garage_killed_mid_upload_fails_clearly_and_cleanup_finishes_the_job() {
     )
     .await
     .unwrap();
-    assert!(outcome.kept_names().contains(&"good".to_owned()), "{outcome:?}");
+    assert!(
+        outcome.kept_names().contains(&"good".to_owned()),
+        "{outcome:?}"
+    );
     assert_eq!(pending_uploads(&garage).await, Vec::<String>::new());
     assert_eq!(keys(&garage, "crash/faulty/").await, Vec::<String>::new());
     assert_good_backups_intact(&url, &["good"], &env).await;
@@ -184,9 +187,7 @@ async fn a_slow_store_that_drops_connections_still_gets_a_good_backup() {
             .abort_orphaned_uploads(&owner(), chrono::Duration::zero())
             .await
             .unwrap();
-        let pruned = apply_at(&store, &keep_last(1), Utc::now())
-            .await
-            .unwrap();
+        let pruned = apply_at(&store, &keep_last(1), Utc::now()).await.unwrap();
         let still_pending = pending_uploads(&garage).await;
         // The network drops the connections once mid-upload: retried.
         proxy.drop_connections();

@@ -182,10 +182,26 @@ async fn fingerprint(server: &MariaDb, databases: &[&str]) -> BTreeMap<String, S
             }
         }
         for (kind, list, body) in [
-            ("PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'PROCEDURE' AND ROUTINE_SCHEMA = ", 2),
-            ("FUNCTION", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'FUNCTION' AND ROUTINE_SCHEMA = ", 2),
-            ("TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ", 2),
-            ("EVENT", "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ", 3),
+            (
+                "PROCEDURE",
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'PROCEDURE' AND ROUTINE_SCHEMA = ",
+                2,
+            ),
+            (
+                "FUNCTION",
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'FUNCTION' AND ROUTINE_SCHEMA = ",
+                2,
+            ),
+            (
+                "TRIGGER",
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ",
+                2,
+            ),
+            (
+                "EVENT",
+                "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ",
+                3,
+            ),
         ] {
             for r in rows(&mut conn, &format!("{list}{}", lit(db))).await {
                 let create = rows(
@@ -398,13 +414,19 @@ async fn multibyte_text_with_backslash_bytes_comes_back_byte_for_byte() {
     let charsets = ["sjis", "cp932", "gbk", "big5"];
     let rt = round_trip("charsets.sql", &["fid_charset"]).await;
     let mut src = rt.source.connect().await.unwrap();
-    let have = rows(&mut src, "SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS").await;
+    let have = rows(
+        &mut src,
+        "SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS",
+    )
+    .await;
     for cs in charsets {
         assert!(have.iter().any(|r| r[0] == cs), "the server lacks {cs}");
     }
     let mut dst = rt.target.connect().await.unwrap();
     for cs in charsets {
-        let q = format!("SELECT id, HEX(v), HEX(c), HEX(t), HEX(e) FROM fid_charset.{cs}_text ORDER BY id");
+        let q = format!(
+            "SELECT id, HEX(v), HEX(c), HEX(t), HEX(e) FROM fid_charset.{cs}_text ORDER BY id"
+        );
         let want = rows(&mut src, &q).await;
         assert!(
             want.iter().any(|r| r[1].contains("5C")),
@@ -426,7 +448,11 @@ async fn views_follow_views_and_functions_of_other_databases() {
         .collect();
     assert_eq!(views, ["fid_view_z", "fid_view_m", "fid_view_a"]);
     let mut conn = rt.target.connect().await.unwrap();
-    let report = rows(&mut conn, "SELECT total, twice, one FROM fid_view_a.a_report").await;
+    let report = rows(
+        &mut conn,
+        "SELECT total, twice, one FROM fid_view_a.a_report",
+    )
+    .await;
     // z_b keeps amounts 20 and 30; tax(x) = 2x + 1.
     assert_eq!(report[0], ["102", "204", "3"]);
 }

@@ -59,7 +59,11 @@ async fn fake_api(objects: Vec<Value>) -> FakeCluster {
 }
 
 /// The environment of `instance`'s agent Job.
-fn job_env(base: &HashMap<String, String>, instance: &str, destination: &Value) -> HashMap<String, String> {
+fn job_env(
+    base: &HashMap<String, String>,
+    instance: &str,
+    destination: &Value,
+) -> HashMap<String, String> {
     let mut env = base.clone();
     env.insert(ENV_NAMESPACE.into(), NS.into());
     env.insert(ENV_INSTANCE.into(), instance.into());
@@ -213,7 +217,14 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
 
     // B's own retention in the cluster takes only B's.
     agent(
-        &["prune", "--from", url.as_str(), "--keep-last", "1", "--s3-force-path-style"],
+        &[
+            "prune",
+            "--from",
+            url.as_str(),
+            "--keep-last",
+            "1",
+            "--s3-force-path-style",
+        ],
         &billing,
         Some(&fake.agent(NS, "billing")),
     )
@@ -229,7 +240,15 @@ async fn two_instances_in_one_bucket_keep_to_their_own_backups() {
 
     // By hand, outside Kubernetes, with no owner: refused, there are two.
     let err = keeper_agent::run(
-        ["keeper-agent", "prune", "--from", url.as_str(), "--keep-last", "1", "--s3-force-path-style"],
+        [
+            "keeper-agent",
+            "prune",
+            "--from",
+            url.as_str(),
+            "--keep-last",
+            "1",
+            "--s3-force-path-style",
+        ],
         AgentContext {
             env: base.clone(),
             kube: None,

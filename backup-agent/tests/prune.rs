@@ -86,7 +86,12 @@ async fn put(store: &Store, key: &str, body: Bytes) {
 /// recorded, and a dump without marker. And a folder that is not a backup.
 async fn populate(store: &Store, now: DateTime<Utc>) {
     for (name, days) in [("b10", 10), ("b08", 8), ("b05", 5), ("b02", 2)] {
-        put(store, &format!("{name}/dump.sql.gz"), Bytes::from_static(b"dump")).await;
+        put(
+            store,
+            &format!("{name}/dump.sql.gz"),
+            Bytes::from_static(b"dump"),
+        )
+        .await;
         put(
             store,
             &format!("{name}/manifest.json"),
@@ -95,9 +100,24 @@ async fn populate(store: &Store, now: DateTime<Utc>) {
         .await;
     }
     put(store, "dead/dump.sql.gz", Bytes::from_static(b"half")).await;
-    put(store, "dead/in-progress.json", marker(OWNER, now - Duration::hours(2))).await;
-    put(store, "running/dump.sql.gz.partial", Bytes::from_static(b"part")).await;
-    put(store, "running/in-progress.json", marker(OWNER, now - Duration::minutes(1))).await;
+    put(
+        store,
+        "dead/in-progress.json",
+        marker(OWNER, now - Duration::hours(2)),
+    )
+    .await;
+    put(
+        store,
+        "running/dump.sql.gz.partial",
+        Bytes::from_static(b"part"),
+    )
+    .await;
+    put(
+        store,
+        "running/in-progress.json",
+        marker(OWNER, now - Duration::minutes(1)),
+    )
+    .await;
 
     for (name, days) in [("other20", 20), ("other15", 15)] {
         put(
@@ -108,7 +128,12 @@ async fn populate(store: &Store, now: DateTime<Utc>) {
         .await;
     }
     put(store, "otherdead/dump.sql.gz", Bytes::from_static(b"half")).await;
-    put(store, "otherdead/in-progress.json", marker(OTHER, now - Duration::hours(2))).await;
+    put(
+        store,
+        "otherdead/in-progress.json",
+        marker(OTHER, now - Duration::hours(2)),
+    )
+    .await;
 
     put(
         store,
@@ -117,13 +142,28 @@ async fn populate(store: &Store, now: DateTime<Utc>) {
     )
     .await;
     put(store, "unmarked/dump.sql.gz", Bytes::from_static(b"half")).await;
-    put(store, "notes/readme.txt", Bytes::from_static(b"not a backup")).await;
+    put(
+        store,
+        "notes/readme.txt",
+        Bytes::from_static(b"not a backup"),
+    )
+    .await;
 }
 
 /// Every folder `populate` writes.
 const ALL: [&str; 12] = [
-    "b02", "b05", "b08", "b10", "dead", "legacy", "notes", "other15", "other20", "otherdead",
-    "running", "unmarked",
+    "b02",
+    "b05",
+    "b08",
+    "b10",
+    "dead",
+    "legacy",
+    "notes",
+    "other15",
+    "other20",
+    "otherdead",
+    "running",
+    "unmarked",
 ];
 
 async fn folders(store: &Store) -> Vec<String> {
@@ -148,9 +188,21 @@ async fn scenarios(root: &Store) {
     // the running one refreshed its marker a minute before.
     let now = Utc::now() + Duration::hours(1);
     let cases: [(&str, Retention, &[&str]); 5] = [
-        ("keep-last", retention(Some(2), None, Some(OWNER)), &["dead", "b10", "b08"]),
-        ("max-age", retention(None, Some("6d"), Some(OWNER)), &["dead", "b10", "b08"]),
-        ("both", retention(Some(1), Some("9d"), Some(OWNER)), &["dead", "b10"]),
+        (
+            "keep-last",
+            retention(Some(2), None, Some(OWNER)),
+            &["dead", "b10", "b08"],
+        ),
+        (
+            "max-age",
+            retention(None, Some("6d"), Some(OWNER)),
+            &["dead", "b10", "b08"],
+        ),
+        (
+            "both",
+            retention(Some(1), Some("9d"), Some(OWNER)),
+            &["dead", "b10"],
+        ),
         // Every good backup is older than an hour: the newest is kept anyway.
         (
             "newest-kept",
@@ -158,7 +210,11 @@ async fn scenarios(root: &Store) {
             &["dead", "b10", "b08", "b05"],
         ),
         // A name without namespace matches the name part.
-        ("by-name", retention(Some(2), None, Some("orders")), &["dead", "b10", "b08"]),
+        (
+            "by-name",
+            retention(Some(2), None, Some("orders")),
+            &["dead", "b10", "b08"],
+        ),
     ];
     for (case, retention, expected_removed) in cases {
         let store = root.child(case);
@@ -215,9 +271,18 @@ async fn scenarios(root: &Store) {
             "{case}"
         );
         let lines = outcome.lines().join("\n");
-        assert!(lines.contains("kept b02 (the newest good backup"), "{case}: {lines}");
-        assert!(lines.contains("kept legacy (no recorded owner"), "{case}: {lines}");
-        assert!(lines.contains("removed dead (incomplete"), "{case}: {lines}");
+        assert!(
+            lines.contains("kept b02 (the newest good backup"),
+            "{case}: {lines}"
+        );
+        assert!(
+            lines.contains("kept legacy (no recorded owner"),
+            "{case}: {lines}"
+        );
+        assert!(
+            lines.contains("removed dead (incomplete"),
+            "{case}: {lines}"
+        );
         // A removed backup is entirely gone.
         for name in expected_removed {
             assert_eq!(
@@ -280,7 +345,12 @@ async fn scenarios(root: &Store) {
     // A run that wrote moments ago without a marker yet is not touched.
     let store = root.child("young");
     put(&store, "fresh/dump.sql.gz", Bytes::from_static(b"x")).await;
-    put(&store, "old/manifest.json", manifest("old", Utc::now() - Duration::days(3))).await;
+    put(
+        &store,
+        "old/manifest.json",
+        manifest("old", Utc::now() - Duration::days(3)),
+    )
+    .await;
     let outcome = apply_at(&store, &retention(Some(1), None, Some(OWNER)), Utc::now())
         .await
         .unwrap();
@@ -309,10 +379,21 @@ async fn scenarios(root: &Store) {
     // A removal that stopped half-way (manifest gone, removing.json left)
     // is finished by the owner's next run, and only by the owner's.
     let store = root.child("half-removed");
-    put(&store, "new/manifest.json", manifest("new", now - Duration::days(1))).await;
+    put(
+        &store,
+        "new/manifest.json",
+        manifest("new", now - Duration::days(1)),
+    )
+    .await;
     put(&store, "half/dump.sql.gz", Bytes::from_static(b"dump")).await;
-    let removing = serde_json::json!({"startedAt": (now - Duration::hours(1)).to_rfc3339(), "owner": OWNER});
-    put(&store, "half/removing.json", Bytes::from(removing.to_string())).await;
+    let removing =
+        serde_json::json!({"startedAt": (now - Duration::hours(1)).to_rfc3339(), "owner": OWNER});
+    put(
+        &store,
+        "half/removing.json",
+        Bytes::from(removing.to_string()),
+    )
+    .await;
     let outcome = apply_at(&store, &retention(Some(5), None, Some(OTHER)), now)
         .await
         .unwrap();
@@ -397,10 +478,14 @@ async fn prune_command_needs_a_rule_and_removes_through_the_cli() {
     assert!(err.to_string().contains("[NAMESPACE/]NAME"), "{err}");
 
     // Another owner's name: nothing of ours is touched.
-    prune(&["--keep-last", "1", "--instance", OTHER]).await.unwrap();
+    prune(&["--keep-last", "1", "--instance", OTHER])
+        .await
+        .unwrap();
     assert_eq!(folders(&store).await, ["a", "b", "c"]);
 
-    prune(&["--keep-last", "2", "--instance", OWNER]).await.unwrap();
+    prune(&["--keep-last", "2", "--instance", OWNER])
+        .await
+        .unwrap();
     assert_eq!(folders(&store).await, ["b", "c"]);
 
     // Without --instance: the only owner here.
@@ -442,10 +527,20 @@ async fn pins_by_hand_survive_prune_until_unpinned() {
 
     let prune = || {
         agent(
-            ["prune", "--from", url.as_str(), "--keep-last", "1", "--max-age", "1d", "--instance", OWNER]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            [
+                "prune",
+                "--from",
+                url.as_str(),
+                "--keep-last",
+                "1",
+                "--max-age",
+                "1d",
+                "--instance",
+                OWNER,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         )
     };
     prune().await.unwrap();

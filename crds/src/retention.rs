@@ -11,7 +11,6 @@ use std::str::FromStr;
 use chrono::Duration;
 use thiserror::Error;
 
-
 /// Largest number accepted in a max age, so a typo cannot overflow the
 /// duration (999999 weeks is already about 19,000 years).
 const MAX_AGE_NUMBER: i64 = 999_999;

@@ -217,7 +217,10 @@ impl Setup {
         )
         .unwrap();
         let location = format!("s3://{}/{folder}", self.garage.bucket());
-        assert_eq!(manifest["owner"], "shop/orders", "the manifest names its owner");
+        assert_eq!(
+            manifest["owner"], "shop/orders",
+            "the manifest names its owner"
+        );
         let env: HashMap<String, String> = self
             .garage
             .env()

@@ -976,7 +976,13 @@ async fn a_failed_look_at_the_runs_does_not_stop_the_reconcile() {
 async fn a_final_backup_that_succeeded_stays_a_success_when_the_namespace_goes() {
     let cluster = cluster(vec![deleting_instance()], Duration::from_secs(3600)).await;
     cluster.reconcile().await;
-    let record = cluster.instance().await.status.unwrap().final_backup.unwrap();
+    let record = cluster
+        .instance()
+        .await
+        .status
+        .unwrap()
+        .final_backup
+        .unwrap();
     cluster
         .api::<MySQLBackup>()
         .patch_status(

@@ -447,7 +447,13 @@ async fn delete_instance(client: &Client) {
             .await
             .map(|_| ()),
     );
-    assert!(jobs.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        jobs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -536,7 +536,9 @@ mod tests {
             assert_eq!(data_skipped(external), Some(DataSkipped::ExternalSource));
         }
         assert_eq!(data_skipped("BLACKHOLE"), Some(DataSkipped::NoStorage));
-        for owns in ["InnoDB", "MyISAM", "Aria", "MEMORY", "CSV", "ARCHIVE", "ROCKSDB", ""] {
+        for owns in [
+            "InnoDB", "MyISAM", "Aria", "MEMORY", "CSV", "ARCHIVE", "ROCKSDB", "",
+        ] {
             assert_eq!(data_skipped(owns), None, "{owns}");
         }
     }

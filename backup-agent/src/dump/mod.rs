@@ -207,15 +207,13 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         "backup complete"
     );
     let (retention, retention_error) = match owner.filter(|_| policy.has_rule()) {
-        Some(owner) => {
-            match crate::prune::after_backup(&store_root, policy, owner, ctx).await {
-                Ok(outcome) => (Some(outcome), None),
-                Err(e) => {
-                    tracing::warn!("the backup {location} is complete, but retention failed: {e}");
-                    (None, Some(e.to_string()))
-                }
+        Some(owner) => match crate::prune::after_backup(&store_root, policy, owner, ctx).await {
+            Ok(outcome) => (Some(outcome), None),
+            Err(e) => {
+                tracing::warn!("the backup {location} is complete, but retention failed: {e}");
+                (None, Some(e.to_string()))
             }
-        }
+        },
         None => (None, None),
     };
     Ok(BackupOutcome {

@@ -164,14 +164,7 @@ impl ColumnClass {
         let data_type = data_type.to_ascii_lowercase();
         let character_string = matches!(
             data_type.as_str(),
-            "char"
-                | "varchar"
-                | "tinytext"
-                | "text"
-                | "mediumtext"
-                | "longtext"
-                | "enum"
-                | "set"
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
         );
         if character_string
             && let Some(charset) = charset.map(str::to_ascii_lowercase)
@@ -419,14 +412,8 @@ mod tests {
         assert_eq!(ColumnClass::of("bit", None), ColumnClass::Bit);
         assert_eq!(ColumnClass::of("longblob", None), ColumnClass::Binary);
         assert_eq!(ColumnClass::of("point", None), ColumnClass::Binary);
-        assert_eq!(
-            ColumnClass::of("json", Some("utf8mb4")),
-            ColumnClass::Text
-        );
-        assert_eq!(
-            ColumnClass::of("enum", Some("utf8mb4")),
-            ColumnClass::Text
-        );
+        assert_eq!(ColumnClass::of("json", Some("utf8mb4")), ColumnClass::Text);
+        assert_eq!(ColumnClass::of("enum", Some("utf8mb4")), ColumnClass::Text);
         assert_eq!(ColumnClass::of("datetime", None), ColumnClass::Text);
     }
 
@@ -487,13 +474,13 @@ mod tests {
             assert_eq!(lit(stored("varchar", cs), Some(b"")), b"''");
         }
         // Sets where ASCII bytes are not ASCII text are always hex.
-        assert_eq!(lit(stored("varchar", "ucs2"), Some(b"\0a")), b"_ucs2 X'0061'");
+        assert_eq!(
+            lit(stored("varchar", "ucs2"), Some(b"\0a")),
+            b"_ucs2 X'0061'"
+        );
         assert_eq!(lit(stored("varchar", "swe7"), Some(b"[")), b"_swe7 X'5b'");
         // A set this agent does not know: a binary hex string, stored as is.
-        assert_eq!(
-            lit(stored("text", "newcs9"), Some(b"abc")),
-            b"X'616263'"
-        );
+        assert_eq!(lit(stored("text", "newcs9"), Some(b"abc")), b"X'616263'");
         assert_eq!(lit(stored("text", "sjis"), None), b"NULL");
     }
 
@@ -511,9 +498,9 @@ mod tests {
         let p = preamble(Some("shop"));
         assert!(p.starts_with("SET NAMES utf8mb4;\n"));
         assert!(p.contains("SET time_zone = '+00:00';\n"));
-        assert!(p.contains(
-            "SET foreign_key_checks = 0 /*M!100201 , check_constraint_checks = 0 */;\n"
-        ));
+        assert!(
+            p.contains("SET foreign_key_checks = 0 /*M!100201 , check_constraint_checks = 0 */;\n")
+        );
         assert!(p.contains("SET unique_checks = 0;\n"));
         assert!(p.ends_with("USE `shop`;\n"));
         assert!(!preamble(None).contains("USE"));
@@ -535,7 +522,10 @@ mod tests {
             .and_then(|c| c.strip_suffix("*/;"))
             .unwrap();
         assert_eq!(
-            format!("{mysql}{body}").split_whitespace().collect::<Vec<_>>().join(" "),
+            format!("{mysql}{body}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             "SET foreign_key_checks = 0 , check_constraint_checks = 0"
         );
     }

@@ -582,7 +582,10 @@ mod tests {
         assert_eq!(scoped.base_url().as_deref(), Some("s3://bkt/shop/orders"));
         // An agent run by hand at the destination itself records it as is.
         assert_eq!(in_layout(root.clone(), "shop", "orders", "s3://bkt/"), root);
-        assert_eq!(in_layout(root.clone(), "shop", "orders", "s3://other"), root);
+        assert_eq!(
+            in_layout(root.clone(), "shop", "orders", "s3://other"),
+            root
+        );
     }
 
     #[tokio::test]

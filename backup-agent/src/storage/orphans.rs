@@ -72,9 +72,12 @@ async fn folder_is_orphaned(
         return Ok(false);
     }
     match store.get(&folder_key(folder, IN_PROGRESS_FILE)).await {
-        Ok(bytes) => Ok(serde_json::from_slice::<InProgress>(&bytes).is_ok_and(|marker| {
-            marker.owner.as_ref() == Some(owner) && now - marker.refreshed_at >= MARKER_FRESH_FOR
-        })),
+        Ok(bytes) => Ok(
+            serde_json::from_slice::<InProgress>(&bytes).is_ok_and(|marker| {
+                marker.owner.as_ref() == Some(owner)
+                    && now - marker.refreshed_at >= MARKER_FRESH_FOR
+            }),
+        ),
         // No marker: whose upload it is cannot be told.
         Err(StorageError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),

@@ -278,7 +278,9 @@ fn cel_rules_sit_at_the_right_paths() {
     );
     assert_eq!(
         at("MySQLBackup.spec"),
-        ["self.instanceRef == oldSelf.instanceRef && has(self.destination) == has(oldSelf.destination) && (!has(self.destination) || self.destination == oldSelf.destination)"]
+        [
+            "self.instanceRef == oldSelf.instanceRef && has(self.destination) == has(oldSelf.destination) && (!has(self.destination) || self.destination == oldSelf.destination)"
+        ]
     );
 
     insta::assert_yaml_snapshot!("cel_rules_by_path", rules);

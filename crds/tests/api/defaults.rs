@@ -192,7 +192,10 @@ fn each_instance_gets_its_own_folder_under_a_destination() {
     let pvc: BackupDestination =
         serde_json::from_value(json!({"pvc": {"claimName": "c", "path": "keeper"}})).unwrap();
     let scoped = pvc.for_instance("shop", "orders");
-    assert_eq!(scoped.base_url().unwrap(), "file:///backups/keeper/shop/orders");
+    assert_eq!(
+        scoped.base_url().unwrap(),
+        "file:///backups/keeper/shop/orders"
+    );
     assert_eq!(scoped.pvc.as_ref().unwrap().claim_name, "c");
     let pvc: BackupDestination =
         serde_json::from_value(json!({"pvc": {"claimName": "c"}})).unwrap();

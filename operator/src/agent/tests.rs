@@ -322,7 +322,10 @@ fn a_restore_by_name_finds_a_backup_of_the_new_layout() {
         request_id: None,
     };
     let restore_args = super::args(&instance, &restore).unwrap();
-    assert_eq!(arg_after(&restore_args, "--from"), Some(folder_url.as_str()));
+    assert_eq!(
+        arg_after(&restore_args, "--from"),
+        Some(folder_url.as_str())
+    );
     assert_eq!(folder_url, "s3://backups/prod/orders/shop/orders/b1");
 }
 
