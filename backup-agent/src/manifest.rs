@@ -280,7 +280,11 @@ impl Manifest {
 
     /// Tables (not sequences) across all databases.
     pub fn table_count(&self) -> usize {
-        self.databases.iter().map(|d| d.tables.len()).sum()
+        self.databases
+            .iter()
+            .flat_map(|d| d.tables.iter())
+            .filter(|t| t.kind == TableKind::Table)
+            .count()
     }
 
     /// Rows across all tables.
@@ -363,6 +367,56 @@ mod tests {
             rows: 0,
             sha256: "0".repeat(64),
         }
+    }
+
+    #[test]
+    fn sequences_are_not_counted_as_tables() {
+        let entry = |name: &str, kind| TableEntry {
+            name: name.into(),
+            kind,
+            engine: "InnoDB".into(),
+            rows: 1,
+            transactional: true,
+            read_under_lock: false,
+            data_skipped: None,
+        };
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            agent_version: "test".into(),
+            name: "b".into(),
+            owner: None,
+            server: ServerInfo {
+                flavor: Flavor::Mariadb,
+                version: "11.4".into(),
+            },
+            started_at: DateTime::UNIX_EPOCH,
+            finished_at: DateTime::UNIX_EPOCH,
+            snapshot: Snapshot {
+                consistency: Consistency::GlobalLock,
+                lock_held_ms: None,
+                gtid_executed: None,
+                binlog: None,
+                note: None,
+            },
+            max_allowed_packet: 1 << 24,
+            largest_statement: 0,
+            databases: vec![DatabaseEntry {
+                name: "shop".into(),
+                charset: "utf8mb4".into(),
+                collation: "utf8mb4_general_ci".into(),
+                tables: vec![
+                    entry("orders", TableKind::Table),
+                    entry("order_no", TableKind::Sequence),
+                ],
+            }],
+            members: vec![],
+            file: FileInfo {
+                name: "dump.sql.gz".into(),
+                size: 0,
+                sha256: "0".repeat(64),
+            },
+        };
+        assert_eq!(manifest.table_count(), 1);
     }
 
     #[test]

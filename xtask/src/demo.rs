@@ -13,6 +13,12 @@ use crate::deps::{self, Purpose};
 
 /// The backup's name in the bucket.
 const BACKUP: &str = "demo";
+/// Whose backups these are (`--instance`): what a Job records as
+/// `NAMESPACE/NAME` of its MySQLInstance.
+const OWNER: &str = "demo/bookshop";
+/// The restore's request id: the operator passes the fingerprint of the
+/// instance's `restoreFrom`; the server remembers the ids it has applied.
+const REQUEST: &str = "demo-restore-1";
 
 type Step = fn(&mut Demo) -> anyhow::Result<()>;
 
@@ -27,6 +33,14 @@ const STEPS: &[(&str, Step)] = &[
     ),
     ("restore it into a second, empty MariaDB", restore),
     ("compare the restored server with the source", compare),
+    (
+        "run the same restore again: the data already has it",
+        restore_once,
+    ),
+    (
+        "retention: one owner's rule, pinned backups kept, others untouched",
+        retention,
+    ),
 ];
 
 /// What the steps share.
@@ -154,6 +168,8 @@ fn backup(demo: &mut Demo) -> anyhow::Result<()> {
             &location,
             "--name",
             BACKUP,
+            "--instance",
+            OWNER,
         ],
         Some(&demo.source),
     )?;
@@ -201,7 +217,15 @@ fn restore(demo: &mut Demo) -> anyhow::Result<()> {
         target.port()
     );
     demo.agent(
-        &["restore", "--from", &folder, "--parallel", "2"],
+        &[
+            "restore",
+            "--from",
+            &folder,
+            "--parallel",
+            "2",
+            "--request-id",
+            REQUEST,
+        ],
         Some(target),
     )?;
     demo.proved
@@ -272,6 +296,132 @@ fn compare(demo: &mut Demo) -> anyhow::Result<()> {
         object_counts(source)
     ));
     Ok(())
+}
+
+/// A restore runs once per data: the application writes after the restore,
+/// then the same request comes again (a re-created instance, a GitOps
+/// re-apply) with `--overwrite`; the server's record of applied requests
+/// makes the agent change nothing.
+fn restore_once(demo: &mut Demo) -> anyhow::Result<()> {
+    let folder = demo.backup_folder();
+    let target = demo.target()?;
+    let written = "UPDATE orders SET status = 'returned' ORDER BY order_id LIMIT 1";
+    target.run_sql(written, Some(sample::DATABASE))?;
+    println!("the application writes after the restore: {written}");
+    let returned = || -> anyhow::Result<u64> {
+        demo.runtime.block_on(async {
+            let mut conn = target.connect().await?;
+            let n: Option<u64> = mysql_async::prelude::Queryable::query_first(
+                &mut conn,
+                "SELECT COUNT(*) FROM bookshop.orders WHERE status = 'returned'",
+            )
+            .await?;
+            conn.disconnect().await?;
+            Ok(n.unwrap_or(0))
+        })
+    };
+    let before = returned()?;
+    println!("restoring {folder} again with --overwrite and the same request id");
+    demo.agent(
+        &[
+            "restore",
+            "--from",
+            &folder,
+            "--overwrite",
+            "--request-id",
+            REQUEST,
+        ],
+        Some(target),
+    )?;
+    let after = returned()?;
+    anyhow::ensure!(
+        before == after,
+        "the second restore changed the data: {before} returned orders before, {after} after"
+    );
+    println!("the application's write is still there ({after} returned orders)");
+    demo.proved.push(
+        "a restore runs once per data: the same request again, even with --overwrite, reads, drops and loads nothing"
+            .to_owned(),
+    );
+    Ok(())
+}
+
+/// Retention (`prune`, as the backup Jobs run it) acts for one owner: it
+/// keeps the newest good backup and pinned ones, and never looks at another
+/// owner's folders in the same location.
+fn retention(demo: &mut Demo) -> anyhow::Result<()> {
+    let location = demo.location();
+    let other_owner = "demo/billing";
+    for (name, owner) in [
+        ("demo-2", OWNER),
+        ("demo-3", OWNER),
+        ("billing-1", other_owner),
+    ] {
+        println!("backup {name} of {owner}");
+        demo.agent(
+            &[
+                "backup",
+                "--databases",
+                sample::DATABASE,
+                "--to",
+                &location,
+                "--name",
+                name,
+                "--instance",
+                owner,
+            ],
+            Some(&demo.source),
+        )?;
+    }
+    let pinned = demo.backup_folder();
+    println!("pinning {pinned}");
+    demo.agent(&["pin", "--from", &pinned], None)?;
+    println!("prune --instance {OWNER} --keep-last 1");
+    demo.agent(
+        &[
+            "prune",
+            "--from",
+            &location,
+            "--instance",
+            OWNER,
+            "--keep-last",
+            "1",
+        ],
+        None,
+    )?;
+    let left = demo.runtime.block_on(folders(&demo.garage, "demo/"))?;
+    println!("left in {location}: {}", left.join(", "));
+    let expected = ["billing-1", BACKUP, "demo-3"];
+    anyhow::ensure!(
+        left == expected,
+        "retention left {left:?}, expected {expected:?}"
+    );
+    demo.proved.push(format!(
+        "retention of {OWNER} deleted only its expired backup (demo-2): the pinned one ({BACKUP}), the newest (demo-3) and {other_owner}'s backup in the same location stay"
+    ));
+    Ok(())
+}
+
+/// The backup folders under `prefix` in the bucket, sorted.
+async fn folders(garage: &Garage, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let listed = garage
+        .client()
+        .list_objects_v2()
+        .bucket(garage.bucket())
+        .prefix(prefix)
+        .delimiter("/")
+        .send()
+        .await
+        .context("listing the bucket")?;
+    let mut names: Vec<String> = listed
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .filter_map(|p| p.strip_prefix(prefix))
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 fn explain(verdict: Match) -> &'static str {
