@@ -21,14 +21,17 @@
 //!
 //! Jobs run once (`backoffLimit: 0`: a retry is a new run with a new name) and
 //! stay for [`TTL_AFTER_FINISHED_SECONDS`] after they end, so a failure's pod
-//! and logs can still be inspected. The agent writes its one-line error to
-//! `/dev/termination-log`; `FallbackToLogsOnError` also covers a crash before
-//! it could.
+//! and logs can still be inspected. The agent writes its one-line error,
+//! after its failure code, to `/dev/termination-log`; `FallbackToLogsOnError`
+//! also covers a crash before it could. How a Job is named and read back
+//! (ended, failed, the agent's message and failure code) is [`job`]'s; whether
+//! its pod could start is [`start`]'s.
 //!
 //! Memory is bounded by design (workers × (chunk + largest row), plus the
 //! upload part buffer), so the container has a memory limit; an agent killed
 //! for exceeding it is reported by the operator from the Job.
 
+pub mod job;
 pub mod start;
 
 use std::collections::BTreeMap;

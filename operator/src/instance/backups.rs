@@ -588,7 +588,7 @@ async fn stuck_runs(
     for job in jobs.items.iter().filter(|j| {
         is_scheduled_run(j, cron_name)
             && j.metadata.deletion_timestamp.is_none()
-            && !start::job_ended(j)
+            && !crate::agent::job::ended(j)
     }) {
         let job_name = job.metadata.name.clone().unwrap_or_default();
         let key = format!("{namespace}/{job_name}");
