@@ -153,6 +153,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     )
     .await?;
     report::<Service>(ctx, instance, outcome, &meta.client_service_name()).await;
+    status::keep_transition_times(instance.status.as_ref(), &mut new);
     for transition in status::transitions(instance.status.as_ref(), &new) {
         ctx.publish(
             instance,
