@@ -552,20 +552,6 @@ pub fn error_policy(_backup: Arc<MySQLBackup>, _error: &Error, _ctx: Arc<Context
     Action::requeue(ERROR_REQUEUE)
 }
 
-/// The `MySQLBackup` that owns a Job as its controller.
-pub fn backup_for_job(job: &Job) -> Option<ObjectRef<MySQLBackup>> {
-    let owner = job
-        .metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|o| o.controller == Some(true))?;
-    if owner.kind != "MySQLBackup" || owner.api_version != API_GROUP_VERSION {
-        return None;
-    }
-    Some(ObjectRef::new(&owner.name).within(job.metadata.namespace.as_deref()?))
-}
-
 /// The `MySQLBackup` whose on-demand Job made `pod` (its [`BACKUP_LABEL`]):
 /// how a pod that cannot start leads back to its backup.
 pub fn backup_for_pod(pod: &Pod) -> Option<ObjectRef<MySQLBackup>> {

@@ -49,7 +49,8 @@ use keeper_crds::condition::{
 };
 use keeper_crds::instance::MYSQL_PORT;
 use keeper_crds::{
-    BackupPhase, INSTANCE_LABEL, InstancePhase, MySQLBackup, MySQLInstance, MySQLInstanceStatus,
+    BackupPhase, BackupSpec, INSTANCE_LABEL, InstancePhase, MySQLBackup, MySQLInstance,
+    MySQLInstanceStatus, Schedule,
 };
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::events::EventType;
@@ -65,7 +66,7 @@ use super::status::Readiness;
 use crate::accounts::AccountTarget;
 use crate::agent::COMPONENT_BACKUP;
 use crate::agent::start::{self, StartVerdict};
-use crate::context::Context;
+use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
 
 /// Reason of `BackupScheduled=True`.
@@ -178,6 +179,28 @@ pub fn restore_in_progress(instance: &MySQLInstance) -> bool {
         status.phase == Some(InstancePhase::Restoring)
             || status.restore.as_ref().is_some_and(|r| !r.phase.is_final())
     })
+}
+
+/// The backup CronJob of `instance` for `backup` on `schedule`, suspended
+/// while a restore is under way (a backup of a half-restored server is no
+/// backup).
+///
+/// # Errors
+/// As [`cronjob::build`].
+pub fn scheduled_cronjob(
+    config: &OperatorConfig,
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    backup: &BackupSpec,
+    schedule: &Schedule,
+) -> Result<CronJob> {
+    let mut desired = cronjob::build(config, instance, meta, backup, schedule)?;
+    if restore_in_progress(instance)
+        && let Some(spec) = desired.spec.as_mut()
+    {
+        spec.suspend = Some(true);
+    }
+    Ok(desired)
 }
 
 fn min_duration(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -379,10 +402,7 @@ async fn schedule(
     };
 
     let restoring = restore_in_progress(instance);
-    let mut desired = cronjob::build(&ctx.config, instance, meta, backup, &parsed)?;
-    if restoring && let Some(spec) = desired.spec.as_mut() {
-        spec.suspend = Some(true);
-    }
+    let desired = scheduled_cronjob(&ctx.config, instance, meta, backup, &parsed)?;
     apply_child(ctx, instance, namespace, &desired).await?;
     // Watching for runs that cannot start is not essential to the instance:
     // a failed look is retried with the next reconcile, the rest goes on.
