@@ -16,7 +16,7 @@ use keeper_crds::MySQLInstance;
 use serde::Deserialize;
 
 use crate::context::OperatorConfig;
-use crate::instance::backups::scheduled_cronjob;
+use crate::instance::backup_schedule::scheduled_cronjob;
 use crate::instance::build::{self, InstanceMeta, agent_rbac, secret};
 
 /// Where kubectl puts an object whose file names no namespace.

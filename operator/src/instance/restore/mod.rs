@@ -14,7 +14,7 @@
 //! 2. Once the server is ready (and no other restore Job of the instance is
 //!    running) the application account is locked ([`hold`]), then the Job
 //!    `<name>-restore-<attempt>` is created, owned by the instance, with
-//!    [`crate::agent::job`]. Its name is a hash of the source, `overwrite`
+//!    [`crate::agent_job::job`]. Its name is a hash of the source, `overwrite`
 //!    and the retry annotation, so a reconcile can never create a second Job
 //!    for the same attempt. `phase: Restoring`, `Ready=False`. Until the
 //!    restore succeeded the client Service routes nowhere ([`hold`]); the
@@ -106,8 +106,8 @@ use super::build::COMPONENT_LABEL;
 use super::fetch::Observed;
 use super::status::Readiness;
 use crate::accounts::AppAccess;
-use crate::agent::start::{self, StartVerdict};
-use crate::agent::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
+use crate::agent_job::start::{self, StartVerdict};
+use crate::agent_job::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
 use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
 
@@ -261,11 +261,11 @@ pub fn job_name_for(instance: &MySQLInstance, resolved: &ResolvedSource) -> Stri
 }
 
 /// The restore Job of `resolved` for `instance`, named `name`: the agent
-/// Job ([`crate::agent::job`]) owned by the instance, annotated with the
+/// Job ([`crate::agent_job::job`]) owned by the instance, annotated with the
 /// source's fingerprint.
 ///
 /// # Errors
-/// As [`crate::agent::job`].
+/// As [`crate::agent_job::job`].
 pub fn restore_job(
     config: &OperatorConfig,
     instance: &MySQLInstance,
@@ -284,7 +284,7 @@ pub fn restore_job(
         owner: instance.controller_owner_ref(&()),
         labels: BTreeMap::new(),
     };
-    let mut job = agent::job(config, instance, &run)?;
+    let mut job = agent_job::job(config, instance, &run)?;
     job.metadata
         .annotations
         .get_or_insert_with(BTreeMap::new)
@@ -314,7 +314,12 @@ async fn advance(
         .await
         .map_err(kube_error(format!("Job {namespace}/{name}")))?;
     let pods = match &job {
-        Some(job) if matches!(agent::job::outcome(job), agent::job::Outcome::Failed { .. }) => {
+        Some(job)
+            if matches!(
+                agent_job::lifecycle::outcome(job),
+                agent_job::lifecycle::Outcome::Failed { .. }
+            ) =>
+        {
             Api::<Pod>::namespaced(ctx.client.clone(), namespace)
                 .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}")))
                 .await
@@ -435,7 +440,7 @@ async fn advance(
 }
 
 /// The start deadline of a restore Job the agent has not reported on yet
-/// ([`crate::agent::start`]): a Warning Event when its pod cannot start, and
+/// ([`crate::agent_job::start`]): a Warning Event when its pod cannot start, and
 /// past the deadline the Job deleted and the restore failed. A pod that never
 /// started changed nothing, so it is reported as a preflight failure
 /// (`RestorePreflightFailed`), and like every failure it is not retried on
@@ -450,7 +455,7 @@ async fn watch_start(
 ) -> Result<Option<Step>> {
     let name = job.metadata.name.clone().unwrap_or_default();
     let key = format!("{namespace}/{name}");
-    let pods = crate::backup::job_pods(ctx, namespace, &name).await?;
+    let pods = crate::backup_controller::job_pods(ctx, namespace, &name).await?;
     match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
         StartVerdict::Started => {
             ctx.note_start_problem(&key, None);
@@ -475,7 +480,7 @@ async fn watch_start(
             Ok(None)
         }
         StartVerdict::TimedOut { problem } => {
-            crate::backup::delete_job(ctx, namespace, &name).await?;
+            crate::backup_controller::delete_job(ctx, namespace, &name).await?;
             ctx.note_start_problem(&key, None);
             // The agent's preflight wording: the pod never ran.
             let agent = format!(
@@ -538,7 +543,7 @@ async fn other_running_restore(
         .items
         .iter()
         .filter(|j| j.metadata.name.as_deref() != Some(ours))
-        .filter(|j| j.metadata.deletion_timestamp.is_none() && !agent::job::ended(j))
+        .filter(|j| j.metadata.deletion_timestamp.is_none() && !agent_job::lifecycle::ended(j))
         .find_map(|j| j.metadata.name.clone()))
 }
 

@@ -8,11 +8,11 @@ use k8s_openapi::api::core::v1::Pod;
 use keeper_crds::agent::FailureCode;
 use keeper_crds::{RestorePhase, RestoreStatus};
 
-use crate::agent::job::{self, Outcome};
+use crate::agent_job::lifecycle::{self, Outcome};
 
-/// `<instance>-restore-<attempt>`, shortened by [`job::name`]'s rule.
+/// `<instance>-restore-<attempt>`, shortened by [`lifecycle::name`]'s rule.
 pub fn job_name(instance: &str, attempt: &str) -> String {
-    job::name(instance, &format!("restore-{attempt}"))
+    lifecycle::name(instance, &format!("restore-{attempt}"))
 }
 
 /// Where a run stands.
@@ -51,7 +51,7 @@ pub fn state(
     let reported_failure = reported
         .filter(|r| r.phase == RestorePhase::Failed)
         .and_then(|r| {
-            r.message.clone().map(|message| job::AgentFailure {
+            r.message.clone().map(|message| lifecycle::AgentFailure {
                 code: r.failure_code,
                 message,
             })
@@ -63,7 +63,7 @@ pub fn state(
                 at: reported.and_then(|r| r.completion_time),
             },
             Some(RestorePhase::Failed) => {
-                failed(reported_failure.unwrap_or_else(|| job::AgentFailure {
+                failed(reported_failure.unwrap_or_else(|| lifecycle::AgentFailure {
                     code: reported.and_then(|r| r.failure_code),
                     message: format!("restore Job {name} failed and was removed"),
                 }))
@@ -78,13 +78,13 @@ pub fn state(
             },
         };
     };
-    match job::outcome(job) {
+    match lifecycle::outcome(job) {
         Outcome::Running => RunState::Running,
         Outcome::Succeeded { at } => RunState::Succeeded { at },
         Outcome::Failed { reason, message } => {
             let failure = reported_failure
-                .or_else(|| job::termination_message(pods))
-                .unwrap_or_else(|| job::AgentFailure {
+                .or_else(|| lifecycle::termination_message(pods))
+                .unwrap_or_else(|| lifecycle::AgentFailure {
                     // The Job's own words: the agent said nothing.
                     code: Some(FailureCode::RunFailed),
                     message: if message.is_empty() {
@@ -98,7 +98,7 @@ pub fn state(
     }
 }
 
-fn failed(failure: job::AgentFailure) -> RunState {
+fn failed(failure: lifecycle::AgentFailure) -> RunState {
     RunState::Failed {
         code: failure.kind(),
         message: one_line(&failure.message),
@@ -159,7 +159,7 @@ mod tests {
             "orders-restore-0123456789"
         );
         let long = job_name(&"a".repeat(253), "0123456789");
-        assert_eq!(long.len(), job::MAX_NAME);
+        assert_eq!(long.len(), lifecycle::MAX_NAME);
         assert!(long.ends_with("-restore-0123456789"));
         let awkward = format!("{}-x", "b".repeat(43));
         assert!(!job_name(&awkward, "0123456789").contains("--"));

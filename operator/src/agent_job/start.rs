@@ -147,7 +147,7 @@ pub enum StartVerdict {
 /// Whether the run of `job`, whose pods are `pods`, has started, may still
 /// start before `created + timeout`, or failed to start.
 pub fn verdict(job: &Job, pods: &[Pod], timeout: Duration, now: DateTime<Utc>) -> StartVerdict {
-    if super::job::ended(job) || pods.iter().any(has_started) {
+    if super::lifecycle::ended(job) || pods.iter().any(has_started) {
         return StartVerdict::Started;
     }
     let created = job

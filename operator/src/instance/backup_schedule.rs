@@ -1,5 +1,6 @@
-//! The instance's side of backups: the agent's identity, the backup user, the
-//! CronJob of `spec.backup.schedule`, and the status that tells whether
+//! The instance's side of backups (the backup schedule; `MySQLBackup`
+//! objects are [`crate::backup_controller`]'s): the agent's identity, the
+//! backup user, the CronJob of `spec.backup.schedule`, and the status that tells whether
 //! backups are happening (`nextBackupTime`, `BackupScheduled`,
 //! `BackupsHealthy`).
 //!
@@ -29,7 +30,7 @@
 //!   be pulled, a Secret is missing) has no `MySQLBackup` yet (the agent
 //!   creates it once it runs), and with the CronJob's `Forbid` policy it
 //!   would block every later run. So the CronJob's Jobs are looked at here
-//!   ([`crate::agent::start`]): a problem is a Warning Event as soon as it
+//!   ([`crate::agent_job::start`]): a problem is a Warning Event as soon as it
 //!   shows, and past the start deadline the Job is deleted (its pod goes
 //!   with it, the CronJob runs again on time), a Warning Event
 //!   `BackupCannotStart` is published, and `BackupsHealthy` turns False with
@@ -64,8 +65,8 @@ use super::build::{COMPONENT_LABEL, InstanceMeta, agent_rbac, cronjob, secret};
 use super::fetch::{Observed, secret_value};
 use super::status::Readiness;
 use crate::accounts::AccountTarget;
-use crate::agent::COMPONENT_BACKUP;
-use crate::agent::start::{self, StartVerdict};
+use crate::agent_job::COMPONENT_BACKUP;
+use crate::agent_job::start::{self, StartVerdict};
 use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
 
@@ -87,7 +88,7 @@ pub const REASON_NONE_DUE: &str = "NoBackupDueYet";
 pub const REASON_BACKUP_USER_FAILED: &str = "BackupUserFailed";
 /// `BackupsHealthy=False`, and the Warning Event, when a scheduled run's pod
 /// did not start within the start deadline (its Job was deleted).
-pub const REASON_CANNOT_START: &str = crate::backup::REASON_CANNOT_START;
+pub const REASON_CANNOT_START: &str = crate::backup_controller::REASON_CANNOT_START;
 
 /// How long after a scheduled run the instance is looked at again (the run
 /// should have reported by then, or started at least).
@@ -608,11 +609,11 @@ async fn stuck_runs(
     for job in jobs.items.iter().filter(|j| {
         is_scheduled_run(j, cron_name)
             && j.metadata.deletion_timestamp.is_none()
-            && !crate::agent::job::ended(j)
+            && !crate::agent_job::lifecycle::ended(j)
     }) {
         let job_name = job.metadata.name.clone().unwrap_or_default();
         let key = format!("{namespace}/{job_name}");
-        let pods = crate::backup::job_pods(ctx, namespace, &job_name).await?;
+        let pods = crate::backup_controller::job_pods(ctx, namespace, &job_name).await?;
         match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
             StartVerdict::Started => {
                 ctx.note_start_problem(&key, None);
@@ -633,11 +634,11 @@ async fn stuck_runs(
                     )
                     .await;
                 }
-                let wait = crate::backup::until(deadline, now, AFTER_RUN_GRACE);
+                let wait = crate::backup_controller::until(deadline, now, AFTER_RUN_GRACE);
                 requeue = min_duration(requeue, Some(wait));
             }
             StartVerdict::TimedOut { problem } => {
-                crate::backup::delete_job(ctx, namespace, &job_name).await?;
+                crate::backup_controller::delete_job(ctx, namespace, &job_name).await?;
                 ctx.note_start_problem(&key, None);
                 let message = format!(
                     "scheduled backup Job {job_name} could not start ({}): {}; the Job was deleted so that later runs can start",

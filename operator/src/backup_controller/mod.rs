@@ -19,7 +19,7 @@
 //!   the backup's creation) the backup is Failed with that reason.
 //! * A Job whose pod cannot start (no node fits, the image cannot be pulled,
 //!   a Secret it needs does not exist) is watched through its pod
-//!   ([`crate::agent::start`]): the problem is a Warning Event as soon as it
+//!   ([`crate::agent_job::start`]): the problem is a Warning Event as soon as it
 //!   shows, and past `--agent-start-timeout` (default 10 min after the Job's
 //!   creation) the run is Failed with that reason (Warning Event
 //!   `BackupCannotStart`) and its Job deleted, propagating to its pod.
@@ -53,8 +53,8 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::start::{self, StartVerdict};
-use crate::agent::{self, AgentCommand, AgentRun};
+use crate::agent_job::start::{self, StartVerdict};
+use crate::agent_job::{self, AgentCommand, AgentRun};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::instance::build::{MANAGED_BY, MANAGED_BY_LABEL};
@@ -72,9 +72,9 @@ const WAIT_REQUEUE: Duration = Duration::from_secs(30);
 pub const REASON_CANNOT_START: &str = "BackupCannotStart";
 
 /// The Job of the on-demand backup `backup`: `<backup>-backup`, shortened
-/// by [`agent::job::name`]'s rule when too long.
+/// by [`agent_job::lifecycle::name`]'s rule when too long.
 pub fn job_name(backup: &str) -> String {
-    agent::job::name(backup, "backup")
+    agent_job::lifecycle::name(backup, "backup")
 }
 
 fn backup_ref(backup: &MySQLBackup) -> ObjectReference {
@@ -86,7 +86,11 @@ fn backup_ref(backup: &MySQLBackup) -> ObjectReference {
 /// # Errors
 /// Any [`Error`]; a failure is published as a Warning Event on the backup.
 pub async fn reconcile(backup: Arc<MySQLBackup>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
     let result = reconcile_inner(&backup, &ctx).await;
+    ctx.metrics
+        .backups
+        .record(started.elapsed(), result.as_ref().err().map(Error::reason));
     if let Err(error) = &result {
         tracing::warn!(backup = ?backup.metadata.name, reason = error.reason(), %error, "backup reconcile failed");
         ctx.publish_on(
@@ -156,13 +160,13 @@ async fn reconcile_inner(backup: &MySQLBackup, ctx: &Context) -> Result<Action> 
         // conclude from an absent Job.
         return Ok(Action::requeue(RUNNING_REQUEUE));
     };
-    if let agent::job::Outcome::Failed {
+    if let agent_job::lifecycle::Outcome::Failed {
         reason,
         message: condition_message,
-    } = agent::job::outcome(&job)
+    } = agent_job::lifecycle::outcome(&job)
     {
         let pods = job_pods(ctx, &namespace, &job_name).await?;
-        let message = agent::job::termination_message(&pods).map_or_else(
+        let message = agent_job::lifecycle::termination_message(&pods).map_or_else(
             || {
                 if condition_message.is_empty() {
                     format!("Job {job_name} failed: {reason}")
@@ -439,7 +443,7 @@ async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str)
         owner: backup.controller_owner_ref(&()),
         labels: BTreeMap::from([(BACKUP_LABEL.to_owned(), name.to_owned())]),
     };
-    let job = match agent::job(&ctx.config, &instance, &run) {
+    let job = match agent_job::job(&ctx.config, &instance, &run) {
         Ok(job) => job,
         Err(error) => {
             mark_failed(ctx, backup, name, namespace, None, &error.to_string()).await?;
@@ -582,7 +586,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
     let job_selector = format!(
         "{MANAGED_BY_LABEL}={MANAGED_BY},{}={},{INSTANCE_LABEL}",
         crate::instance::build::COMPONENT_LABEL,
-        agent::COMPONENT_BACKUP
+        agent_job::COMPONENT_BACKUP
     );
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("<all>"),
