@@ -635,13 +635,17 @@ pub fn decide_schedule(
                 now,
             )
         }
-        Some(since) => {
+        since => {
             // Look again when it would become overdue.
-            if let Some(interval) = parsed.interval_hint(since) {
+            if let Some(since) = since
+                && let Some(interval) = parsed.interval_hint(since)
+            {
                 let due = since + interval * 2;
                 let wait = to_std(due - now) + Duration::from_secs(1);
                 requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
             }
+            // Without a time since when one is expected there is no success
+            // either.
             match last_success {
                 Some(t) => condition::new_condition(
                     BACKUPS_HEALTHY,
@@ -661,14 +665,6 @@ pub fn decide_schedule(
                 ),
             }
         }
-        None => condition::new_condition(
-            BACKUPS_HEALTHY,
-            true,
-            REASON_NONE_DUE,
-            "no successful backup yet, none overdue",
-            generation,
-            now,
-        ),
     };
     // A run that could not start had its own Event.
     let turned_false = healthy.status == "False"
