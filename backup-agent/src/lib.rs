@@ -73,6 +73,22 @@ pub enum AgentError {
     Report(#[from] report::ReportError),
 }
 
+impl AgentError {
+    /// The stable code the operator decides on (DESIGN: what crosses from
+    /// the agent to the operator is a code, never a message to match).
+    pub fn failure_code(&self) -> keeper_crds::agent::FailureCode {
+        match self {
+            AgentError::Restore(e) => e.failure_code(),
+            AgentError::Usage(_)
+            | AgentError::Connection(_)
+            | AgentError::Storage(_)
+            | AgentError::Backup(_)
+            | AgentError::Prune(_)
+            | AgentError::Report(_) => keeper_crds::agent::FailureCode::RunFailed,
+        }
+    }
+}
+
 /// Parses `args` (including the program name) and runs the command.
 pub async fn run<I, T>(args: I, ctx: AgentContext) -> Result<(), AgentError>
 where
@@ -182,7 +198,7 @@ async fn restore_and_report(args: cli::RestoreArgs, ctx: &AgentContext) -> Resul
             Ok(())
         }
         Err(e) => {
-            task.finished(Err(&e.to_string())).await;
+            task.finished(Err((e.failure_code(), &e.to_string()))).await;
             Err(e.into())
         }
     }

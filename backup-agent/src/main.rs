@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keeper_agent::{AgentContext, Cli};
+use keeper_crds::agent::{FailureCode, termination_line};
 
 /// Kubernetes shows this file's content as the container's termination message.
 const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -16,7 +17,12 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            return fail(
+                FailureCode::RunFailed,
+                &format!("cannot start the async runtime: {e}"),
+            );
+        }
     };
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let result = runtime.block_on(async move {
@@ -24,8 +30,9 @@ fn main() -> ExitCode {
             match kube::Client::try_default().await {
                 Ok(client) => Some(client),
                 Err(e) => {
-                    return Err(format!(
-                        "cannot reach the Kubernetes API to report status: {e}"
+                    return Err((
+                        FailureCode::RunFailed,
+                        format!("cannot reach the Kubernetes API to report status: {e}"),
                     ));
                 }
             }
@@ -38,21 +45,24 @@ fn main() -> ExitCode {
             signal = stop_signal() => Err(signal),
         };
         match outcome {
-            Ok(result) => result.map_err(|e| e.to_string()),
+            Ok(result) => result.map_err(|e| (e.failure_code(), e.to_string())),
             Err(signal) => {
                 tracing::warn!(%signal, "stopping: the run is cancelled and its uploads aborted");
                 // The cancelled run dropped its uploads, which abort in the
                 // background; let them finish before the runtime goes away.
                 keeper_agent::storage::s3::wait_for_pending_aborts(ABORT_GRACE).await;
-                Err(format!(
-                    "stopped by {signal} before the run completed; any upload in progress was aborted: run it again"
+                Err((
+                    FailureCode::RunFailed,
+                    format!(
+                        "stopped by {signal} before the run completed; any upload in progress was aborted: run it again"
+                    ),
                 ))
             }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
+        Err((code, message)) => fail(code, &message),
     }
 }
 
@@ -76,12 +86,13 @@ async fn stop_signal() -> &'static str {
     }
 }
 
-fn fail(message: &str) -> ExitCode {
+fn fail(code: FailureCode, message: &str) -> ExitCode {
     // One line: the first line of the message, which names what failed and what to do.
     let line = message.lines().next().unwrap_or("failed");
     eprintln!("keeper-agent: error: {line}");
     if std::path::Path::new(TERMINATION_LOG).exists() {
-        let _ = std::fs::write(TERMINATION_LOG, line);
+        // The operator decides on the code, and shows the message.
+        let _ = std::fs::write(TERMINATION_LOG, termination_line(code, line));
     }
     ExitCode::FAILURE
 }

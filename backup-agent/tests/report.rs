@@ -30,6 +30,7 @@ use keeper_agent::report::{
     ENV_JOB_NAME, ENV_NAMESPACE, ENV_RESTORE_SOURCE, ReportError, ReportOutcome, RestoreReporter,
     RetryPolicy,
 };
+use keeper_crds::agent::FailureCode;
 use keeper_crds::{
     BackupPhase, BinlogPosition, INSTANCE_LABEL, MySQLBackup, MySQLInstance, RestorePhase,
 };
@@ -864,9 +865,10 @@ async fn restore_progress_from_a_sync_callback_and_failure() {
         callback(done);
     }
     let outcome = task
-        .finished(Err(
+        .finished(Err((
+            FailureCode::RunFailed,
             "restore of orders failed: member 3 does not match its sha256\nmore",
-        ))
+        )))
         .await;
     assert_eq!(outcome, ReportOutcome::Reported);
     let restore = fake.instance().await.status.unwrap().restore.unwrap();
@@ -876,6 +878,8 @@ async fn restore_progress_from_a_sync_callback_and_failure() {
         restore.message.as_deref(),
         Some("restore of orders failed: member 3 does not match its sha256")
     );
+    // The operator decides on the code, not on the message.
+    assert_eq!(restore.failure_code, Some(FailureCode::RunFailed));
     // The latest progress was reported before the end.
     assert_eq!(restore.members_done, Some(3));
     assert!(restore.completion_time.is_some());

@@ -17,8 +17,19 @@
 //! | [`ENV_DESTINATION`] | the destination used, as JSON of [`crate::BackupDestination`] (secret references only) |
 //! | [`ENV_RESTORE_SOURCE`] | restores: what `status.restore.source` shows |
 //! | [`ENV_MYSQL_PASSWORD`] | the MySQL password, from a `secretKeyRef`: the backup user's (`<instance>-backup`) for a backup, root's for a restore |
+//!
+//! # How a failed run says what kind of failure it was
+//!
+//! The agent's error messages are for people and may change; what the
+//! operator decides on is a [`FailureCode`]. The agent writes it twice: in
+//! its report (`status.restore.failureCode`) and at the start of its
+//! termination message ([`termination_line`], read back with
+//! [`split_termination_line`]), which is what the operator has when the agent
+//! could not report.
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::API_GROUP;
 
@@ -55,6 +66,73 @@ pub const BACKUP_USER: &str = "keeper_backup";
 pub const BACKUP_USERNAME_KEY: &str = "username";
 /// Key of the backup user's password in the `<instance>-backup` Secret.
 pub const BACKUP_PASSWORD_KEY: &str = "password";
+
+/// What kind of failure ended an agent run: a stable code the agent reports
+/// and the operator decides on (never on the message's words).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum FailureCode {
+    /// The run stopped in its checks, before it changed anything: the backup
+    /// is incomplete, damaged or of another flavor, or the target cannot take
+    /// it (`max_allowed_packet`).
+    PreflightFailed,
+    /// A restore found objects of the backup's databases in the target and
+    /// changed nothing; `overwrite` replaces them.
+    TargetNotEmpty,
+    /// Any other failure. A restore may have changed the target (part of the
+    /// backup may be in it).
+    RunFailed,
+}
+
+impl FailureCode {
+    /// Every code, for tables and tests.
+    pub const ALL: [FailureCode; 3] = [
+        FailureCode::PreflightFailed,
+        FailureCode::TargetNotEmpty,
+        FailureCode::RunFailed,
+    ];
+
+    /// The name used in the API and in the termination message.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCode::PreflightFailed => "PreflightFailed",
+            FailureCode::TargetNotEmpty => "TargetNotEmpty",
+            FailureCode::RunFailed => "RunFailed",
+        }
+    }
+
+    /// The code named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Whether the run stopped before it changed anything.
+    pub fn changed_nothing(self) -> bool {
+        match self {
+            FailureCode::PreflightFailed | FailureCode::TargetNotEmpty => true,
+            FailureCode::RunFailed => false,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The agent's termination message: `[<code>] <message>`, one line.
+pub fn termination_line(code: FailureCode, message: &str) -> String {
+    format!("[{code}] {message}")
+}
+
+/// A termination message split into its code and its message; an agent
+/// from before the codes wrote the message alone (`None`).
+pub fn split_termination_line(line: &str) -> (Option<FailureCode>, &str) {
+    line.strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+        .and_then(|(code, message)| Some((FailureCode::parse(code)?, message)))
+        .map_or((None, line), |(code, message)| (Some(code), message))
+}
 
 /// `mysqlbackups`.
 pub const BACKUPS: &str = "mysqlbackups";
@@ -105,6 +183,37 @@ mod tests {
                  "resourceNames": ["orders"], "verbs": ["patch"]},
             ])
         );
+    }
+
+    #[test]
+    fn failure_codes_round_trip_through_the_termination_line() {
+        for code in FailureCode::ALL {
+            assert_eq!(FailureCode::parse(code.as_str()), Some(code));
+            assert_eq!(
+                serde_json::to_value(code).expect("serializable"),
+                serde_json::json!(code.as_str())
+            );
+            let line = termination_line(code, "restore failed: [x] y");
+            assert_eq!(
+                split_termination_line(&line),
+                (Some(code), "restore failed: [x] y")
+            );
+        }
+        assert!(FailureCode::PreflightFailed.changed_nothing());
+        assert!(FailureCode::TargetNotEmpty.changed_nothing());
+        assert!(!FailureCode::RunFailed.changed_nothing());
+    }
+
+    #[test]
+    fn a_line_without_a_known_code_is_all_message() {
+        for line in [
+            "127.0.0.1:3306 already has 3 objects; nothing was changed",
+            "[NoSuchCode] message",
+            "[RunFailed]no space",
+            "",
+        ] {
+            assert_eq!(split_termination_line(line), (None, line));
+        }
     }
 
     #[test]

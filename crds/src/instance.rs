@@ -560,6 +560,12 @@ pub struct RestoreStatus {
     /// this restore (Keeper records applied restores in the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+
+    /// What kind of failure ended a failed restore: `PreflightFailed` and
+    /// `TargetNotEmpty` changed nothing; `RunFailed` may have left part of
+    /// the backup in the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<crate::agent::FailureCode>,
 }
 
 /// State of a restore.

@@ -98,20 +98,6 @@ impl ValidationError {
             ValidationError::BackupOnDeleteWithoutBackup => "spec.backupOnDelete",
         }
     }
-
-    /// Whether the error concerns scheduled backups only (the server itself can
-    /// still run; only `BackupScheduled` should turn False).
-    pub fn affects_backups_only(&self) -> bool {
-        matches!(
-            self,
-            ValidationError::InvalidSchedule(_)
-                | ValidationError::InvalidTimeZone(_)
-                | ValidationError::InvalidRetention(_)
-                | ValidationError::InvalidDestination {
-                    field: "spec.backup.destination"
-                }
-        )
-    }
 }
 
 fn check_destination(

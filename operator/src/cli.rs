@@ -165,6 +165,27 @@ pub struct RenderArgs {
     /// YAML file with MySQLInstance objects (multi-document); `-` for stdin.
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
+
+    /// Image of the backup agent in the backup CronJob, as `run` takes it.
+    #[arg(long, env = "KEEPER_AGENT_IMAGE", default_value_t = OperatorConfig::default_agent_image())]
+    pub agent_image: String,
+
+    /// The backup run's bound, as `run` takes it (the CronJob's Jobs'
+    /// `activeDeadlineSeconds`).
+    #[arg(long, env = "KEEPER_BACKUP_RUN_TIMEOUT", value_parser = parse_duration)]
+    pub backup_run_timeout: Option<Duration>,
+}
+
+impl RenderArgs {
+    /// The settings the objects are rendered with: those `run` would have
+    /// with the same flags.
+    pub fn config(&self) -> OperatorConfig {
+        OperatorConfig {
+            agent_image: self.agent_image.clone(),
+            backup_run_timeout: self.backup_run_timeout,
+            ..OperatorConfig::default()
+        }
+    }
 }
 
 #[cfg(test)]

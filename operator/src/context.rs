@@ -76,7 +76,7 @@ pub struct Context {
     pub instance_wait_timeout: Duration,
     /// How long an agent Job's pod may take to start (be scheduled, pull its
     /// image, create its container), counted from the Job's creation, before
-    /// the run fails and the Job is deleted (see [`crate::agent::start`]).
+    /// the run fails and the Job is deleted (see [`crate::agent_job::start`]).
     pub agent_start_timeout: Duration,
     /// Publishes Events about instances.
     recorder: Recorder,

@@ -1,22 +1,30 @@
 //! MySQL Keeper operator.
 //!
-//! * [`instance`]: the `MySQLInstance` reconcile, split into fetch →
-//!   validate → build (pure) → apply → status.
-//! * [`controller`]: watches, the reconcile entry point, retry policy.
+//! * [`instance_controller`]: the `MySQLInstance` controller — watches, the
+//!   reconcile entry point, retry policy — and [`instance`], its reconcile:
+//!   fetch → validate → build (pure) → apply → status, with one module per
+//!   feature (the server's objects in `build`, `backup_schedule`, `restore`,
+//!   `final_backup`, `storage`).
+//! * [`backup_controller`]: the `MySQLBackup` controller (on-demand backups
+//!   and the Jobs of runs that died without reporting), started beside the
+//!   instance controller, with its own metrics.
+//! * [`agent_job`]: the backup agent's Job as the operator builds and reads
+//!   it (the agent itself is the `keeper-agent` crate).
+//! * [`accounts`]: the MySQL accounts the operator keeps over SQL.
 //! * [`leader`], [`http`], [`metrics`], [`telemetry`]: the process around it.
 //! * [`render`]: the objects for a file of instances, without a cluster.
 //!
 //! `main` only parses the command line and calls [`run`] or [`render`].
 
 pub mod accounts;
-pub mod agent;
-pub mod backup;
+pub mod agent_job;
+pub mod backup_controller;
 pub mod cli;
 pub mod context;
-pub mod controller;
 pub mod error;
 pub mod http;
 pub mod instance;
+pub mod instance_controller;
 pub mod leader;
 pub mod metrics;
 pub mod render;
@@ -29,8 +37,8 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::context::{Context, FIELD_MANAGER, OperatorConfig};
-pub use crate::controller::reconcile;
 pub use crate::error::Error;
+pub use crate::instance_controller::reconcile;
 
 use crate::cli::RunArgs;
 use crate::http::{Endpoints, Health};
@@ -127,8 +135,9 @@ async fn run_controllers_with_election(
     result
 }
 
-/// Runs one controller per watched namespace (or one for all namespaces)
-/// until `token` is cancelled; marks `health` ready once every cache is synced.
+/// Runs the `MySQLInstance` and the `MySQLBackup` controller per watched
+/// namespace (or once for all namespaces) until `token` is cancelled; marks
+/// `health` ready once every instance cache is synced.
 async fn run_controllers(
     ctx: Arc<Context>,
     namespaces: Vec<String>,
@@ -155,11 +164,17 @@ async fn run_controllers(
             health.ready.store(true, Ordering::SeqCst);
         })
     };
-    futures::future::join_all(
-        scopes.into_iter().zip(synced).map(|(namespace, synced)| {
-            controller::run(ctx.clone(), namespace, token.clone(), synced)
-        }),
-    )
+    // Per scope, the two controllers side by side: MySQLInstance (the
+    // server, its backup schedule, restore and deletion) and MySQLBackup
+    // (on-demand backups and their Jobs).
+    futures::future::join_all(scopes.into_iter().zip(synced).map(|(namespace, synced)| {
+        let instances =
+            instance_controller::run(ctx.clone(), namespace.clone(), token.clone(), synced);
+        let backups = backup_controller::run(ctx.clone(), namespace, token.clone());
+        async move {
+            tokio::join!(instances, backups);
+        }
+    }))
     .await;
     readiness.abort();
 }

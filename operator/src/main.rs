@@ -19,7 +19,9 @@ fn main() -> ExitCode {
             };
             let result = input
                 .map_err(|e| format!("reading {}: {e}", args.file.display()))
-                .and_then(|input| render::render(&input).map_err(|e| e.to_string()));
+                .and_then(|input| {
+                    render::render(&input, &args.config()).map_err(|e| e.to_string())
+                });
             match result {
                 Ok(yaml) => {
                     print!("{yaml}");

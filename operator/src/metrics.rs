@@ -16,57 +16,46 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
-/// Every metric the operator exports, and their registry.
-pub struct Metrics {
-    registry: Registry,
+/// The reconcile metrics of one controller: started, failed by reason, and
+/// how long they take.
+#[derive(Clone)]
+pub struct ReconcileMetrics {
     /// Reconciles started.
     pub reconciles: Counter,
     /// Reconciles that failed, by reason.
     pub errors: Family<ErrorLabels, Counter>,
     /// How long reconciles take.
     pub duration: Histogram,
-    /// 1 while this replica holds the leader lease (or runs without election).
-    pub leader: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("keeper");
-        let reconciles = Counter::default();
-        let errors = Family::<ErrorLabels, Counter>::default();
-        let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
-        let leader = Gauge::default();
+impl ReconcileMetrics {
+    /// New metrics registered as `<prefix>reconciles`,
+    /// `<prefix>reconcile_errors` and `<prefix>reconcile_duration_seconds`;
+    /// `kind` names the reconciled objects in the help texts.
+    fn register(registry: &mut Registry, prefix: &str, kind: &str) -> Self {
+        let metrics = Self {
+            reconciles: Counter::default(),
+            errors: Family::<ErrorLabels, Counter>::default(),
+            duration: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        };
         registry.register(
-            "reconciles",
-            "MySQLInstance reconciles started",
-            reconciles.clone(),
+            format!("{prefix}reconciles"),
+            format!("{kind} reconciles started"),
+            metrics.reconciles.clone(),
         );
         registry.register(
-            "reconcile_errors",
-            "MySQLInstance reconciles that failed, by reason",
-            errors.clone(),
+            format!("{prefix}reconcile_errors"),
+            format!("{kind} reconciles that failed, by reason"),
+            metrics.errors.clone(),
         );
         registry.register(
-            "reconcile_duration_seconds",
-            "Duration of MySQLInstance reconciles",
-            duration.clone(),
+            format!("{prefix}reconcile_duration_seconds"),
+            format!("Duration of {kind} reconciles"),
+            metrics.duration.clone(),
         );
-        registry.register(
-            "leader",
-            "1 while this replica is the leader and reconciles",
-            leader.clone(),
-        );
-        Self {
-            registry,
-            reconciles,
-            errors,
-            duration,
-            leader,
-        }
+        metrics
     }
-}
 
-impl Metrics {
     /// Records the outcome of one reconcile.
     pub fn record(&self, elapsed: Duration, error_reason: Option<&str>) {
         self.reconciles.inc();
@@ -79,7 +68,44 @@ impl Metrics {
                 .inc();
         }
     }
+}
 
+/// Every metric the operator exports, and their registry: each controller
+/// has its own reconcile metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// The `MySQLInstance` controller's: `keeper_reconciles_total`,
+    /// `keeper_reconcile_errors_total`, `keeper_reconcile_duration_seconds`.
+    pub instances: ReconcileMetrics,
+    /// The `MySQLBackup` controller's: `keeper_backup_reconciles_total`,
+    /// `keeper_backup_reconcile_errors_total`,
+    /// `keeper_backup_reconcile_duration_seconds`.
+    pub backups: ReconcileMetrics,
+    /// 1 while this replica holds the leader lease (or runs without election).
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("keeper");
+        let instances = ReconcileMetrics::register(&mut registry, "", "MySQLInstance");
+        let backups = ReconcileMetrics::register(&mut registry, "backup_", "MySQLBackup");
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the leader and reconciles",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            instances,
+            backups,
+            leader,
+        }
+    }
+}
+
+impl Metrics {
     /// The metrics in the Prometheus text format (OpenMetrics).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -98,8 +124,10 @@ mod tests {
     #[test]
     fn records_reconciles_errors_and_durations() {
         let metrics = Metrics::default();
-        metrics.record(Duration::from_millis(20), None);
-        metrics.record(Duration::from_millis(20), Some("InvalidSchedule"));
+        metrics.instances.record(Duration::from_millis(20), None);
+        metrics
+            .instances
+            .record(Duration::from_millis(20), Some("InvalidSchedule"));
         metrics.leader.set(1);
         let text = metrics.encode();
         assert!(text.contains("keeper_reconciles_total 2"), "{text}");
@@ -112,5 +140,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("keeper_leader 1"), "{text}");
+    }
+
+    #[test]
+    fn each_controller_has_its_own_metrics() {
+        let metrics = Metrics::default();
+        metrics
+            .backups
+            .record(Duration::from_millis(20), Some("InstanceNotFound"));
+        let text = metrics.encode();
+        assert!(text.contains("keeper_backup_reconciles_total 1"), "{text}");
+        assert!(
+            text.contains("keeper_backup_reconcile_errors_total{reason=\"InstanceNotFound\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keeper_backup_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        // The instances' own are untouched.
+        assert!(text.contains("keeper_reconciles_total 0"), "{text}");
     }
 }

@@ -305,10 +305,10 @@ async fn an_on_demand_backups_job_backs_up_to_s3_and_reports_it() {
 
     // The backup controller creates its Job (one, owned by the backup).
     let backup = backups.get(ON_DEMAND).await.unwrap();
-    keeper_operator::backup::reconcile(Arc::new(backup), setup.ctx.clone())
+    keeper_operator::backup_controller::reconcile(Arc::new(backup), setup.ctx.clone())
         .await
         .unwrap();
-    let job_name = keeper_operator::backup::job_name(ON_DEMAND);
+    let job_name = keeper_operator::backup_controller::job_name(ON_DEMAND);
     let job = Api::<Job>::namespaced(setup.client.clone(), NS)
         .get(&job_name)
         .await

@@ -78,7 +78,7 @@ impl Cluster {
 
     async fn reconcile_backup(&self, name: &str) -> Result<(), keeper_operator::Error> {
         let backup = self.api::<MySQLBackup>().get(name).await.unwrap();
-        keeper_operator::backup::reconcile(Arc::new(backup), self.ctx.clone())
+        keeper_operator::backup_controller::reconcile(Arc::new(backup), self.ctx.clone())
             .await
             .map(|_| ())
     }
@@ -315,7 +315,7 @@ async fn reconcile_backup_with(
     name: &str,
 ) -> Result<(), keeper_operator::Error> {
     let backup = cluster.api::<MySQLBackup>().get(name).await.unwrap();
-    keeper_operator::backup::reconcile(Arc::new(backup), Arc::new(ctx))
+    keeper_operator::backup_controller::reconcile(Arc::new(backup), Arc::new(ctx))
         .await
         .map(|_| ())
 }

@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use keeper_operator::context::OperatorConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -34,6 +37,15 @@ fn samples() -> Vec<(String, String)> {
     samples
 }
 
+/// The operator's settings for the snapshots: a fixed agent image, so a
+/// version bump does not change them.
+fn config() -> OperatorConfig {
+    OperatorConfig {
+        agent_image: "ghcr.io/mysql-keeper/keeper-agent:render".into(),
+        ..OperatorConfig::default()
+    }
+}
+
 fn round_trips<K: DeserializeOwned + serde::Serialize>(value: &serde_json::Value) {
     let typed: K = serde_json::from_value(value.clone()).expect("deserializes");
     let back = serde_json::to_value(&typed).unwrap();
@@ -46,7 +58,7 @@ fn round_trips<K: DeserializeOwned + serde::Serialize>(value: &serde_json::Value
 #[test]
 fn every_sample_renders_to_valid_objects() {
     for (name, input) in samples() {
-        let output = keeper_operator::render::render(&input).expect("renders");
+        let output = keeper_operator::render::render(&input, &config()).expect("renders");
         insta::assert_snapshot!(name.clone(), output);
         let mut kinds = Vec::new();
         for document in serde_yaml::Deserializer::from_str(&output) {
@@ -62,16 +74,30 @@ fn every_sample_renders_to_valid_objects() {
                 "ConfigMap" => round_trips::<ConfigMap>(&value),
                 "Service" => round_trips::<Service>(&value),
                 "StatefulSet" => round_trips::<StatefulSet>(&value),
+                "ServiceAccount" => round_trips::<ServiceAccount>(&value),
+                "Role" => round_trips::<Role>(&value),
+                "RoleBinding" => round_trips::<RoleBinding>(&value),
+                "CronJob" => round_trips::<CronJob>(&value),
                 other => panic!("{name}: unexpected kind {other}"),
             }
             kinds.push(kind);
         }
         if input.contains("kind: MySQLInstance") {
-            assert_eq!(
-                kinds,
-                ["ConfigMap", "Service", "Service", "StatefulSet"],
-                "{name}"
-            );
+            // Everything the operator applies: the server's objects, the
+            // agent's identity, and with a schedule the backup CronJob.
+            let mut expected = vec![
+                "ConfigMap",
+                "Service",
+                "Service",
+                "StatefulSet",
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+            ];
+            if input.contains("schedule:") {
+                expected.push("CronJob");
+            }
+            assert_eq!(kinds, expected, "{name}");
         } else {
             assert!(kinds.is_empty(), "{name}");
         }
@@ -82,7 +108,7 @@ fn every_sample_renders_to_valid_objects() {
 #[test]
 fn an_invalid_instance_is_refused() {
     let input = "apiVersion: mysql.keeper.dev/v1alpha1\nkind: MySQLInstance\nmetadata:\n  name: x\nspec:\n  image: 'bad image'\n";
-    let error = keeper_operator::render::render(input).expect_err("invalid");
+    let error = keeper_operator::render::render(input, &config()).expect_err("invalid");
     assert!(error.to_string().contains("spec.image"), "{error}");
 }
 

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{EnvVar, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use keeper_crds::{MySQLBackup, MySQLInstance, MySQLInstanceSpec, MySQLInstanceStatus};
 use keeper_operator::context::{Context, OperatorConfig};
-use keeper_operator::controller::instance_for_owned;
+use keeper_operator::instance_controller::instance_for_owned;
 use keeper_operator::metrics::Metrics;
 use keeper_operator::reconcile;
 use keeper_tests::kube::FakeCluster;

@@ -6,6 +6,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use keeper_crds::agent::FailureCode;
 use keeper_crds::{RestorePhase, RestoreStatus};
 
 use super::{ENV_RESTORE_SOURCE, ReportError, ReportOutcome, RetryPolicy, Target, one_line};
@@ -67,6 +68,7 @@ impl RestoreReporter {
             members_total: None,
             bytes_done: None,
             message: None,
+            failure_code: None,
         };
         Ok(Self {
             inner: Some(Inner {
@@ -149,12 +151,18 @@ impl RestoreReporter {
         }
     }
 
-    /// Reports the end: Succeeded, or Failed with the one-line `Err` message
-    /// (agent errors hold no secrets), with the completion time.
-    pub async fn finished(&mut self, result: Result<(), &str>) -> ReportOutcome {
+    /// Reports the end: Succeeded, or Failed with the failure's code and
+    /// one-line `Err` message (agent errors hold no secrets), with the
+    /// completion time.
+    pub async fn finished(&mut self, result: Result<(), (FailureCode, &str)>) -> ReportOutcome {
         match result {
             Ok(()) => self.finish(RestorePhase::Succeeded, None).await,
-            Err(message) => self.finish(RestorePhase::Failed, Some(message)).await,
+            Err((code, message)) => {
+                if let Some(inner) = &mut self.inner {
+                    inner.status.failure_code = Some(code);
+                }
+                self.finish(RestorePhase::Failed, Some(message)).await
+            }
         }
     }
 
@@ -227,7 +235,7 @@ impl RestoreProgressTask {
     }
 
     /// Reports the last progress, then the end (see [`RestoreReporter::finished`]).
-    pub async fn finished(self, result: Result<(), &str>) -> ReportOutcome {
+    pub async fn finished(self, result: Result<(), (FailureCode, &str)>) -> ReportOutcome {
         match self.into_reporter().await {
             Some(mut reporter) => reporter.finished(result).await,
             None => ReportOutcome::NotReported(Vec::new()),

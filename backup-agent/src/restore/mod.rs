@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+use keeper_crds::agent::FailureCode;
+
 use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
 use crate::connection::ConnectionError;
@@ -152,6 +154,35 @@ pub enum RestoreError {
         statement: String,
         reason: String,
     },
+}
+
+impl RestoreError {
+    /// The kind of failure the operator decides on: the checks that run
+    /// before anything is changed (the backup's files and manifest, the
+    /// target's flavor, `max_allowed_packet`, a non-empty target) changed
+    /// nothing; every other error may have come mid-replay.
+    pub fn failure_code(&self) -> FailureCode {
+        match self {
+            RestoreError::NoManifest { .. }
+            | RestoreError::FileSize { .. }
+            | RestoreError::WrongFlavor { .. }
+            | RestoreError::PacketTooSmall { .. } => FailureCode::PreflightFailed,
+            RestoreError::NotEmpty { .. } => FailureCode::TargetNotEmpty,
+            RestoreError::Password(_)
+            | RestoreError::Storage { .. }
+            | RestoreError::BadManifest { .. }
+            | RestoreError::MemberCorrupt { .. }
+            | RestoreError::FileCorrupt { .. }
+            | RestoreError::AccessDenied { .. }
+            | RestoreError::Connect { .. }
+            | RestoreError::Query { .. }
+            | RestoreError::Overwrite { .. }
+            | RestoreError::MarkerNotRecorded { .. }
+            | RestoreError::Statement { .. }
+            | RestoreError::MissingDefiner { .. }
+            | RestoreError::DefinerPrivilege { .. } => FailureCode::RunFailed,
+        }
+    }
 }
 
 /// How to restore.
@@ -474,4 +505,66 @@ pub async fn list(args: ListArgs, ctx: &AgentContext) -> Result<Vec<BackupListin
     }
     print!("{}", list::render_table(&rows));
     Ok(listings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_before_any_change_say_so_by_their_code() {
+        let target = || "127.0.0.1:3306".to_owned();
+        let preflight = [
+            RestoreError::NoManifest {
+                backup: "b".into(),
+                consequence: "nothing was restored",
+            },
+            RestoreError::FileSize {
+                backup: "b".into(),
+                expected: 10,
+                found: None,
+            },
+            RestoreError::WrongFlavor {
+                target: target(),
+                source_server: "MySQL 8.0".into(),
+                target_server: "MariaDB 11.4".into(),
+                wanted: "MySQL",
+            },
+            RestoreError::PacketTooSmall {
+                target: target(),
+                found: 1,
+                largest: 2,
+                suggest: 4,
+            },
+        ];
+        for error in preflight {
+            assert_eq!(
+                error.failure_code(),
+                FailureCode::PreflightFailed,
+                "{error}"
+            );
+        }
+        let not_empty = RestoreError::NotEmpty {
+            target: target(),
+            count: 3,
+            names: "sakila.actor".into(),
+        };
+        assert_eq!(not_empty.failure_code(), FailureCode::TargetNotEmpty);
+        let mid_replay = [
+            RestoreError::Statement {
+                member: "data 3".into(),
+                statement: "INSERT".into(),
+                reason: "disk full; nothing was changed".into(),
+            },
+            RestoreError::Overwrite {
+                target: target(),
+                database: "sakila".into(),
+                reason: "denied".into(),
+            },
+        ];
+        for error in mid_replay {
+            // Words in a server's reason never make a failure look harmless.
+            assert_eq!(error.failure_code(), FailureCode::RunFailed, "{error}");
+        }
+    }
 }

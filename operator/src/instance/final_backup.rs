@@ -19,7 +19,7 @@
 //!   `MySQLBackup` with it; the operator reads the Namespace, and needs no
 //!   watch on it — see [`namespace_terminating`]), or creating the
 //!   `MySQLBackup` is forbidden (403). A forbidden Job is reported by the
-//!   `MySQLBackup` controller as a Failed backup ([`crate::backup`]), which
+//!   `MySQLBackup` controller as a Failed backup ([`crate::backup_controller`]), which
 //!   ends the wait the same way.
 //! * Uninstalling: delete the instances first and wait for them, then the
 //!   operator (README). An operator removed first leaves the finalizer for

@@ -1,8 +1,20 @@
 //! Reconcile of one `MySQLInstance`: fetch → validate → build (pure) → apply →
 //! status. Each step is a module; this one only puts them in order.
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`fetch`] | the reads: the instance's children as they are |
+//! | [`validate`] | the spec checks that need the cluster (Secrets) |
+//! | [`build`] | pure builders of the server's objects, the CronJob and the agent's RBAC |
+//! | [`apply`] | server-side apply with the field manager and the no-op check |
+//! | [`storage`] | growing the data claim (`StorageResized`) |
+//! | [`backup_schedule`] | the agent's identity, the backup user, the CronJob and the backup conditions |
+//! | [`restore`] | `spec.restoreFrom`: the source, the Job, the hold on the server |
+//! | [`final_backup`] | deletion with `backupOnDelete` |
+//! | [`status`] | the status and its conditions, written once |
 
 pub mod apply;
-pub mod backups;
+pub mod backup_schedule;
 pub mod build;
 pub mod fetch;
 pub mod final_backup;
@@ -66,7 +78,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     let problems = validate::problems(instance, &observed);
     if let Some(error) = validate::into_error(&problems) {
         let mut new = status::invalid(instance, &error, Utc::now());
-        backups::mark_invalid(instance, &mut new, Utc::now());
+        backup_schedule::mark_invalid(instance, &mut new, Utc::now());
         status::write(&instances, instance, &new, manager).await?;
         return Err(error);
     }
@@ -121,7 +133,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         Utc::now(),
     )
     .await;
-    let backup_requeue = backups::reconcile(
+    let backup_requeue = backup_schedule::reconcile(
         ctx,
         instance,
         &meta,
@@ -153,6 +165,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     )
     .await?;
     report::<Service>(ctx, instance, outcome, &meta.client_service_name()).await;
+    status::keep_transition_times(instance.status.as_ref(), &mut new);
     for transition in status::transitions(instance.status.as_ref(), &new) {
         ctx.publish(
             instance,

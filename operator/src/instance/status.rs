@@ -133,6 +133,24 @@ pub fn healthy(
     status
 }
 
+/// Gives every condition of `new` whose status is the one `old` recorded
+/// the time `old` recorded: a condition transitions against the observed
+/// status, not against the steps of one reconcile (the server step may set
+/// `Ready=True` and the restore step turn it back to False; that is no
+/// transition, and a repeated reconcile must write nothing).
+pub fn keep_transition_times(old: Option<&MySQLInstanceStatus>, new: &mut MySQLInstanceStatus) {
+    let Some(old) = old else {
+        return;
+    };
+    for condition in &mut new.conditions {
+        if let Some(before) = find_condition(&old.conditions, &condition.type_)
+            && before.status == condition.status
+        {
+            condition.last_transition_time = before.last_transition_time.clone();
+        }
+    }
+}
+
 /// The status of an instance whose spec cannot be acted on: `Ready=False`
 /// with the error's reason, phase `Failed`. The other fields keep their
 /// values: nothing was changed, so what they describe still holds.
@@ -271,4 +289,54 @@ pub async fn write(
         source: Box::new(source),
     })?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keeper_crds::condition::set_condition;
+
+    fn at(second: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2026-01-01T00:00:{second:02}Z"))
+            .expect("time")
+            .to_utc()
+    }
+
+    #[test]
+    fn a_condition_set_back_within_one_reconcile_keeps_its_time() {
+        let mut old = MySQLInstanceStatus::default();
+        set_condition(
+            &mut old.conditions,
+            condition::new_condition(READY, false, "SecretKeyNotFound", "m", Some(1), at(0)),
+        );
+        set_condition(
+            &mut old.conditions,
+            condition::new_condition(STORAGE_READY, false, "StoragePending", "m", Some(1), at(0)),
+        );
+        // One second later the server step says Ready, the restore step
+        // takes it back; the volume really changed.
+        let mut new = old.clone();
+        set_condition(
+            &mut new.conditions,
+            condition::new_condition(READY, true, REASON_READY, "ok", Some(1), at(1)),
+        );
+        set_condition(
+            &mut new.conditions,
+            condition::new_condition(READY, false, "SecretKeyNotFound", "m", Some(1), at(1)),
+        );
+        set_condition(
+            &mut new.conditions,
+            condition::new_condition(STORAGE_READY, true, "Bound", "m", Some(1), at(1)),
+        );
+        keep_transition_times(Some(&old), &mut new);
+        let time = |status: &MySQLInstanceStatus, type_: &str| {
+            find_condition(&status.conditions, type_).map(|c| c.last_transition_time.clone())
+        };
+        assert_eq!(time(&new, READY), time(&old, READY));
+        assert_eq!(
+            find_condition(&new.conditions, READY),
+            find_condition(&old.conditions, READY)
+        );
+        assert_ne!(time(&new, STORAGE_READY), time(&old, STORAGE_READY));
+    }
 }

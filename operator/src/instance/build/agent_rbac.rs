@@ -14,7 +14,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
 use keeper_crds::agent::agent_policy_rules;
 
 use super::{COMPONENT_LABEL, InstanceMeta};
-use crate::agent::COMPONENT_BACKUP;
+use crate::agent_job::COMPONENT_BACKUP;
 
 /// `<name>-backup-agent`: the name of all three objects.
 pub fn name(meta: &InstanceMeta) -> String {

@@ -1,5 +1,5 @@
 //! The scheduled backups' CronJob, `<name>-backup`, owned by the instance: the
-//! agent Job of [`crate::agent`] without a backup name (the agent names each
+//! agent Job of [`crate::agent_job`] without a backup name (the agent names each
 //! run and creates its `MySQLBackup`), on the instance's schedule.
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keeper_crds::{BackupSpec, MySQLInstance, Schedule};
 
 use super::{COMPONENT_LABEL, InstanceMeta};
-use crate::agent::{self, AgentCommand, AgentRun, COMPONENT_BACKUP};
+use crate::agent_job::{self, AgentCommand, AgentRun, COMPONENT_BACKUP};
 use crate::context::OperatorConfig;
 use crate::error::Result;
 
@@ -27,7 +27,7 @@ pub fn name(meta: &InstanceMeta) -> String {
 /// The CronJob for `backup` on `schedule`.
 ///
 /// # Errors
-/// As [`agent::job`] (an invalid destination).
+/// As [`agent_job::job`] (an invalid destination).
 pub fn build(
     config: &OperatorConfig,
     instance: &MySQLInstance,
@@ -63,10 +63,10 @@ pub fn build(
             starting_deadline_seconds: Some(STARTING_DEADLINE_SECONDS),
             job_template: JobTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(agent::job_labels(instance, &run)?),
+                    labels: Some(agent_job::job_labels(instance, &run)?),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(agent::job_spec(config, instance, &run)?),
+                spec: Some(agent_job::job_spec(config, instance, &run)?),
             },
         }),
         status: None,

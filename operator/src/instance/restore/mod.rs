@@ -14,7 +14,7 @@
 //! 2. Once the server is ready (and no other restore Job of the instance is
 //!    running) the application account is locked ([`hold`]), then the Job
 //!    `<name>-restore-<attempt>` is created, owned by the instance, with
-//!    [`crate::agent::job`]. Its name is a hash of the source, `overwrite`
+//!    [`crate::agent_job::job`]. Its name is a hash of the source, `overwrite`
 //!    and the retry annotation, so a reconcile can never create a second Job
 //!    for the same attempt. `phase: Restoring`, `Ready=False`. Until the
 //!    restore succeeded the client Service routes nowhere ([`hold`]); the
@@ -86,7 +86,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
-use keeper_crds::agent::JOB_NAME_LABEL;
+use keeper_crds::agent::{FailureCode, JOB_NAME_LABEL};
 use keeper_crds::condition::{
     self, READY, RESTORED, find_condition, is_condition_true, remove_condition,
 };
@@ -106,8 +106,8 @@ use super::build::COMPONENT_LABEL;
 use super::fetch::Observed;
 use super::status::Readiness;
 use crate::accounts::AppAccess;
-use crate::agent::start::{self, StartVerdict};
-use crate::agent::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
+use crate::agent_job::start::{self, StartVerdict};
+use crate::agent_job::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
 use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
 
@@ -261,11 +261,11 @@ pub fn job_name_for(instance: &MySQLInstance, resolved: &ResolvedSource) -> Stri
 }
 
 /// The restore Job of `resolved` for `instance`, named `name`: the agent
-/// Job ([`crate::agent::job`]) owned by the instance, annotated with the
+/// Job ([`crate::agent_job::job`]) owned by the instance, annotated with the
 /// source's fingerprint.
 ///
 /// # Errors
-/// As [`crate::agent::job`].
+/// As [`crate::agent_job::job`].
 pub fn restore_job(
     config: &OperatorConfig,
     instance: &MySQLInstance,
@@ -284,7 +284,7 @@ pub fn restore_job(
         owner: instance.controller_owner_ref(&()),
         labels: BTreeMap::new(),
     };
-    let mut job = agent::job(config, instance, &run)?;
+    let mut job = agent_job::job(config, instance, &run)?;
     job.metadata
         .annotations
         .get_or_insert_with(BTreeMap::new)
@@ -314,7 +314,12 @@ async fn advance(
         .await
         .map_err(kube_error(format!("Job {namespace}/{name}")))?;
     let pods = match &job {
-        Some(job) if has_failed(job) => {
+        Some(job)
+            if matches!(
+                agent_job::lifecycle::outcome(job),
+                agent_job::lifecycle::Outcome::Failed { .. }
+            ) =>
+        {
             Api::<Pod>::namespaced(ctx.client.clone(), namespace)
                 .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}")))
                 .await
@@ -416,26 +421,26 @@ async fn advance(
                 message: format!("restored {description} with Job {name}{note}"),
             }
         }
-        RunState::Failed { message, preflight } => {
+        RunState::Failed { message, code } => {
             if reported.is_none_or(|r| !r.phase.is_final()) {
-                let fields = ended(resolved, &name, RestorePhase::Failed, Some(&message));
+                let fields = failed(resolved, &name, code, &message);
                 report(ctx, instance, &fields, true).await;
             }
-            let reason = if preflight {
+            let reason = if code.changed_nothing() {
                 REASON_PREFLIGHT_FAILED
             } else {
                 REASON_FAILED
             };
             Step::Failed {
                 reason,
-                message: failure_message(&description, &name, &message, preflight),
+                message: failure_message(&description, &name, &message, code),
             }
         }
     })
 }
 
 /// The start deadline of a restore Job the agent has not reported on yet
-/// ([`crate::agent::start`]): a Warning Event when its pod cannot start, and
+/// ([`crate::agent_job::start`]): a Warning Event when its pod cannot start, and
 /// past the deadline the Job deleted and the restore failed. A pod that never
 /// started changed nothing, so it is reported as a preflight failure
 /// (`RestorePreflightFailed`), and like every failure it is not retried on
@@ -450,7 +455,7 @@ async fn watch_start(
 ) -> Result<Option<Step>> {
     let name = job.metadata.name.clone().unwrap_or_default();
     let key = format!("{namespace}/{name}");
-    let pods = crate::backup::job_pods(ctx, namespace, &name).await?;
+    let pods = crate::backup_controller::job_pods(ctx, namespace, &name).await?;
     match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
         StartVerdict::Started => {
             ctx.note_start_problem(&key, None);
@@ -475,7 +480,7 @@ async fn watch_start(
             Ok(None)
         }
         StartVerdict::TimedOut { problem } => {
-            crate::backup::delete_job(ctx, namespace, &name).await?;
+            crate::backup_controller::delete_job(ctx, namespace, &name).await?;
             ctx.note_start_problem(&key, None);
             // The agent's preflight wording: the pod never ran.
             let agent = format!(
@@ -483,11 +488,12 @@ async fn watch_start(
                 problem.message
             );
             tracing::warn!(job = %name, reason = %problem.reason, "restore could not start");
-            let fields = ended(resolved, &name, RestorePhase::Failed, Some(&agent));
+            let code = FailureCode::PreflightFailed;
+            let fields = failed(resolved, &name, code, &agent);
             report(ctx, instance, &fields, true).await;
             Ok(Some(Step::Failed {
                 reason: REASON_PREFLIGHT_FAILED,
-                message: failure_message(&describe(resolved), &name, &agent, true),
+                message: failure_message(&describe(resolved), &name, &agent, code),
             }))
         }
     }
@@ -502,41 +508,20 @@ fn describe(resolved: &ResolvedSource) -> String {
     }
 }
 
-fn failure_message(description: &str, job: &str, agent: &str, preflight: bool) -> String {
+fn failure_message(description: &str, job: &str, agent: &str, code: FailureCode) -> String {
     let mut message = format!("restoring {description} failed (Job {job}): {agent}");
-    if agent.contains("pass --overwrite") {
+    if code == FailureCode::TargetNotEmpty {
         message.push_str(
             "; to replace those databases set spec.restoreFrom.overwrite: true (they are dropped first)",
         );
     }
-    if !preflight {
+    if !code.changed_nothing() {
         message.push_str("; the server may hold part of the backup");
     }
     message.push_str(&format!(
         "; to retry, fix the cause and change spec.restoreFrom or set the annotation {RETRY_ANNOTATION} to a new value"
     ));
     message
-}
-
-fn has_failed(job: &Job) -> bool {
-    job.status.as_ref().is_some_and(|s| {
-        s.failed.unwrap_or(0) > 0
-            || s.conditions
-                .iter()
-                .flatten()
-                .any(|c| c.type_ == "Failed" && c.status == "True")
-    })
-}
-
-fn has_ended(job: &Job) -> bool {
-    has_failed(job)
-        || job.status.as_ref().is_some_and(|s| {
-            s.succeeded.unwrap_or(0) > 0
-                || s.conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Complete" && c.status == "True")
-        })
 }
 
 /// Another restore Job of the instance that has not ended: restores into
@@ -558,7 +543,7 @@ async fn other_running_restore(
         .items
         .iter()
         .filter(|j| j.metadata.name.as_deref() != Some(ours))
-        .filter(|j| j.metadata.deletion_timestamp.is_none() && !has_ended(j))
+        .filter(|j| j.metadata.deletion_timestamp.is_none() && !agent_job::lifecycle::ended(j))
         .find_map(|j| j.metadata.name.clone()))
 }
 
@@ -573,6 +558,8 @@ struct RestoreFields {
     start_time: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_code: Option<FailureCode>,
 }
 
 fn started(resolved: &ResolvedSource, job: &str, now: DateTime<Utc>) -> RestoreFields {
@@ -582,6 +569,7 @@ fn started(resolved: &ResolvedSource, job: &str, now: DateTime<Utc>) -> RestoreF
         job_name: job.to_owned(),
         start_time: Some(now),
         message: None,
+        failure_code: None,
     }
 }
 
@@ -597,6 +585,15 @@ fn ended(
         job_name: job.to_owned(),
         start_time: None,
         message: message.map(str::to_owned),
+        failure_code: None,
+    }
+}
+
+/// The end of a failed run the agent could not report, with its kind.
+fn failed(resolved: &ResolvedSource, job: &str, code: FailureCode, message: &str) -> RestoreFields {
+    RestoreFields {
+        failure_code: Some(code),
+        ..ended(resolved, job, RestorePhase::Failed, Some(message))
     }
 }
 
@@ -809,12 +806,12 @@ mod tests {
             "MySQLBackup b (s3://x/b)",
             "j",
             "t already has 2 objects of the backup's databases (a.b); restore into an empty server or pass --overwrite; nothing was changed",
-            true,
+            FailureCode::TargetNotEmpty,
         );
         assert!(message.contains("overwrite: true"), "{message}");
         assert!(message.contains(RETRY_ANNOTATION), "{message}");
         assert!(!message.contains("part of the backup"), "{message}");
-        let message = failure_message("u", "j", "disk full", false);
+        let message = failure_message("u", "j", "disk full", FailureCode::RunFailed);
         assert!(message.contains("part of the backup"), "{message}");
     }
 }

@@ -5,22 +5,14 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use keeper_crds::agent::FailureCode;
 use keeper_crds::{RestorePhase, RestoreStatus};
 
-/// Longest Job name: a Job's name is copied into its pods' `job-name`
-/// label, and label values are at most 63 characters.
-const MAX_JOB_NAME: usize = 63;
+use crate::agent_job::lifecycle::{self, Outcome};
 
-/// `<instance>-restore-<attempt>`, the instance part shortened so the whole
-/// is a valid label value (and never ends in `-` or `.`).
+/// `<instance>-restore-<attempt>`, shortened by [`lifecycle::name`]'s rule.
 pub fn job_name(instance: &str, attempt: &str) -> String {
-    let suffix = format!("-restore-{attempt}");
-    let budget = MAX_JOB_NAME.saturating_sub(suffix.len());
-    let mut prefix: String = instance.chars().take(budget).collect();
-    while prefix.ends_with(['-', '.']) {
-        prefix.pop();
-    }
-    format!("{prefix}{suffix}")
+    lifecycle::name(instance, &format!("restore-{attempt}"))
 }
 
 /// Where a run stands.
@@ -39,8 +31,9 @@ pub enum RunState {
     Failed {
         /// The agent's one-line error, or what is known about the failure.
         message: String,
-        /// Whether the agent stopped before touching the target.
-        preflight: bool,
+        /// What kind of failure: whether the agent stopped before touching
+        /// the target, and why.
+        code: FailureCode,
     },
 }
 
@@ -54,104 +47,62 @@ pub fn state(
     reported: Option<&RestoreStatus>,
 ) -> RunState {
     let reported = reported.filter(|r| r.job_name.as_deref() == Some(name));
+    // The agent's own report wins, then its termination message.
     let reported_failure = reported
         .filter(|r| r.phase == RestorePhase::Failed)
-        .and_then(|r| r.message.clone());
+        .and_then(|r| {
+            r.message.clone().map(|message| lifecycle::AgentFailure {
+                code: r.failure_code,
+                message,
+            })
+        });
     let Some(job) = job else {
         return match reported.map(|r| r.phase) {
             None => RunState::NotStarted,
             Some(RestorePhase::Succeeded) => RunState::Succeeded {
                 at: reported.and_then(|r| r.completion_time),
             },
-            Some(RestorePhase::Failed) => failed(
-                reported_failure
-                    .unwrap_or_else(|| format!("restore Job {name} failed and was removed")),
-            ),
+            Some(RestorePhase::Failed) => {
+                failed(reported_failure.unwrap_or_else(|| lifecycle::AgentFailure {
+                    code: reported.and_then(|r| r.failure_code),
+                    message: format!("restore Job {name} failed and was removed"),
+                }))
+            }
             // Started, then the Job was deleted: the target may hold part of
             // the backup. Never run it again on our own.
             Some(RestorePhase::Pending | RestorePhase::Running) => RunState::Failed {
                 message: format!(
                     "restore Job {name} was deleted before it finished; the server may hold a partial restore"
                 ),
-                preflight: false,
+                code: FailureCode::RunFailed,
             },
         };
     };
-    let status = job.status.clone().unwrap_or_default();
-    let condition = |type_: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == type_ && c.status == "True")
-    };
-    if condition("Complete").is_some() || status.succeeded.unwrap_or(0) > 0 {
-        let at = status
-            .completion_time
-            .as_ref()
-            .map(keeper_crds::condition::from_k8s_time);
-        return RunState::Succeeded { at };
+    match lifecycle::outcome(job) {
+        Outcome::Running => RunState::Running,
+        Outcome::Succeeded { at } => RunState::Succeeded { at },
+        Outcome::Failed { reason, message } => {
+            let failure = reported_failure
+                .or_else(|| lifecycle::termination_message(pods))
+                .unwrap_or_else(|| lifecycle::AgentFailure {
+                    // The Job's own words: the agent said nothing.
+                    code: Some(FailureCode::RunFailed),
+                    message: if message.is_empty() {
+                        reason
+                    } else {
+                        format!("{reason}: {message}")
+                    },
+                });
+            failed(failure)
+        }
     }
-    let failed_condition = condition("Failed");
-    if failed_condition.is_some() || status.failed.unwrap_or(0) > 0 {
-        let message = reported_failure
-            .or_else(|| termination_message(pods))
-            .or_else(|| {
-                failed_condition.map(|c| {
-                    let reason = c.reason.clone().unwrap_or_else(|| "Failed".to_owned());
-                    match c.message.as_deref() {
-                        Some(m) if !m.is_empty() => format!("{reason}: {m}"),
-                        _ => reason,
-                    }
-                })
-            })
-            .unwrap_or_else(|| format!("restore Job {name} failed"));
-        return failed(message);
-    }
-    RunState::Running
 }
 
-fn failed(message: String) -> RunState {
-    let message = one_line(&message);
+fn failed(failure: lifecycle::AgentFailure) -> RunState {
     RunState::Failed {
-        preflight: is_preflight(&message),
-        message,
+        code: failure.kind(),
+        message: one_line(&failure.message),
     }
-}
-
-/// The first terminated container's message (what the agent wrote to
-/// `/dev/termination-log`), or its reason (`OOMKilled`, `Error`) with the
-/// exit code when it wrote none.
-pub fn termination_message(pods: &[Pod]) -> Option<String> {
-    pods.iter()
-        .filter_map(|p| p.status.as_ref())
-        .flat_map(|s| s.container_statuses.iter().flatten())
-        .filter_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()))
-        .find(|t| t.exit_code != 0)
-        .map(|t| match t.message.as_deref().map(str::trim) {
-            Some(message) if !message.is_empty() => message.to_owned(),
-            _ => format!(
-                "the agent exited with code {} ({})",
-                t.exit_code,
-                t.reason.as_deref().unwrap_or("no reason given")
-            ),
-        })
-}
-
-/// Whether the agent's error says it stopped before changing the target.
-///
-/// The agent's preflight errors end with "nothing was changed" or "nothing
-/// was restored" (manifest, size, `max_allowed_packet`, a non-empty target),
-/// and a flavor mismatch is found before anything runs. Anything else may
-/// have happened mid-replay, so it is reported as a plain failure: claiming
-/// "nothing was touched" wrongly is the worse mistake.
-pub fn is_preflight(message: &str) -> bool {
-    const MARKERS: [&str; 3] = [
-        "nothing was changed",
-        "nothing was restored",
-        "Keeper restores only into the same flavor",
-    ];
-    MARKERS.iter().any(|m| message.contains(m))
 }
 
 /// The first line, bounded: condition messages and Events stay readable.
@@ -197,6 +148,7 @@ mod tests {
             members_total: None,
             bytes_done: None,
             message: message.map(str::to_owned),
+            failure_code: None,
         }
     }
 
@@ -207,7 +159,7 @@ mod tests {
             "orders-restore-0123456789"
         );
         let long = job_name(&"a".repeat(253), "0123456789");
-        assert_eq!(long.len(), MAX_JOB_NAME);
+        assert_eq!(long.len(), lifecycle::MAX_NAME);
         assert!(long.ends_with("-restore-0123456789"));
         let awkward = format!("{}-x", "b".repeat(43));
         assert!(!job_name(&awkward, "0123456789").contains("--"));
@@ -242,7 +194,7 @@ mod tests {
             ),
             RunState::Failed {
                 message: refusal.into(),
-                preflight: true
+                code: FailureCode::TargetNotEmpty
             }
         );
         assert_eq!(
@@ -254,21 +206,21 @@ mod tests {
             ),
             RunState::Failed {
                 message: refusal.into(),
-                preflight: true
+                code: FailureCode::TargetNotEmpty
             }
         );
         assert_eq!(
             state("j", Some(&failed_job), &[pod(137, None, "OOMKilled")], None),
             RunState::Failed {
                 message: "the agent exited with code 137 (OOMKilled)".into(),
-                preflight: false
+                code: FailureCode::RunFailed
             }
         );
         assert_eq!(
             state("j", Some(&failed_job), &[], None),
             RunState::Failed {
                 message: "BackoffLimitExceeded: Job has reached the specified backoff limit".into(),
-                preflight: false
+                code: FailureCode::RunFailed
             }
         );
     }
@@ -293,7 +245,7 @@ mod tests {
                 Some(&reported("j", RestorePhase::Running, None))
             ),
             RunState::Failed {
-                preflight: false,
+                code: FailureCode::RunFailed,
                 ..
             }
         ));
@@ -309,13 +261,43 @@ mod tests {
     }
 
     #[test]
-    fn preflight_errors_are_told_from_failures_mid_restore() {
-        assert!(is_preflight(
-            "x has max_allowed_packet=1 but ...; nothing was restored"
-        ));
-        assert!(!is_preflight(
-            "schema `sakila`.`actor`: `INSERT ...` failed: disk full"
-        ));
+    fn the_agents_code_decides_never_its_words() {
+        let failed_job = job(json!({"failed": 1}));
+        let mut report = reported(
+            "j",
+            RestorePhase::Failed,
+            Some("replay stopped; nothing was changed, it said"),
+        );
+        report.failure_code = Some(FailureCode::RunFailed);
+        assert_eq!(
+            state("j", Some(&failed_job), &[], Some(&report)),
+            RunState::Failed {
+                message: "replay stopped; nothing was changed, it said".into(),
+                code: FailureCode::RunFailed
+            }
+        );
+        // Without a report, the termination message's code; its message
+        // shows without the code.
+        assert_eq!(
+            state(
+                "j",
+                Some(&failed_job),
+                &[pod(
+                    1,
+                    Some("[PreflightFailed] b/manifest.json is missing"),
+                    "Error"
+                )],
+                None
+            ),
+            RunState::Failed {
+                message: "b/manifest.json is missing".into(),
+                code: FailureCode::PreflightFailed
+            }
+        );
+    }
+
+    #[test]
+    fn messages_are_one_bounded_line() {
         assert_eq!(one_line("a\nb"), "a");
         assert!(one_line(&"é".repeat(1000)).len() <= 903);
     }

@@ -147,7 +147,7 @@ pub enum StartVerdict {
 /// Whether the run of `job`, whose pods are `pods`, has started, may still
 /// start before `created + timeout`, or failed to start.
 pub fn verdict(job: &Job, pods: &[Pod], timeout: Duration, now: DateTime<Utc>) -> StartVerdict {
-    if job_ended(job) || pods.iter().any(has_started) {
+    if super::lifecycle::ended(job) || pods.iter().any(has_started) {
         return StartVerdict::Started;
     }
     let created = job
@@ -189,16 +189,6 @@ pub fn deadline_after(since: DateTime<Utc>, timeout: Duration) -> DateTime<Utc> 
         .ok()
         .and_then(|t| since.checked_add_signed(t))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// Whether the Job completed or failed (`Complete`/`Failed` condition).
-pub fn job_ended(job: &Job) -> bool {
-    job.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .flatten()
-            .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-    })
 }
 
 /// `90s`, `10m`, `2h`, `1h30m`: a duration as people write it.

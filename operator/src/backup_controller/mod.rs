@@ -19,7 +19,7 @@
 //!   the backup's creation) the backup is Failed with that reason.
 //! * A Job whose pod cannot start (no node fits, the image cannot be pulled,
 //!   a Secret it needs does not exist) is watched through its pod
-//!   ([`crate::agent::start`]): the problem is a Warning Event as soon as it
+//!   ([`crate::agent_job::start`]): the problem is a Warning Event as soon as it
 //!   shows, and past `--agent-start-timeout` (default 10 min after the Job's
 //!   creation) the run is Failed with that reason (Warning Event
 //!   `BackupCannotStart`) and its Job deleted, propagating to its pod.
@@ -51,11 +51,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::start::{self, StartVerdict};
-use crate::agent::{self, AgentCommand, AgentRun};
+use crate::agent_job::start::{self, StartVerdict};
+use crate::agent_job::{self, AgentCommand, AgentRun};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::instance::build::{MANAGED_BY, MANAGED_BY_LABEL};
@@ -71,70 +70,11 @@ const ERROR_REQUEUE: Duration = Duration::from_secs(30);
 const WAIT_REQUEUE: Duration = Duration::from_secs(30);
 /// Event reason when a run is failed because its pod did not start.
 pub const REASON_CANNOT_START: &str = "BackupCannotStart";
-/// Longest Job name (it becomes a label value on the Job's pods).
-const MAX_JOB_NAME: usize = 63;
 
-/// The Job of the on-demand backup `backup`: `<backup>-backup`, or for a name
-/// too long for that, a shortened name with a hash of the full one (still
-/// deterministic, still unique).
+/// The Job of the on-demand backup `backup`: `<backup>-backup`, shortened
+/// by [`agent_job::lifecycle::name`]'s rule when too long.
 pub fn job_name(backup: &str) -> String {
-    let plain = format!("{backup}-backup");
-    if plain.len() <= MAX_JOB_NAME {
-        return plain;
-    }
-    let hash = hex::encode(Sha256::digest(backup.as_bytes()));
-    let hash = hash.get(..8).unwrap_or_default();
-    // `<prefix>-<hash8>-backup`: 1 + 8 + 7 characters after the prefix.
-    let budget = MAX_JOB_NAME - 16;
-    let prefix: String = backup.chars().take(budget).collect();
-    format!("{}-{hash}-backup", prefix.trim_end_matches(['-', '.']))
-}
-
-/// Whether the job failed for good (`Failed=True`), with its reason and message.
-pub fn job_failure(job: &Job) -> Option<(String, String)> {
-    job.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Failed" && c.status == "True")
-        .map(|c| {
-            (
-                c.reason.clone().unwrap_or_else(|| "Failed".to_owned()),
-                c.message.clone().unwrap_or_default(),
-            )
-        })
-}
-
-/// The agent's one-line error from the Job's pods: the termination message
-/// of a terminated container (the newest pod first).
-pub fn termination_message(pods: &[Pod]) -> Option<String> {
-    let mut pods: Vec<&Pod> = pods.iter().collect();
-    pods.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.clone()));
-    pods.iter()
-        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
-        .flatten()
-        .filter_map(|s| {
-            let terminated = s.state.as_ref()?.terminated.as_ref()?;
-            let message = terminated.message.as_deref().map(str::trim).unwrap_or("");
-            if !message.is_empty() {
-                // The agent's line is the last non-empty one (FallbackToLogsOnError
-                // may add log lines before it).
-                message
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .map(str::to_owned)
-            } else {
-                terminated.reason.as_ref().map(|r| {
-                    format!(
-                        "the agent container ended: {r} (exit code {})",
-                        terminated.exit_code
-                    )
-                })
-            }
-        })
-        .next()
+    agent_job::lifecycle::name(backup, "backup")
 }
 
 fn backup_ref(backup: &MySQLBackup) -> ObjectReference {
@@ -146,7 +86,11 @@ fn backup_ref(backup: &MySQLBackup) -> ObjectReference {
 /// # Errors
 /// Any [`Error`]; a failure is published as a Warning Event on the backup.
 pub async fn reconcile(backup: Arc<MySQLBackup>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
     let result = reconcile_inner(&backup, &ctx).await;
+    ctx.metrics
+        .backups
+        .record(started.elapsed(), result.as_ref().err().map(Error::reason));
     if let Err(error) = &result {
         tracing::warn!(backup = ?backup.metadata.name, reason = error.reason(), %error, "backup reconcile failed");
         ctx.publish_on(
@@ -216,15 +160,22 @@ async fn reconcile_inner(backup: &MySQLBackup, ctx: &Context) -> Result<Action> 
         // conclude from an absent Job.
         return Ok(Action::requeue(RUNNING_REQUEUE));
     };
-    if let Some((reason, condition_message)) = job_failure(&job) {
+    if let agent_job::lifecycle::Outcome::Failed {
+        reason,
+        message: condition_message,
+    } = agent_job::lifecycle::outcome(&job)
+    {
         let pods = job_pods(ctx, &namespace, &job_name).await?;
-        let message = termination_message(&pods).unwrap_or_else(|| {
-            if condition_message.is_empty() {
-                format!("Job {job_name} failed: {reason}")
-            } else {
-                format!("Job {job_name} failed: {reason}: {condition_message}")
-            }
-        });
+        let message = agent_job::lifecycle::termination_message(&pods).map_or_else(
+            || {
+                if condition_message.is_empty() {
+                    format!("Job {job_name} failed: {reason}")
+                } else {
+                    format!("Job {job_name} failed: {reason}: {condition_message}")
+                }
+            },
+            |failure| failure.message,
+        );
         mark_failed(ctx, backup, &name, &namespace, Some(&job_name), &message).await?;
         return Ok(Action::await_change());
     }
@@ -492,7 +443,7 @@ async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str)
         owner: backup.controller_owner_ref(&()),
         labels: BTreeMap::from([(BACKUP_LABEL.to_owned(), name.to_owned())]),
     };
-    let job = match agent::job(&ctx.config, &instance, &run) {
+    let job = match agent_job::job(&ctx.config, &instance, &run) {
         Ok(job) => job,
         Err(error) => {
             mark_failed(ctx, backup, name, namespace, None, &error.to_string()).await?;
@@ -605,20 +556,6 @@ pub fn error_policy(_backup: Arc<MySQLBackup>, _error: &Error, _ctx: Arc<Context
     Action::requeue(ERROR_REQUEUE)
 }
 
-/// The `MySQLBackup` that owns a Job as its controller.
-pub fn backup_for_job(job: &Job) -> Option<ObjectRef<MySQLBackup>> {
-    let owner = job
-        .metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|o| o.controller == Some(true))?;
-    if owner.kind != "MySQLBackup" || owner.api_version != API_GROUP_VERSION {
-        return None;
-    }
-    Some(ObjectRef::new(&owner.name).within(job.metadata.namespace.as_deref()?))
-}
-
 /// The `MySQLBackup` whose on-demand Job made `pod` (its [`BACKUP_LABEL`]):
 /// how a pod that cannot start leads back to its backup.
 pub fn backup_for_pod(pod: &Pod) -> Option<ObjectRef<MySQLBackup>> {
@@ -649,7 +586,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
     let job_selector = format!(
         "{MANAGED_BY_LABEL}={MANAGED_BY},{}={},{INSTANCE_LABEL}",
         crate::instance::build::COMPONENT_LABEL,
-        agent::COMPONENT_BACKUP
+        agent_job::COMPONENT_BACKUP
     );
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("<all>"),
@@ -678,17 +615,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_names_are_deterministic_labels() {
-        assert_eq!(job_name("orders-manual"), "orders-manual-backup");
-        let long = format!("{}-20250101-030000", "a".repeat(47));
-        let name = job_name(&long);
-        assert!(name.len() <= 63, "{name}");
-        assert_eq!(name, job_name(&long));
-        assert!(name.ends_with("-backup"));
-        assert_ne!(job_name(&long), job_name(&format!("{long}x")));
-    }
-
-    #[test]
     fn an_on_demand_backups_pod_maps_to_its_backup() {
         let pod: Pod = serde_json::from_value(json!({"metadata": {
             "name": "orders-manual-backup-x1", "namespace": "shop",
@@ -714,35 +640,5 @@ mod tests {
             Duration::from_secs(1)
         );
         assert_eq!(until(now + chrono::Duration::hours(1), now, cap), cap);
-    }
-
-    #[test]
-    fn termination_message_prefers_the_agents_line() {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "status": {"containerStatuses": [{
-                "name": "agent", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 1, "reason": "Error",
-                    "message": "some log\nbackup failed: access denied for keeper_backup\n"}}
-            }]}
-        }))
-        .expect("pod");
-        assert_eq!(
-            termination_message(&[pod]).as_deref(),
-            Some("backup failed: access denied for keeper_backup")
-        );
-        let oom: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "status": {"containerStatuses": [{
-                "name": "agent", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
-            }]}
-        }))
-        .expect("pod");
-        assert_eq!(
-            termination_message(&[oom]).as_deref(),
-            Some("the agent container ended: OOMKilled (exit code 137)")
-        );
-        assert_eq!(termination_message(&[]), None);
     }
 }

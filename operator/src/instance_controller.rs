@@ -52,6 +52,7 @@ pub async fn reconcile(instance: Arc<MySQLInstance>, ctx: Arc<Context>) -> Resul
         }
     }
     ctx.metrics
+        .instances
         .record(started.elapsed(), result.as_ref().err().map(Error::reason));
     result
 }
@@ -92,7 +93,7 @@ fn managed_by_selector() -> String {
 fn agent_pod_selector() -> String {
     format!(
         "{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={}",
-        crate::agent::AGENT_NAME
+        crate::agent_job::AGENT_NAME
     )
 }
 
@@ -156,12 +157,6 @@ pub async fn run(
         namespace = ns.unwrap_or("<all>"),
         "starting MySQLInstance controller"
     );
-    // MySQLBackup objects (on-demand backups and their Jobs) next to it.
-    let backups = tokio::spawn(crate::backup::run(
-        ctx.clone(),
-        namespace.clone(),
-        shutdown.clone(),
-    ));
     controller
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
@@ -173,10 +168,8 @@ pub async fn run(
         })
         .await;
     readiness.abort();
+    // The MySQLBackup controller beside it stops too.
     shutdown.cancel();
-    if let Err(error) = backups.await {
-        tracing::warn!(%error, "MySQLBackup controller task ended abnormally");
-    }
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");
 }
 
@@ -252,7 +245,7 @@ mod tests {
 
     #[test]
     fn agent_pods_map_to_their_instance_and_only_they_are_watched() {
-        use crate::agent::{self, AgentCommand, AgentRun};
+        use crate::agent_job::{self, AgentCommand, AgentRun};
         let spec = serde_json::from_value(serde_json::json!({"backup": {"destination":
             {"s3": {"bucket": "b"}}}}))
         .expect("spec");
@@ -271,7 +264,7 @@ mod tests {
             owner: None,
             labels: Default::default(),
         };
-        let labels = agent::job_labels(&instance, &run).expect("labels");
+        let labels = agent_job::job_labels(&instance, &run).expect("labels");
         for pair in agent_pod_selector().split(',') {
             let (key, value) = pair.split_once('=').expect("key=value");
             assert_eq!(labels.get(key).map(String::as_str), Some(value), "{key}");

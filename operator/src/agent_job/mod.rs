@@ -1,6 +1,7 @@
-//! The backup agent's Job: one pure builder shared by on-demand backups
-//! (`MySQLBackup` → Job), scheduled backups (the CronJob's job template) and
-//! restores.
+//! The backup agent's Job as the operator builds and reads it (the agent
+//! itself is the `keeper-agent` crate): one pure builder shared by on-demand
+//! backups (`MySQLBackup` → Job), scheduled backups (the CronJob's job
+//! template) and restores.
 //!
 //! The pod runs the agent image as a non-root user under the restricted Pod
 //! Security Standard (read-only root filesystem, no capabilities, seccomp
@@ -21,14 +22,17 @@
 //!
 //! Jobs run once (`backoffLimit: 0`: a retry is a new run with a new name) and
 //! stay for [`TTL_AFTER_FINISHED_SECONDS`] after they end, so a failure's pod
-//! and logs can still be inspected. The agent writes its one-line error to
-//! `/dev/termination-log`; `FallbackToLogsOnError` also covers a crash before
-//! it could.
+//! and logs can still be inspected. The agent writes its one-line error,
+//! after its failure code, to `/dev/termination-log`; `FallbackToLogsOnError`
+//! also covers a crash before it could. How a Job is named and read back
+//! (ended, failed, the agent's message and failure code) is [`lifecycle`]'s; whether
+//! its pod could start is [`start`]'s.
 //!
 //! Memory is bounded by design (workers × (chunk + largest row), plus the
 //! upload part buffer), so the container has a memory limit; an agent killed
 //! for exceeding it is reported by the operator from the Job.
 
+pub mod lifecycle;
 pub mod start;
 
 use std::collections::BTreeMap;
@@ -245,7 +249,7 @@ pub fn job_labels(
 /// after it ends.
 ///
 /// # Errors
-/// As [`job`].
+/// As [`job()`].
 pub fn job_spec(
     config: &OperatorConfig,
     instance: &MySQLInstance,
@@ -270,7 +274,7 @@ pub fn job_spec(
 /// The agent's pod template for `run`.
 ///
 /// # Errors
-/// As [`job`].
+/// As [`job()`].
 pub fn pod_template(
     config: &OperatorConfig,
     instance: &MySQLInstance,
@@ -386,7 +390,7 @@ pub fn server_host(instance: &MySQLInstance) -> Result<String> {
 /// nowhere until the restore has succeeded (`instance::restore::hold`).
 ///
 /// # Errors
-/// As [`job`].
+/// As [`job()`].
 pub fn command_host(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<String> {
     match command {
         AgentCommand::Backup { .. } => server_host(instance),
@@ -405,7 +409,7 @@ fn invalid_destination() -> Error {
 /// Never holds a secret.
 ///
 /// # Errors
-/// As [`job`].
+/// As [`job()`].
 pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<String>> {
     fn flag(args: &mut Vec<String>, name: &str, value: impl Into<String>) {
         args.push(name.to_owned());
@@ -508,7 +512,7 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 /// that turn on status reporting.
 ///
 /// # Errors
-/// As [`job`].
+/// As [`job()`].
 pub fn env(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<EnvVar>> {
     let destination = &command.agent_destination(instance)?;
     let (password_secret, password_key) = match command {

@@ -1,7 +1,13 @@
-//! The instance's side of backups: the agent's identity, the backup user, the
-//! CronJob of `spec.backup.schedule`, and the status that tells whether
+//! The instance's side of backups (the backup schedule; `MySQLBackup`
+//! objects are [`crate::backup_controller`]'s): the agent's identity, the
+//! backup user, the CronJob of `spec.backup.schedule`, and the status that tells whether
 //! backups are happening (`nextBackupTime`, `BackupScheduled`,
 //! `BackupsHealthy`).
+//!
+//! The schedule runs as observe ([`ScheduleObserved`]: the runs that cannot
+//! start, the newest success) → decide ([`decide_schedule`], pure, returning
+//! a [`SchedulePlan`]) → act (the CronJob, the Event, the status fields). The
+//! agent's identity and the backup user are not in that shape yet.
 //!
 //! * The agent's ServiceAccount, Role and RoleBinding (`<name>-backup-agent`,
 //!   owned by the instance) are applied for every instance: on-demand backups
@@ -29,7 +35,7 @@
 //!   be pulled, a Secret is missing) has no `MySQLBackup` yet (the agent
 //!   creates it once it runs), and with the CronJob's `Forbid` policy it
 //!   would block every later run. So the CronJob's Jobs are looked at here
-//!   ([`crate::agent::start`]): a problem is a Warning Event as soon as it
+//!   ([`crate::agent_job::start`]): a problem is a Warning Event as soon as it
 //!   shows, and past the start deadline the Job is deleted (its pod goes
 //!   with it, the CronJob runs again on time), a Warning Event
 //!   `BackupCannotStart` is published, and `BackupsHealthy` turns False with
@@ -49,7 +55,8 @@ use keeper_crds::condition::{
 };
 use keeper_crds::instance::MYSQL_PORT;
 use keeper_crds::{
-    BackupPhase, INSTANCE_LABEL, InstancePhase, MySQLBackup, MySQLInstance, MySQLInstanceStatus,
+    BackupPhase, BackupSpec, INSTANCE_LABEL, InstancePhase, MySQLBackup, MySQLInstance,
+    MySQLInstanceStatus, Schedule,
 };
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::events::EventType;
@@ -63,9 +70,9 @@ use super::build::{COMPONENT_LABEL, InstanceMeta, agent_rbac, cronjob, secret};
 use super::fetch::{Observed, secret_value};
 use super::status::Readiness;
 use crate::accounts::AccountTarget;
-use crate::agent::COMPONENT_BACKUP;
-use crate::agent::start::{self, StartVerdict};
-use crate::context::Context;
+use crate::agent_job::COMPONENT_BACKUP;
+use crate::agent_job::start::{self, StartVerdict};
+use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
 
 /// Reason of `BackupScheduled=True`.
@@ -86,7 +93,7 @@ pub const REASON_NONE_DUE: &str = "NoBackupDueYet";
 pub const REASON_BACKUP_USER_FAILED: &str = "BackupUserFailed";
 /// `BackupsHealthy=False`, and the Warning Event, when a scheduled run's pod
 /// did not start within the start deadline (its Job was deleted).
-pub const REASON_CANNOT_START: &str = crate::backup::REASON_CANNOT_START;
+pub const REASON_CANNOT_START: &str = crate::backup_controller::REASON_CANNOT_START;
 
 /// How long after a scheduled run the instance is looked at again (the run
 /// should have reported by then, or started at least).
@@ -178,6 +185,28 @@ pub fn restore_in_progress(instance: &MySQLInstance) -> bool {
         status.phase == Some(InstancePhase::Restoring)
             || status.restore.as_ref().is_some_and(|r| !r.phase.is_final())
     })
+}
+
+/// The backup CronJob of `instance` for `backup` on `schedule`, suspended
+/// while a restore is under way (a backup of a half-restored server is no
+/// backup).
+///
+/// # Errors
+/// As [`cronjob::build`].
+pub fn scheduled_cronjob(
+    config: &OperatorConfig,
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    backup: &BackupSpec,
+    schedule: &Schedule,
+) -> Result<CronJob> {
+    let mut desired = cronjob::build(config, instance, meta, backup, schedule)?;
+    if restore_in_progress(instance)
+        && let Some(spec) = desired.spec.as_mut()
+    {
+        spec.suspend = Some(true);
+    }
+    Ok(desired)
 }
 
 fn min_duration(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -342,17 +371,136 @@ async fn schedule(
     status: &mut MySQLInstanceStatus,
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>> {
+    let cron_name = cronjob::name(meta);
+    let observed = observe_schedule(ctx, instance, namespace, &cron_name, status, now).await?;
+    let plan = decide_schedule(&ctx.config, instance, meta, status, &observed, now)?;
+    act_schedule(ctx, instance, namespace, &cron_name, status, plan).await
+}
+
+/// What the schedule's decision reads from the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleObserved {
+    /// Why a scheduled run could not start, when one just failed to.
+    pub start_failure: Option<String>,
+    /// When to look at the runs again (a run still starting, or a failed look).
+    pub stuck_requeue: Option<Duration>,
+    /// The newest successful backup's time, read only when the status has no
+    /// `lastBackup` and the schedule is active.
+    pub newest_success: Option<DateTime<Utc>>,
+}
+
+/// Whether scheduled backups run now: a schedule, not suspended, no restore.
+fn schedule_active(instance: &MySQLInstance) -> bool {
+    instance
+        .spec
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.schedule.is_some() && !b.suspend)
+        && !restore_in_progress(instance)
+}
+
+/// The schedule step's reads: the scheduled runs that cannot start (a failed
+/// look is not essential to the instance: it is retried with the next
+/// reconcile, the rest goes on) and, when the status does not know it, the
+/// newest successful backup.
+async fn observe_schedule(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    cron_name: &str,
+    status: &MySQLInstanceStatus,
+    now: DateTime<Utc>,
+) -> Result<ScheduleObserved> {
+    let scheduled = instance
+        .spec
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.schedule.is_some());
+    if !scheduled {
+        return Ok(ScheduleObserved::default());
+    }
+    let (start_failure, stuck_requeue) =
+        match stuck_runs(ctx, instance, namespace, cron_name, now).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look at the scheduled backup runs; retried");
+                (None, Some(STUCK_RUNS_RETRY))
+            }
+        };
+    let newest_success = if schedule_active(instance) && status.last_backup.is_none() {
+        newest_success(ctx, instance, namespace).await?
+    } else {
+        None
+    };
+    Ok(ScheduleObserved {
+        start_failure,
+        stuck_requeue,
+        newest_success,
+    })
+}
+
+/// A condition the plan sets or removes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConditionChange {
+    /// Set (its transition time kept when its status does not change).
+    Set(keeper_crds::Condition),
+    /// Removed.
+    Remove,
+}
+
+/// The backup CronJob: applied as built, or deleted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CronJobChange {
+    /// Server-side apply this CronJob.
+    Apply(Box<CronJob>),
+    /// Delete `<name>-backup` if it exists.
+    Delete,
+}
+
+/// What the schedule step does: everything [`act_schedule`] carries out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulePlan {
+    /// The CronJob.
+    pub cronjob: CronJobChange,
+    /// `BackupScheduled`.
+    pub scheduled: ConditionChange,
+    /// `BackupsHealthy`.
+    pub healthy: ConditionChange,
+    /// `status.nextBackupTime`.
+    pub next_backup_time: Option<DateTime<Utc>>,
+    /// The Warning Event `BackupsOverdue`, when backups just became overdue.
+    pub overdue_event: Option<String>,
+    /// When to look again.
+    pub requeue: Option<Duration>,
+}
+
+/// The schedule's decision, pure: from the instance, the status built so
+/// far (its conditions and `lastBackup`) and what was observed.
+///
+/// # Errors
+/// [`Error::InvalidSpec`] for a schedule that does not parse (validated
+/// before, so reported like an error rather than assumed away); as
+/// [`cronjob::build`].
+pub fn decide_schedule(
+    config: &OperatorConfig,
+    instance: &MySQLInstance,
+    meta: &InstanceMeta,
+    status: &MySQLInstanceStatus,
+    observed: &ScheduleObserved,
+    now: DateTime<Utc>,
+) -> Result<SchedulePlan> {
     let generation = instance.metadata.generation;
     let cron_name = cronjob::name(meta);
     let Some(backup) = &instance.spec.backup else {
-        delete_cronjob(ctx, instance, namespace, &cron_name).await?;
-        remove_condition(&mut status.conditions, BACKUP_SCHEDULED);
-        remove_condition(&mut status.conditions, BACKUPS_HEALTHY);
-        status.next_backup_time = None;
-        return Ok(None);
+        return Ok(SchedulePlan {
+            cronjob: CronJobChange::Delete,
+            scheduled: ConditionChange::Remove,
+            healthy: ConditionChange::Remove,
+            next_backup_time: None,
+            overdue_event: None,
+            requeue: None,
+        });
     };
-    // The spec was validated before: an error here cannot happen, and is
-    // reported like one rather than assumed away.
     let parsed = instance
         .spec
         .schedule()
@@ -361,40 +509,27 @@ async fn schedule(
             message: error.to_string(),
         })?;
     let Some(parsed) = parsed else {
-        delete_cronjob(ctx, instance, namespace, &cron_name).await?;
-        condition::set_condition(
-            &mut status.conditions,
-            condition::new_condition(
+        return Ok(SchedulePlan {
+            cronjob: CronJobChange::Delete,
+            scheduled: ConditionChange::Set(condition::new_condition(
                 BACKUP_SCHEDULED,
                 false,
                 REASON_NO_SCHEDULE,
                 "spec.backup has no schedule: only on-demand backups (MySQLBackup objects) run",
                 generation,
                 now,
-            ),
-        );
-        remove_condition(&mut status.conditions, BACKUPS_HEALTHY);
-        status.next_backup_time = None;
-        return Ok(None);
+            )),
+            healthy: ConditionChange::Remove,
+            next_backup_time: None,
+            overdue_event: None,
+            requeue: None,
+        });
     };
 
     let restoring = restore_in_progress(instance);
-    let mut desired = cronjob::build(&ctx.config, instance, meta, backup, &parsed)?;
-    if restoring && let Some(spec) = desired.spec.as_mut() {
-        spec.suspend = Some(true);
-    }
-    apply_child(ctx, instance, namespace, &desired).await?;
-    // Watching for runs that cannot start is not essential to the instance:
-    // a failed look is retried with the next reconcile, the rest goes on.
-    let (start_failure, stuck_requeue) =
-        match stuck_runs(ctx, instance, namespace, &cron_name, now).await {
-            Ok(found) => found,
-            Err(error) => {
-                tracing::warn!(%error, "cannot look at the scheduled backup runs; retried");
-                (None, Some(STUCK_RUNS_RETRY))
-            }
-        };
-
+    let cronjob = CronJobChange::Apply(Box::new(scheduled_cronjob(
+        config, instance, meta, backup, &parsed,
+    )?));
     if backup.suspend || restoring {
         let (reason, message, healthy_message) = if backup.suspend {
             (
@@ -409,58 +544,63 @@ async fn schedule(
                 "scheduled backups wait for the restore",
             )
         };
-        condition::set_condition(
-            &mut status.conditions,
-            condition::new_condition(BACKUP_SCHEDULED, false, reason, message, generation, now),
-        );
-        condition::set_condition(
-            &mut status.conditions,
-            condition::new_condition(
+        return Ok(SchedulePlan {
+            cronjob,
+            scheduled: ConditionChange::Set(condition::new_condition(
+                BACKUP_SCHEDULED,
+                false,
+                reason,
+                message,
+                generation,
+                now,
+            )),
+            healthy: ConditionChange::Set(condition::new_condition(
                 BACKUPS_HEALTHY,
                 ConditionStatus::Unknown,
                 reason,
                 healthy_message,
                 generation,
                 now,
-            ),
-        );
-        status.next_backup_time = None;
-        return Ok(None);
+            )),
+            next_backup_time: None,
+            overdue_event: None,
+            requeue: None,
+        });
     }
 
     let next = parsed.next_after(now);
-    status.next_backup_time = next;
     let next_text = next.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
-    condition::set_condition(
-        &mut status.conditions,
-        condition::new_condition(
-            BACKUP_SCHEDULED,
-            true,
-            REASON_SCHEDULED,
-            format!("CronJob {cron_name} runs {parsed}; next run {next_text}"),
-            generation,
-            now,
-        ),
+    let scheduled = condition::new_condition(
+        BACKUP_SCHEDULED,
+        true,
+        REASON_SCHEDULED,
+        format!("CronJob {cron_name} runs {parsed}; next run {next_text}"),
+        generation,
+        now,
     );
+    // The conditions as they will be, for when the schedule was set up.
+    let mut conditions = status.conditions.clone();
+    condition::set_condition(&mut conditions, scheduled.clone());
 
     // The last success, or since when one has been expected.
-    let last_success = match status.last_backup.as_ref().map(|b| b.time) {
-        Some(time) => Some(time),
-        None => newest_success(ctx, instance, namespace).await?,
-    };
+    let last_success = status
+        .last_backup
+        .as_ref()
+        .map(|b| b.time)
+        .or(observed.newest_success);
     let since = last_success.or_else(|| {
-        find_condition(&status.conditions, BACKUP_SCHEDULED)
+        find_condition(&conditions, BACKUP_SCHEDULED)
             .map(|c| from_k8s_time(&c.last_transition_time))
     });
     let mut requeue = min_duration(
         next.map(|n| to_std(n - now) + AFTER_RUN_GRACE),
-        stuck_requeue,
+        observed.stuck_requeue,
     );
-    let previous_condition = find_condition(&status.conditions, BACKUPS_HEALTHY).cloned();
+    let previous_condition = find_condition(&conditions, BACKUPS_HEALTHY).cloned();
     let previous = previous_condition.as_ref().map(|c| c.status.clone());
     // A run that could not start keeps the condition False until a backup
     // succeeds after it.
-    let cannot_start = start_failure.or_else(|| {
+    let cannot_start = observed.start_failure.clone().or_else(|| {
         previous_condition
             .filter(|c| c.reason == REASON_CANNOT_START)
             .filter(|c| last_success.is_none_or(|t| t <= from_k8s_time(&c.last_transition_time)))
@@ -495,13 +635,17 @@ async fn schedule(
                 now,
             )
         }
-        Some(since) => {
+        since => {
             // Look again when it would become overdue.
-            if let Some(interval) = parsed.interval_hint(since) {
+            if let Some(since) = since
+                && let Some(interval) = parsed.interval_hint(since)
+            {
                 let due = since + interval * 2;
                 let wait = to_std(due - now) + Duration::from_secs(1);
                 requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
             }
+            // Without a time since when one is expected there is no success
+            // either.
             match last_success {
                 Some(t) => condition::new_condition(
                     BACKUPS_HEALTHY,
@@ -521,30 +665,63 @@ async fn schedule(
                 ),
             }
         }
-        None => condition::new_condition(
-            BACKUPS_HEALTHY,
-            true,
-            REASON_NONE_DUE,
-            "no successful backup yet, none overdue",
-            generation,
-            now,
-        ),
     };
     // A run that could not start had its own Event.
     let turned_false = healthy.status == "False"
         && previous.as_deref() != Some("False")
         && healthy.reason == REASON_OVERDUE;
-    if turned_false {
+    Ok(SchedulePlan {
+        cronjob,
+        scheduled: ConditionChange::Set(scheduled),
+        overdue_event: turned_false.then(|| healthy.message.clone()),
+        healthy: ConditionChange::Set(healthy),
+        next_backup_time: next,
+        requeue,
+    })
+}
+
+/// Carries out `plan`: the CronJob, the Event, the status fields.
+async fn act_schedule(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    namespace: &str,
+    cron_name: &str,
+    status: &mut MySQLInstanceStatus,
+    plan: SchedulePlan,
+) -> Result<Option<Duration>> {
+    let SchedulePlan {
+        cronjob,
+        scheduled,
+        healthy,
+        next_backup_time,
+        overdue_event,
+        requeue,
+    } = plan;
+    match cronjob {
+        CronJobChange::Apply(desired) => apply_child(ctx, instance, namespace, &*desired).await?,
+        CronJobChange::Delete => delete_cronjob(ctx, instance, namespace, cron_name).await?,
+    }
+    if let Some(message) = overdue_event {
         ctx.publish(
             instance,
             EventType::Warning,
             REASON_OVERDUE,
             "Backup",
-            healthy.message.clone(),
+            message,
         )
         .await;
     }
-    condition::set_condition(&mut status.conditions, healthy);
+    for (type_, change) in [(BACKUP_SCHEDULED, scheduled), (BACKUPS_HEALTHY, healthy)] {
+        match change {
+            ConditionChange::Set(condition) => {
+                condition::set_condition(&mut status.conditions, condition);
+            }
+            ConditionChange::Remove => {
+                remove_condition(&mut status.conditions, type_);
+            }
+        }
+    }
+    status.next_backup_time = next_backup_time;
     Ok(requeue)
 }
 
@@ -588,11 +765,11 @@ async fn stuck_runs(
     for job in jobs.items.iter().filter(|j| {
         is_scheduled_run(j, cron_name)
             && j.metadata.deletion_timestamp.is_none()
-            && !start::job_ended(j)
+            && !crate::agent_job::lifecycle::ended(j)
     }) {
         let job_name = job.metadata.name.clone().unwrap_or_default();
         let key = format!("{namespace}/{job_name}");
-        let pods = crate::backup::job_pods(ctx, namespace, &job_name).await?;
+        let pods = crate::backup_controller::job_pods(ctx, namespace, &job_name).await?;
         match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
             StartVerdict::Started => {
                 ctx.note_start_problem(&key, None);
@@ -613,11 +790,11 @@ async fn stuck_runs(
                     )
                     .await;
                 }
-                let wait = crate::backup::until(deadline, now, AFTER_RUN_GRACE);
+                let wait = crate::backup_controller::until(deadline, now, AFTER_RUN_GRACE);
                 requeue = min_duration(requeue, Some(wait));
             }
             StartVerdict::TimedOut { problem } => {
-                crate::backup::delete_job(ctx, namespace, &job_name).await?;
+                crate::backup_controller::delete_job(ctx, namespace, &job_name).await?;
                 ctx.note_start_problem(&key, None);
                 let message = format!(
                     "scheduled backup Job {job_name} could not start ({}): {}; the Job was deleted so that later runs can start",
@@ -716,5 +893,168 @@ pub fn mark_invalid(
                 now,
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(backup: serde_json::Value) -> MySQLInstance {
+        let spec = serde_json::from_value(serde_json::json!({ "backup": backup })).expect("spec");
+        let mut instance = MySQLInstance::new("orders", spec);
+        instance.metadata.namespace = Some("shop".into());
+        instance.metadata.uid = Some("0000-1111".into());
+        instance.metadata.generation = Some(2);
+        instance
+    }
+
+    fn daily() -> serde_json::Value {
+        serde_json::json!({"schedule": "0 3 * * *",
+            "destination": {"s3": {"bucket": "backups"}}})
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").to_utc()
+    }
+
+    fn decide(
+        instance: &MySQLInstance,
+        status: &MySQLInstanceStatus,
+        observed: &ScheduleObserved,
+        now: DateTime<Utc>,
+    ) -> SchedulePlan {
+        let meta = InstanceMeta::of(instance).expect("meta");
+        decide_schedule(
+            &OperatorConfig::default(),
+            instance,
+            &meta,
+            status,
+            observed,
+            now,
+        )
+        .expect("decides")
+    }
+
+    fn set(change: &ConditionChange) -> &keeper_crds::Condition {
+        match change {
+            ConditionChange::Set(condition) => condition,
+            ConditionChange::Remove => panic!("removed"),
+        }
+    }
+
+    #[test]
+    fn without_backups_the_cronjob_and_conditions_go() {
+        let mut instance = instance(daily());
+        instance.spec.backup = None;
+        let plan = decide(
+            &instance,
+            &MySQLInstanceStatus::default(),
+            &ScheduleObserved::default(),
+            at("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(
+            plan,
+            SchedulePlan {
+                cronjob: CronJobChange::Delete,
+                scheduled: ConditionChange::Remove,
+                healthy: ConditionChange::Remove,
+                next_backup_time: None,
+                overdue_event: None,
+                requeue: None,
+            }
+        );
+        let unscheduled = self::instance(serde_json::json!({
+            "destination": {"s3": {"bucket": "backups"}}}));
+        let plan = decide(
+            &unscheduled,
+            &MySQLInstanceStatus::default(),
+            &ScheduleObserved::default(),
+            at("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(plan.cronjob, CronJobChange::Delete);
+        assert_eq!(set(&plan.scheduled).reason, REASON_NO_SCHEDULE);
+        assert_eq!(plan.healthy, ConditionChange::Remove);
+    }
+
+    #[test]
+    fn a_suspended_schedule_keeps_a_suspended_cronjob() {
+        let mut backup = daily();
+        backup["suspend"] = true.into();
+        let plan = decide(
+            &instance(backup),
+            &MySQLInstanceStatus::default(),
+            &ScheduleObserved::default(),
+            at("2026-01-01T00:00:00Z"),
+        );
+        let CronJobChange::Apply(cronjob) = &plan.cronjob else {
+            panic!("applied");
+        };
+        assert_eq!(cronjob.spec.as_ref().and_then(|s| s.suspend), Some(true));
+        assert_eq!(set(&plan.scheduled).status, "False");
+        assert_eq!(set(&plan.scheduled).reason, REASON_SUSPENDED);
+        assert_eq!(set(&plan.healthy).status, "Unknown");
+        assert_eq!(plan.next_backup_time, None);
+    }
+
+    #[test]
+    fn an_active_schedule_says_when_next_and_whether_backups_are_recent() {
+        let now = at("2026-01-01T12:00:00Z");
+        let observed = ScheduleObserved {
+            newest_success: Some(at("2026-01-01T03:00:10Z")),
+            ..ScheduleObserved::default()
+        };
+        let plan = decide(
+            &instance(daily()),
+            &MySQLInstanceStatus::default(),
+            &observed,
+            now,
+        );
+        assert_eq!(plan.next_backup_time, Some(at("2026-01-02T03:00:00Z")));
+        assert_eq!(set(&plan.scheduled).reason, REASON_SCHEDULED);
+        assert_eq!(set(&plan.healthy).reason, REASON_RECENT);
+        assert_eq!(plan.overdue_event, None);
+        // Next run (15 h) plus the grace, or earlier when it would turn
+        // overdue (2 × 24 h after the last success): the run comes first.
+        assert_eq!(
+            plan.requeue,
+            Some(Duration::from_secs(15 * 3600) + AFTER_RUN_GRACE)
+        );
+    }
+
+    #[test]
+    fn overdue_backups_warn_once_and_a_run_that_cannot_start_says_so() {
+        let now = at("2026-01-05T12:00:00Z");
+        let observed = ScheduleObserved {
+            newest_success: Some(at("2026-01-01T03:00:00Z")),
+            ..ScheduleObserved::default()
+        };
+        let instance = instance(daily());
+        let plan = decide(&instance, &MySQLInstanceStatus::default(), &observed, now);
+        assert_eq!(set(&plan.healthy).reason, REASON_OVERDUE);
+        assert_eq!(
+            plan.overdue_event.as_deref(),
+            Some(set(&plan.healthy).message.as_str())
+        );
+        // Already False: no second Event.
+        let mut status = MySQLInstanceStatus::default();
+        condition::set_condition(&mut status.conditions, set(&plan.healthy).clone());
+        let again = decide(&instance, &status, &observed, now);
+        assert_eq!(set(&again.healthy).reason, REASON_OVERDUE);
+        assert_eq!(again.overdue_event, None);
+
+        let stuck = ScheduleObserved {
+            start_failure: Some("ImagePullBackOff: no such image".into()),
+            stuck_requeue: Some(Duration::from_secs(30)),
+            newest_success: Some(at("2026-01-05T03:00:00Z")),
+        };
+        let plan = decide(&instance, &MySQLInstanceStatus::default(), &stuck, now);
+        assert_eq!(set(&plan.healthy).reason, REASON_CANNOT_START);
+        assert_eq!(
+            set(&plan.healthy).message,
+            "ImagePullBackOff: no such image"
+        );
+        assert_eq!(plan.overdue_event, None);
+        assert_eq!(plan.requeue, Some(Duration::from_secs(30)));
     }
 }
