@@ -73,10 +73,14 @@ pub struct OwnerArgs {
 /// `--password-file`, never from an argument.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    #[arg(long)]
-    pub host: String,
+    /// The server's host name or address (or `--socket`).
+    #[arg(long, required_unless_present = "socket")]
+    pub host: Option<String>,
     #[arg(long, default_value_t = 3306)]
     pub port: u16,
+    /// A Unix socket of a server on this machine, instead of `--host`/`--port`.
+    #[arg(long, conflicts_with_all = ["host", "port"])]
+    pub socket: Option<PathBuf>,
     #[arg(long)]
     pub user: String,
     /// A file holding the password (its first line); otherwise `MYSQL_PWD`.

@@ -7,10 +7,11 @@
 //! in-process with the exact arguments and environment of a Job spec.
 
 pub mod cli;
-pub mod connection;
 pub mod dump;
 pub mod keep_policy;
 pub mod manifest;
+pub mod message;
+pub mod mysql;
 pub mod owner;
 pub mod prune;
 pub mod report;
@@ -60,7 +61,7 @@ pub enum AgentError {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Connection(#[from] connection::ConnectionError),
+    Connection(#[from] mysql::ConnectionError),
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
     #[error(transparent)]

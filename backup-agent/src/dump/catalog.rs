@@ -8,8 +8,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
 use super::error::{BackupError, SqlContext};
-use super::sql::{self, ColumnClass, ident, string_literal};
+use super::sql::{self, ColumnClass, string_literal};
 use crate::manifest::{DataSkipped, TableKind};
+use crate::mysql::ident;
 
 #[derive(Debug, Clone)]
 pub struct Column {

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use super::catalog::Table;
 use super::error::{BackupError, SqlContext};
 use super::member::{EncodedMember, MemberEncoder};
-use super::sql::{self, ident};
+use super::sql;
 use crate::manifest::MemberKind;
+use crate::mysql::ident;
 
 /// Uncompressed SQL per data member: big enough to keep the member count
 /// low (deflate's window is 32 KiB, so the ratio does not depend on it),

@@ -1,6 +1,7 @@
 //! Why a backup failed, one line each: what, on which object, what to do.
 
-use crate::connection::ConnectionError;
+use crate::message::one_line;
+use crate::mysql::{ConnectionError, Failure};
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,52 +76,43 @@ pub struct SqlContext {
 }
 
 impl SqlContext {
-    /// Classifies a driver error: lost connections and refused logins get
-    /// their own messages; everything else names the step that failed.
+    /// A failed step: lost connections and refused logins get their own
+    /// messages; everything else names the step that failed.
     pub fn err(&self, during: impl Into<String>, e: mysql_async::Error) -> BackupError {
+        let target = self.target.clone();
         let during = during.into();
-        match e {
-            mysql_async::Error::Server(s) if s.code == 1045 => BackupError::AccessDenied {
-                target: self.target.clone(),
-            },
-            mysql_async::Error::Server(s) => BackupError::Sql {
-                target: self.target.clone(),
+        match Failure::of(&e) {
+            Failure::AccessDenied => BackupError::AccessDenied { target },
+            Failure::Server {
+                code,
+                state,
+                message,
+            } => BackupError::Sql {
+                target,
                 during,
-                reason: one_line(&format!("error {} ({}): {}", s.code, s.state, s.message)),
+                reason: one_line(&format!("error {code} ({state}): {message}")),
             },
-            mysql_async::Error::Io(io) => BackupError::ConnectionLost {
-                target: self.target.clone(),
+            Failure::Network(reason) => BackupError::ConnectionLost {
+                target,
                 during,
-                reason: one_line(&io.to_string()),
+                reason,
             },
-            other => BackupError::Sql {
-                target: self.target.clone(),
+            Failure::Driver(reason) => BackupError::Sql {
+                target,
                 during,
-                reason: one_line(&other.to_string()),
+                reason,
             },
         }
     }
 
     /// A failed login: access denied, or the server cannot be reached.
     pub fn connect_err(&self, e: mysql_async::Error) -> BackupError {
-        match e {
-            mysql_async::Error::Io(io) => BackupError::Unreachable {
+        match Failure::of(&e) {
+            Failure::Network(reason) => BackupError::Unreachable {
                 target: self.target.clone(),
-                reason: one_line(&io.to_string()),
+                reason,
             },
-            other => self.err("logging in", other),
+            _ => self.err("logging in", e),
         }
     }
-}
-
-/// Server error code of a driver error, if it is one.
-pub fn server_code(e: &mysql_async::Error) -> Option<u16> {
-    match e {
-        mysql_async::Error::Server(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -42,7 +42,6 @@
 mod catalog;
 mod data;
 mod error;
-pub mod flavor;
 mod member;
 mod progress;
 mod snapshot;
@@ -65,7 +64,6 @@ pub use error::BackupError;
 use self::catalog::{Catalog, Database};
 use self::data::{Counters, DataUnit, Limits};
 use self::error::SqlContext;
-use self::flavor::Server;
 use self::member::{EncodedMember, encode_text};
 use self::writer::DumpWriter;
 use crate::AgentContext;
@@ -74,6 +72,7 @@ use crate::manifest::{
     self, DUMP_FILE, DatabaseEntry, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE, Manifest,
     MemberKind, ServerInfo, TableEntry, TableKind,
 };
+use crate::mysql::{self, Server};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
 /// What a successful backup produced, for reporting (Kubernetes status).
@@ -120,7 +119,7 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
     // touch storage at all.
     let opts = args.connect.opts(ctx)?;
     let cx = SqlContext {
-        target: args.connect.describe(),
+        target: mysql::describe(&opts),
     };
     let prepared = prepare(&args, &opts, &cx).await?;
 
@@ -266,15 +265,14 @@ async fn prepare(
     opts: &mysql_async::Opts,
     cx: &SqlContext,
 ) -> Result<Prepared, BackupError> {
-    let mut control = Conn::new(opts.clone())
-        .await
-        .map_err(|e| cx.connect_err(e))?;
-    let (version, comment, packet): (String, String, u64) = control
-        .query_first("SELECT VERSION(), @@version_comment, @@max_allowed_packet")
+    let mut control = mysql::connect(opts).await.map_err(|e| cx.connect_err(e))?;
+    let mysql::ServerFacts {
+        server,
+        max_allowed_packet: packet,
+    } = mysql::inspect(&mut control)
         .await
         .map_err(|e| cx.err("reading the server version", e))?
         .ok_or_else(|| BackupError::Internal("SELECT VERSION() returned no row".into()))?;
-    let server = Server::detect(&version, &comment);
     for stmt in server.session_statements() {
         control
             .query_drop(stmt)
@@ -288,7 +286,7 @@ async fn prepare(
     let all = catalog.database_names().await?;
     // Keeper's record of applied restores is never dumped, even when named:
     // restored elsewhere it would claim restores that data never received.
-    let is_marker = |d: &str| d == crate::restore::marker::MARKER_SCHEMA;
+    let is_marker = |d: &str| d == mysql::MARKER_SCHEMA;
     let user_dbs: Vec<String> = all
         .iter()
         .filter(|d| !server.system_databases().contains(&d.as_str()) && !is_marker(d))
@@ -361,7 +359,7 @@ impl Parts {
             name: name.to_owned(),
             owner: None,
             server: ServerInfo {
-                flavor: self.server.flavor,
+                flavor: self.server.flavor(),
                 version: self.server.version,
             },
             started_at: self.started_at,
@@ -485,7 +483,11 @@ async fn run(
                 continue;
             }
             let mut text = sql::preamble(None);
-            text.push_str(&format!("{};\nUSE {};\n", db.create, sql::ident(&db.name)));
+            text.push_str(&format!(
+                "{};\nUSE {};\n",
+                db.create,
+                mysql::ident(&db.name)
+            ));
             for t in objects {
                 text.push_str(&t.create);
             }
@@ -761,11 +763,11 @@ async fn key_ranges(
     pk: &str,
     chunk_bytes: u64,
 ) -> Result<Vec<Option<data::KeyRange>>, BackupError> {
-    let pk = sql::ident(pk);
+    let pk = mysql::ident(pk);
     let q = format!(
         "SELECT CAST(MIN({pk}) AS CHAR), CAST(MAX({pk}) AS CHAR) FROM {}.{}",
-        sql::ident(&t.database),
-        sql::ident(&t.name)
+        mysql::ident(&t.database),
+        mysql::ident(&t.name)
     );
     let row: Option<(Option<String>, Option<String>)> =
         control.query_first(q).await.map_err(|e| {

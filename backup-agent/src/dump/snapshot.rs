@@ -8,9 +8,10 @@ use std::time::Instant;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
 
-use super::error::{BackupError, SqlContext, server_code};
-use super::flavor::{PositionQuery, Server};
+use super::error::{BackupError, SqlContext};
 use crate::manifest::{BinlogPosition, Consistency, Snapshot};
+use crate::message::one_line;
+use crate::mysql::{self, Failure, PositionQuery, Server};
 
 /// Server errors that mean "you may not take this lock".
 const PRIVILEGE_ERRORS: [u16; 4] = [1044, 1142, 1227, 1370];
@@ -24,9 +25,7 @@ pub struct Taken {
 }
 
 pub async fn connect(opts: &Opts, cx: &SqlContext, server: &Server) -> Result<Conn, BackupError> {
-    let mut conn = Conn::new(opts.clone())
-        .await
-        .map_err(|e| cx.connect_err(e))?;
+    let mut conn = mysql::connect(opts).await.map_err(|e| cx.connect_err(e))?;
     for stmt in server.session_statements() {
         conn.query_drop(stmt)
             .await
@@ -59,8 +58,8 @@ pub async fn take(
     for stmt in server.lock_statements() {
         match control.query_drop(stmt).await {
             Ok(()) => {}
-            Err(e) if server_code(&e).is_some_and(|c| PRIVILEGE_ERRORS.contains(&c)) => {
-                denied = Some(super::error::one_line(&e.to_string()));
+            Err(e) if Failure::server_code(&e).is_some_and(|c| PRIVILEGE_ERRORS.contains(&c)) => {
+                denied = Some(one_line(&e.to_string()));
                 break;
             }
             Err(e) => return Err(cx.err(format!("taking the global lock ({stmt})"), e)),
@@ -206,7 +205,7 @@ pub async fn release(
     {
         tracing::warn!(
             "could not take `{stmt}` ({}); DDL during the dump may fail it",
-            super::error::one_line(&e.to_string())
+            one_line(&e.to_string())
         );
     }
     Ok(held)

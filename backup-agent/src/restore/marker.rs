@@ -36,10 +36,7 @@ use mysql_async::prelude::Queryable;
 
 use super::RestoreError;
 
-/// The schema holding Keeper's own records. `mysql_` marks it as belonging
-/// to the server's administration rather than to an application (and keeps
-/// it apart from an application database called `keeper`).
-pub const MARKER_SCHEMA: &str = "mysql_keeper";
+pub use crate::mysql::MARKER_SCHEMA;
 /// The table of applied restore requests.
 pub const MARKER_TABLE: &str = "applied_restores";
 /// Longest request id accepted.

@@ -25,8 +25,8 @@ use mysql_async::prelude::Queryable;
 
 use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
-use crate::connection::ConnectionError;
 use crate::manifest::{ManifestError, MemberKind};
+use crate::mysql::ConnectionError;
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
 pub use list::{BackupListing, BackupStatus, list_backups};
@@ -253,7 +253,7 @@ pub async fn restore_request(
     request_id: &str,
     progress: &(dyn Fn(RestoreProgress) + Send + Sync),
 ) -> Result<Restored, RestoreError> {
-    let target_name = preflight::describe_target(target);
+    let target_name = crate::mysql::describe(target);
     let mut conn = preflight::connect(target).await?;
     if let Some(applied) = marker::find(&mut conn, &target_name, request_id).await? {
         let line = applied.already_restored_line(&target_name);
@@ -301,7 +301,7 @@ pub async fn restore_backup(
     let backup = Backup::open(store, "nothing was restored").await?;
     backup.check_size().await?;
     let manifest = &backup.manifest;
-    let target_name = preflight::describe_target(target);
+    let target_name = crate::mysql::describe(target);
 
     let mut conn = preflight::connect(target).await?;
     let info = preflight::inspect(&mut conn, &target_name).await?;
