@@ -8,13 +8,12 @@
 
 pub mod cli;
 pub mod dump;
-pub mod keep_policy;
 pub mod manifest;
 pub mod message;
 pub mod mysql;
 pub mod owner;
-pub mod prune;
 pub mod report;
+pub mod repository;
 pub mod restore;
 pub mod storage;
 
@@ -69,7 +68,7 @@ pub enum AgentError {
     #[error(transparent)]
     Restore(#[from] restore::RestoreError),
     #[error(transparent)]
-    Prune(#[from] prune::PruneError),
+    Prune(#[from] repository::prune::PruneError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
 }
@@ -104,13 +103,13 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
             // Inside Kubernetes the objects' pins count: read them first.
             let object_pins = report::object_pins(&ctx)
                 .await
-                .map_err(|e| prune::PruneError::ObjectPins(e.to_string()))?;
-            let outcome = prune::prune(args, &ctx, object_pins).await?;
+                .map_err(|e| repository::prune::PruneError::ObjectPins(e.to_string()))?;
+            let outcome = repository::prune::prune(args, &ctx, object_pins).await?;
             // The artifacts are gone: their MySQLBackup objects go too.
             reporter.pruned(&outcome.removed_names()).await;
         }
-        cli::Command::Pin(args) => prune::pin(args, &ctx).await?,
-        cli::Command::Unpin(args) => prune::unpin(args, &ctx).await?,
+        cli::Command::Pin(args) => repository::prune::pin(args, &ctx).await?,
+        cli::Command::Unpin(args) => repository::prune::unpin(args, &ctx).await?,
     }
     Ok(())
 }
@@ -156,7 +155,7 @@ async fn pin_new_backup(location: &storage::Location, ctx: &AgentContext, s3: &c
     };
     let result = match storage::Store::open(location, &storage::S3Settings::from_ctx(ctx, s3)).await
     {
-        Ok(store) => prune::write_pin(&store, &pin).await,
+        Ok(store) => repository::prune::write_pin(&store, &pin).await,
         Err(e) => Err(e),
     };
     match result {

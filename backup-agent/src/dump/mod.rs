@@ -82,7 +82,7 @@ pub struct BackupOutcome {
     /// The backup's folder: `URL/NAME`.
     pub location: Location,
     /// What `--keep-last`/`--max-age` removed after the backup succeeded.
-    pub retention: Option<crate::prune::PruneOutcome>,
+    pub retention: Option<crate::repository::prune::PruneOutcome>,
     /// Retention failed after a good backup: the backup stands (its exit
     /// code is 0), the failure is logged and reported here.
     pub retention_error: Option<String>,
@@ -95,7 +95,7 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
     let name = backup_name(&args, ctx, started_at)?;
     let owner = crate::owner::Owner::of_run(args.owner.instance.as_deref(), ctx)?;
     // Retention settings are checked before anything is dumped.
-    let policy = crate::prune::policy_from_args(&args.retention)
+    let policy = crate::repository::prune::policy_from_args(&args.retention)
         .map_err(|e| BackupError::Retention(e.to_string()))?;
     if policy.has_rule() && owner.is_none() {
         return Err(BackupError::RetentionNeedsOwner);
@@ -206,13 +206,15 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         "backup complete"
     );
     let (retention, retention_error) = match owner.filter(|_| policy.has_rule()) {
-        Some(owner) => match crate::prune::after_backup(&store_root, policy, owner, ctx).await {
-            Ok(outcome) => (Some(outcome), None),
-            Err(e) => {
-                tracing::warn!("the backup {location} is complete, but retention failed: {e}");
-                (None, Some(e.to_string()))
+        Some(owner) => {
+            match crate::repository::prune::after_backup(&store_root, policy, owner, ctx).await {
+                Ok(outcome) => (Some(outcome), None),
+                Err(e) => {
+                    tracing::warn!("the backup {location} is complete, but retention failed: {e}");
+                    (None, Some(e.to_string()))
+                }
             }
-        },
+        }
         None => (None, None),
     };
     Ok(BackupOutcome {

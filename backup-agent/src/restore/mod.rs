@@ -11,7 +11,6 @@
 //! the server itself records applied requests ([`marker`]), checked before
 //! anything else and written after the last member.
 
-pub mod list;
 pub mod marker;
 pub mod preflight;
 pub mod replay;
@@ -27,9 +26,9 @@ use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
 use crate::manifest::{ManifestError, MemberKind};
 use crate::mysql::ConnectionError;
+use crate::repository::{self, BackupListing};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
-pub use list::{BackupListing, BackupStatus, list_backups};
 pub use marker::{AppliedRestore, MARKER_SCHEMA};
 pub use source::Backup;
 pub use verify::{VerifyReport, verify_backup};
@@ -462,16 +461,22 @@ pub async fn verify(args: VerifyArgs, ctx: &AgentContext) -> Result<VerifyReport
 /// `keeper-agent list`.
 pub async fn list(args: ListArgs, ctx: &AgentContext) -> Result<Vec<BackupListing>, RestoreError> {
     let store = open_store(&args.from, &args.s3, ctx).await?;
-    let listings = list_backups(&store).await?;
+    let listings =
+        repository::list_backups(&store)
+            .await
+            .map_err(|source| RestoreError::Storage {
+                backup: store.location().to_string(),
+                source,
+            })?;
     let mut rows = Vec::with_capacity(listings.len());
     for l in &listings {
         let verified = if args.verify {
-            Some(list::verify_listing(&store, l).await)
+            Some(verify::verify_listing(&store, l).await)
         } else {
             None
         };
         rows.push((l.clone(), verified));
     }
-    print!("{}", list::render_table(&rows));
+    print!("{}", repository::list::render_table(&rows));
     Ok(listings)
 }

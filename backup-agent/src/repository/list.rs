@@ -1,22 +1,17 @@
 //! `list`: the backups at a location, with their state, newest last.
 //!
 //! A folder with a manifest is `complete`; without one it is `in progress`
-//! while its `in-progress.json` marker is younger than 15 minutes (the dump
-//! refreshes it every minute), else `incomplete` (orphaned). A manifest that
-//! does not parse makes the backup `invalid`: never listed as good.
+//! while its `in-progress.json` marker is live ([`super::STALE_AFTER`]),
+//! else `incomplete` (orphaned). A manifest that does not parse makes the
+//! backup `invalid`: never listed as good.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
-use super::RestoreError;
-use super::source::Backup;
-use super::verify::verify_opened;
-use crate::manifest::{IN_PROGRESS_FILE, InProgress, MANIFEST_FILE};
-use crate::storage::Store;
-
-/// A marker older than this belongs to a backup whose agent is gone.
-pub const IN_PROGRESS_STALE_AFTER: Duration = Duration::minutes(15);
+use super::{is_live, read_marker};
+use crate::manifest::{IN_PROGRESS_FILE, MANIFEST_FILE, Manifest};
+use crate::storage::{StorageError, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackupStatus {
@@ -59,18 +54,15 @@ impl BackupListing {
 
 /// Lists the backup folders directly below `store`'s root, sorted by name
 /// (names are timestamps, so this is oldest first).
-pub async fn list_backups(store: &Store) -> Result<Vec<BackupListing>, RestoreError> {
+pub async fn list_backups(store: &Store) -> Result<Vec<BackupListing>, StorageError> {
     list_backups_at(store, Utc::now()).await
 }
 
 async fn list_backups_at(
     store: &Store,
     now: DateTime<Utc>,
-) -> Result<Vec<BackupListing>, RestoreError> {
-    let objects = store.list().await.map_err(|source| RestoreError::Storage {
-        backup: store.location().to_string(),
-        source,
-    })?;
+) -> Result<Vec<BackupListing>, StorageError> {
+    let objects = store.list().await?;
     // One listing gives names, sizes and times of every folder at once.
     let mut folders: BTreeMap<String, Folder> = BTreeMap::new();
     for object in &objects {
@@ -91,7 +83,6 @@ async fn list_backups_at(
             has_manifest,
             has_marker,
         } = folder;
-        let child = store.child(&name);
         let mut listing = BackupListing {
             name,
             status: BackupStatus::Incomplete,
@@ -101,22 +92,26 @@ async fn list_backups_at(
             rows: None,
         };
         if has_manifest {
-            match Backup::open(&child, "it is not listed as good").await {
-                Ok(backup) => {
-                    let m = &backup.manifest;
+            let bytes = store
+                .get(&super::folder_key(&listing.name, MANIFEST_FILE))
+                .await?;
+            match Manifest::from_json(&bytes) {
+                Ok(m) => {
                     listing.status = BackupStatus::Complete;
                     listing.time = Some(m.started_at);
                     listing.tables = Some(m.table_count());
                     listing.rows = Some(m.row_count());
                 }
-                Err(e @ RestoreError::BadManifest { .. }) => {
-                    listing.status = BackupStatus::Invalid(e.to_string());
+                Err(e) => {
+                    listing.status = BackupStatus::Invalid(format!(
+                        "{}/{MANIFEST_FILE} cannot be used: {e}",
+                        store.child(&listing.name).location()
+                    ));
                 }
-                Err(e) => return Err(e),
             }
-        } else if has_marker && let Some(marker) = read_marker(&child).await {
+        } else if has_marker && let Some(marker) = read_marker(store, &listing.name).await? {
             listing.time = Some(marker.started_at);
-            if now - marker.refreshed_at < IN_PROGRESS_STALE_AFTER {
+            if is_live(marker.refreshed_at, now) {
                 listing.status = BackupStatus::InProgress;
             }
         }
@@ -132,12 +127,6 @@ struct Folder {
     modified: Option<DateTime<Utc>>,
     has_manifest: bool,
     has_marker: bool,
-}
-
-/// The marker, or None when it is unreadable (then the backup counts as orphaned).
-async fn read_marker(store: &Store) -> Option<InProgress> {
-    let bytes = store.get(IN_PROGRESS_FILE).await.ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// The listing as a table for people, with a verification column when given.
@@ -168,20 +157,4 @@ pub fn render_table(listings: &[(BackupListing, Option<String>)]) -> String {
         ));
     }
     out
-}
-
-/// `ok`, or the first problem, for `list --verify`.
-pub async fn verify_listing(store: &Store, listing: &BackupListing) -> String {
-    if !listing.is_complete() {
-        return "-".to_owned();
-    }
-    let child = store.child(&listing.name);
-    let result = match Backup::open(&child, "it cannot be verified").await {
-        Ok(backup) => verify_opened(&backup).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("FAILED: {e}"),
-    }
 }

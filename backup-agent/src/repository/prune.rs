@@ -17,7 +17,7 @@
 //!
 //! Folders that hold none of the files a backup writes are not backups and
 //! are left alone. Orphaned multipart uploads (and `*.partial` files) of the
-//! owner's dead runs are aborted first (see [`crate::storage::orphans`]),
+//! owner's dead runs are aborted first (see [`super::orphans`]),
 //! then the doomed folders are removed, oldest first.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,15 +26,15 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keeper_crds::retention::RetentionError;
 
+use super::keep_policy::{BackupState, Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
+use super::{STALE_AFTER, folder_key, is_live, orphans, read_marker};
 use crate::AgentContext;
 use crate::cli::{PinArgs, PruneArgs, RetentionArgs};
-use crate::keep_policy::{BackupState, Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
 use crate::manifest::{
-    DUMP_FILE, IN_PROGRESS_FILE, InProgress, KEEP_FILE, MANIFEST_FILE, Manifest, Pin, PinSource,
-    REMOVING_FILE, Removing,
+    DUMP_FILE, IN_PROGRESS_FILE, KEEP_FILE, MANIFEST_FILE, Manifest, Pin, PinSource, REMOVING_FILE,
+    Removing,
 };
 use crate::owner::{Owner, OwnerError};
-use crate::storage::orphans::{self, MARKER_FRESH_FOR, ORPHAN_AGE, folder_key};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -315,7 +315,7 @@ pub async fn apply_at(
     // Orphaned uploads first: removing an incomplete folder removes its
     // marker, after which its upload could no longer be attributed.
     outcome.aborted_uploads =
-        orphans::abort_orphaned_uploads(store, &owner, ORPHAN_AGE, now).await?;
+        orphans::abort_orphaned_uploads(store, &owner, STALE_AFTER, now).await?;
 
     let mut candidates = Vec::new();
     for folder in &folders {
@@ -559,13 +559,7 @@ async fn marker_owner(store: &Store, name: &str) -> Result<Option<Owner>, Storag
         Err(StorageError::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
-    match store.get(&folder_key(name, IN_PROGRESS_FILE)).await {
-        Ok(bytes) => Ok(serde_json::from_slice::<InProgress>(&bytes)
-            .ok()
-            .and_then(|m| m.owner)),
-        Err(StorageError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(read_marker(store, name).await?.and_then(|m| m.owner))
 }
 
 async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, PruneError> {
@@ -621,10 +615,13 @@ async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, PruneErr
             let attribution = marker_owner(store, &name)
                 .await?
                 .map_or(Attribution::Unknown, Attribution::Owned);
+            let marker_is_live = read_marker(store, &name)
+                .await?
+                .is_some_and(|m| is_live(m.refreshed_at, now));
             let running = !has(REMOVING_FILE)
-                && (orphans::marker_is_fresh(store, &name, now).await?
+                && (marker_is_live
                     // Without a marker yet, recent writes still mean a run may be alive.
-                    || newest.is_none_or(|t| now - t < MARKER_FRESH_FOR));
+                    || newest.is_none_or(|t| is_live(t, now)));
             let state = if running {
                 BackupState::Running
             } else {
