@@ -5,33 +5,10 @@
 //! else `incomplete` (orphaned). A manifest that does not parse makes the
 //! backup `invalid`: never listed as good.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
-use super::{is_live, read_marker};
-use crate::manifest::{IN_PROGRESS_FILE, MANIFEST_FILE, Manifest};
+use super::{BackupStatus, scan};
 use crate::storage::{StorageError, Store};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackupStatus {
-    Complete,
-    InProgress,
-    Incomplete,
-    /// The manifest exists but cannot be used; the reason.
-    Invalid(String),
-}
-
-impl BackupStatus {
-    pub fn label(&self) -> &'static str {
-        match self {
-            BackupStatus::Complete => "complete",
-            BackupStatus::InProgress => "in progress",
-            BackupStatus::Incomplete => "incomplete",
-            BackupStatus::Invalid(_) => "invalid",
-        }
-    }
-}
 
 /// One backup folder at a location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,78 +32,24 @@ impl BackupListing {
 /// Lists the backup folders directly below `store`'s root, sorted by name
 /// (names are timestamps, so this is oldest first).
 pub async fn list_backups(store: &Store) -> Result<Vec<BackupListing>, StorageError> {
-    list_backups_at(store, Utc::now()).await
-}
-
-async fn list_backups_at(
-    store: &Store,
-    now: DateTime<Utc>,
-) -> Result<Vec<BackupListing>, StorageError> {
-    let objects = store.list().await?;
-    // One listing gives names, sizes and times of every folder at once.
-    let mut folders: BTreeMap<String, Folder> = BTreeMap::new();
-    for object in &objects {
-        let Some((folder, file)) = object.key.split_once('/') else {
-            continue;
-        };
-        let entry = folders.entry(folder.to_owned()).or_default();
-        entry.size += object.size;
-        entry.modified = entry.modified.max(object.modified);
-        entry.has_manifest |= file == MANIFEST_FILE;
-        entry.has_marker |= file == IN_PROGRESS_FILE;
-    }
-    let mut out = Vec::with_capacity(folders.len());
-    for (name, folder) in folders {
-        let Folder {
-            size,
-            modified,
-            has_manifest,
-            has_marker,
-        } = folder;
-        let mut listing = BackupListing {
-            name,
-            status: BackupStatus::Incomplete,
-            time: modified,
-            size,
-            tables: None,
-            rows: None,
-        };
-        if has_manifest {
-            let bytes = store
-                .get(&super::folder_key(&listing.name, MANIFEST_FILE))
-                .await?;
-            match Manifest::from_json(&bytes) {
-                Ok(m) => {
-                    listing.status = BackupStatus::Complete;
-                    listing.time = Some(m.started_at);
-                    listing.tables = Some(m.table_count());
-                    listing.rows = Some(m.row_count());
-                }
-                Err(e) => {
-                    listing.status = BackupStatus::Invalid(format!(
-                        "{}/{MANIFEST_FILE} cannot be used: {e}",
-                        store.child(&listing.name).location()
-                    ));
-                }
+    let folders = scan(store, Utc::now()).await?;
+    Ok(folders
+        .into_iter()
+        .map(|folder| {
+            let manifest = folder.manifest.as_ref();
+            BackupListing {
+                time: manifest
+                    .map(|m| m.started_at)
+                    .or(folder.marker.as_ref().map(|m| m.started_at))
+                    .or(folder.newest),
+                tables: manifest.map(|m| m.table_count()),
+                rows: manifest.map(|m| m.row_count()),
+                size: folder.size,
+                status: folder.status,
+                name: folder.name,
             }
-        } else if has_marker && let Some(marker) = read_marker(store, &listing.name).await? {
-            listing.time = Some(marker.started_at);
-            if is_live(marker.refreshed_at, now) {
-                listing.status = BackupStatus::InProgress;
-            }
-        }
-        out.push(listing);
-    }
-    Ok(out)
-}
-
-/// What one storage listing says about a folder.
-#[derive(Default)]
-struct Folder {
-    size: u64,
-    modified: Option<DateTime<Utc>>,
-    has_manifest: bool,
-    has_marker: bool,
+        })
+        .collect())
 }
 
 /// The listing as a table for people, with a verification column when given.

@@ -13,6 +13,7 @@
 //! and anything older belongs to an agent that is gone. Storage only moves
 //! bytes ([`crate::storage`]); what the bytes mean lives here.
 
+mod folder;
 pub mod keep_policy;
 pub mod list;
 pub mod orphans;
@@ -23,8 +24,9 @@ use chrono::{DateTime, Duration, Utc};
 use crate::manifest::{IN_PROGRESS_FILE, InProgress};
 use crate::storage::{StorageError, Store};
 
+pub use folder::{BackupStatus, Folder, scan};
 pub use keep_policy::KeepPolicy;
-pub use list::{BackupListing, BackupStatus, list_backups};
+pub use list::{BackupListing, list_backups};
 
 /// How long a run's `in-progress.json` (refreshed every minute) or its
 /// newest write proves it alive. Older: the agent is gone and what it left
@@ -50,7 +52,16 @@ pub fn folder_key(folder: &str, name: &str) -> String {
 /// The `in-progress.json` of `folder`: `None` when there is none or it does
 /// not parse (then the run counts as dead and its owner as unknown).
 pub async fn read_marker(store: &Store, folder: &str) -> Result<Option<InProgress>, StorageError> {
-    match store.get(&folder_key(folder, IN_PROGRESS_FILE)).await {
+    read_json(store, folder, IN_PROGRESS_FILE).await
+}
+
+/// `folder/file` parsed, or `None` when it is gone or does not parse.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    folder: &str,
+    file: &str,
+) -> Result<Option<T>, StorageError> {
+    match store.get(&folder_key(folder, file)).await {
         Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
         Err(StorageError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),

@@ -26,14 +26,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keeper_crds::retention::RetentionError;
 
-use super::keep_policy::{BackupState, Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
-use super::{STALE_AFTER, folder_key, is_live, orphans, read_marker};
+use super::keep_policy::{Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
+use super::{BackupStatus, STALE_AFTER, folder_key, orphans};
 use crate::AgentContext;
 use crate::cli::{PinArgs, PruneArgs, RetentionArgs};
-use crate::manifest::{
-    DUMP_FILE, IN_PROGRESS_FILE, KEEP_FILE, MANIFEST_FILE, Manifest, Pin, PinSource, REMOVING_FILE,
-    Removing,
-};
+use crate::manifest::{KEEP_FILE, MANIFEST_FILE, Pin, PinSource, REMOVING_FILE, Removing};
 use crate::owner::{Owner, OwnerError};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
@@ -265,7 +262,7 @@ struct Folder {
     name: String,
     size: u64,
     newest: Option<DateTime<Utc>>,
-    state: BackupState,
+    state: BackupStatus,
     /// Snapshot time of a good backup.
     snapshot: Option<DateTime<Utc>>,
     attribution: Attribution,
@@ -276,18 +273,6 @@ impl Folder {
     fn time(&self) -> Option<DateTime<Utc>> {
         self.snapshot.or(self.newest)
     }
-}
-
-/// The names a backup writes into its folder; a folder holding none is not a backup.
-fn is_backup_file(file: &str) -> bool {
-    file == MANIFEST_FILE
-        || file == IN_PROGRESS_FILE
-        || file == KEEP_FILE
-        || file == REMOVING_FILE
-        || file == DUMP_FILE
-        || file
-            .strip_prefix(DUMP_FILE)
-            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// The rule with an explicit clock (tests move `now` instead of waiting).
@@ -327,7 +312,7 @@ pub async fn apply_at(
             Attribution::Owned(_) => candidates.push(Candidate {
                 name: folder.name.clone(),
                 time: folder.time().unwrap_or(now),
-                state: folder.state,
+                state: folder.state.clone(),
                 pinned: folder.pin.is_some(),
             }),
         }
@@ -424,7 +409,7 @@ async fn sync_object_pins(
     outcome: &mut PruneOutcome,
 ) -> Result<(), PruneError> {
     for folder in folders.iter_mut() {
-        if !ours(folder) || folder.state != BackupState::Good {
+        if !ours(folder) || folder.state != BackupStatus::Complete {
             continue;
         }
         let Some(&keep) = object_pins.get(&folder.name) else {
@@ -547,101 +532,36 @@ async fn remove(
     store.delete_folder(name).await.map_err(fail)
 }
 
-/// The owner a run without manifest recorded: in its `in-progress.json`, or
-/// in the `removing.json` of a removal that stopped half-way.
-async fn marker_owner(store: &Store, name: &str) -> Result<Option<Owner>, StorageError> {
-    match store.get(&folder_key(name, REMOVING_FILE)).await {
-        Ok(bytes) => {
-            if let Ok(removing) = serde_json::from_slice::<Removing>(&bytes) {
-                return Ok(Some(removing.owner));
-            }
-        }
-        Err(StorageError::NotFound { .. }) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(read_marker(store, name).await?.and_then(|m| m.owner))
-}
-
+/// The owner's backup folders as retention weighs them: a folder that
+/// holds none of the files a backup writes is not a backup; one a run may
+/// still be writing counts as running.
 async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, PruneError> {
-    #[derive(Default)]
-    struct Listed {
-        files: Vec<String>,
-        size: u64,
-        newest: Option<DateTime<Utc>>,
-    }
-    // One listing, grouped by backup folder.
-    let mut grouped: BTreeMap<String, Listed> = BTreeMap::new();
-    for object in store.list().await? {
-        let Some((name, file)) = object.key.split_once('/') else {
-            continue;
-        };
-        let entry = grouped.entry(name.to_owned()).or_default();
-        entry.files.push(file.to_owned());
-        entry.size += object.size;
-        entry.newest = entry.newest.max(object.modified);
-    }
     let mut folders = Vec::new();
-    for (
-        name,
-        Listed {
-            files,
-            size,
-            newest,
-        },
-    ) in grouped
-    {
-        if !files.iter().any(|f| is_backup_file(f)) {
+    for folder in super::scan(store, now).await? {
+        if !folder.is_backup() {
             continue;
         }
-        let has = |file: &str| files.iter().any(|f| f == file);
-        let mut snapshot = None;
-        let (state, attribution) = if has(MANIFEST_FILE) {
-            let bytes = store.get(&folder_key(&name, MANIFEST_FILE)).await?;
-            match Manifest::from_json(&bytes) {
-                Ok(manifest) => {
-                    snapshot = Some(manifest.started_at);
-                    let attribution = manifest
-                        .owner
-                        .map_or(Attribution::Unknown, Attribution::Owned);
-                    (BackupState::Good, attribution)
-                }
-                Err(e) => {
-                    // Whose it is cannot be read: never ours to delete.
-                    tracing::warn!(backup = %name, error = %e, "backup has an unusable manifest");
-                    (BackupState::Failed, Attribution::Unknown)
-                }
-            }
+        let state = if folder.may_be_running(now) {
+            BackupStatus::InProgress
         } else {
-            let attribution = marker_owner(store, &name)
-                .await?
-                .map_or(Attribution::Unknown, Attribution::Owned);
-            let marker_is_live = read_marker(store, &name)
-                .await?
-                .is_some_and(|m| is_live(m.refreshed_at, now));
-            let running = !has(REMOVING_FILE)
-                && (marker_is_live
-                    // Without a marker yet, recent writes still mean a run may be alive.
-                    || newest.is_none_or(|t| is_live(t, now)));
-            let state = if running {
-                BackupState::Running
-            } else {
-                BackupState::Incomplete
-            };
-            (state, attribution)
+            folder.status.clone()
         };
-        let pin = if has(KEEP_FILE) {
-            read_pin(&store.child(&name)).await?
+        let pin = if folder.has(KEEP_FILE) {
+            read_pin(&store.child(&folder.name)).await?
         } else {
             None
         };
         folders.push(Folder {
-            name,
-            size,
-            newest,
+            attribution: folder
+                .owner()
+                .cloned()
+                .map_or(Attribution::Unknown, Attribution::Owned),
+            snapshot: folder.manifest.as_ref().map(|m| m.started_at),
             state,
-            snapshot,
-            attribution,
             pin,
+            size: folder.size,
+            newest: folder.newest,
+            name: folder.name,
         });
     }
     Ok(folders)
@@ -670,27 +590,5 @@ mod tests {
         ));
         let err = policy_from_args(&args(None, Some("30s"))).expect_err("bad age");
         assert!(err.to_string().starts_with("invalid --max-age"), "{err}");
-    }
-
-    #[test]
-    fn backup_files_are_recognised() {
-        for file in [
-            "manifest.json",
-            "in-progress.json",
-            "keep.json",
-            "removing.json",
-            "dump.sql.gz",
-            "dump.sql.gz.partial",
-        ] {
-            assert!(is_backup_file(file), "{file}");
-        }
-        for file in [
-            "notes.txt",
-            "dump.sql",
-            "sub/manifest.json",
-            "dump.sql.gzip",
-        ] {
-            assert!(!is_backup_file(file), "{file}");
-        }
     }
 }
