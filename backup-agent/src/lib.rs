@@ -93,10 +93,11 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
         cli::Command::Backup(args) => backup_and_report(args, &ctx).await?,
         cli::Command::Restore(args) => restore_and_report(args, &ctx).await?,
         cli::Command::Verify(args) => {
-            restore::verify(args, &ctx).await?;
+            println!("{}", restore::verify(args, &ctx).await?);
         }
         cli::Command::List(args) => {
-            restore::list(args, &ctx).await?;
+            let rows = restore::list(args, &ctx).await?;
+            print!("{}", repository::list::render_table(&rows));
         }
         cli::Command::Prune(args) => {
             let mut reporter = report::BackupReporter::from_context(&ctx)?;
@@ -105,13 +106,23 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
                 .await
                 .map_err(|e| repository::prune::PruneError::ObjectPins(e.to_string()))?;
             let outcome = repository::prune::prune(args, &ctx, object_pins).await?;
+            print_lines(&outcome.lines());
             // The artifacts are gone: their MySQLBackup objects go too.
             reporter.pruned(&outcome.removed_names()).await;
         }
-        cli::Command::Pin(args) => repository::prune::pin(args, &ctx).await?,
-        cli::Command::Unpin(args) => repository::prune::unpin(args, &ctx).await?,
+        cli::Command::Pin(args) => print_lines(&repository::prune::pin(args, &ctx).await?.lines()),
+        cli::Command::Unpin(args) => {
+            print_lines(&repository::prune::unpin(args, &ctx).await?.lines());
+        }
     }
     Ok(())
+}
+
+/// The command's result for people, on stdout (logs go to stderr).
+fn print_lines(lines: &[String]) {
+    for line in lines {
+        println!("{line}");
+    }
 }
 
 async fn backup_and_report(
@@ -133,6 +144,7 @@ async fn backup_and_report(
                 pin_new_backup(&outcome.location, ctx, &args_s3).await;
             }
             if let Some(retention) = &outcome.retention {
+                print_lines(&retention.lines());
                 // Only retention deletes artifacts, and then their objects.
                 reporter.pruned(&retention.removed_names()).await;
             }
@@ -172,7 +184,11 @@ async fn restore_and_report(args: cli::RestoreArgs, ctx: &AgentContext) -> Resul
     let progress = |p: restore::RestoreProgress| {
         task.update(p.members_done as u64, p.members_total as u64, p.bytes_done)
     };
-    match restore::restore(args, ctx, &progress).await {
+    let restored = restore::restore(args, ctx, &progress).await;
+    if let Ok(restored) = &restored {
+        println!("{}", restored.line());
+    }
+    match restored {
         Ok(restore::Restored::Loaded(_)) => {
             task.finished(Ok(())).await;
             Ok(())

@@ -195,12 +195,6 @@ impl PruneOutcome {
         }
         lines
     }
-
-    fn print(&self) {
-        for line in self.lines() {
-            println!("{line}");
-        }
-    }
 }
 
 /// `keeper-agent prune --from URL [--instance [NS/]NAME] [--keep-last N] [--max-age D]`.
@@ -223,9 +217,7 @@ pub async fn prune(
         owner,
         object_pins,
     };
-    let outcome = apply_at(&store, &retention, Utc::now()).await?;
-    outcome.print();
-    Ok(outcome)
+    apply_at(&store, &retention, Utc::now()).await
 }
 
 /// Retention after a successful backup of `owner` (`backup --keep-last /
@@ -245,9 +237,7 @@ pub async fn after_backup(
         owner: Some(owner),
         object_pins,
     };
-    let outcome = apply_at(store, &retention, Utc::now()).await?;
-    outcome.print();
-    Ok(outcome)
+    apply_at(store, &retention, Utc::now()).await
 }
 
 /// Who a folder belongs to, as far as it can be told.
@@ -458,8 +448,51 @@ pub async fn read_pin(backup: &Store) -> Result<Option<Pin>, StorageError> {
     }
 }
 
+/// What `pin` or `unpin` did to one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinChange {
+    /// The backup is pinned now.
+    Pinned { backup: Location },
+    /// It was pinned already, since that time.
+    AlreadyPinned {
+        backup: Location,
+        since: DateTime<Utc>,
+    },
+    /// The pin was lifted; `by_object`: a `MySQLBackup`'s `spec.keep` had
+    /// set it (and in-cluster retention sets it again while that holds).
+    Unpinned { backup: Location, by_object: bool },
+    /// There was no pin to lift.
+    NotPinned { backup: Location },
+}
+
+impl PinChange {
+    /// What the command prints.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            PinChange::Pinned { backup } => vec![format!(
+                "pinned {backup}: retention never deletes it until `keeper-agent unpin`"
+            )],
+            PinChange::AlreadyPinned { backup, since } => vec![format!(
+                "{backup} is already pinned (since {})",
+                since.to_rfc3339()
+            )],
+            PinChange::Unpinned { backup, by_object } => {
+                let mut lines = vec![format!("unpinned {backup}")];
+                if *by_object {
+                    lines.push(
+                        "note: its MySQLBackup set this pin; while that object has spec.keep: true, in-cluster retention pins it again"
+                            .to_owned(),
+                    );
+                }
+                lines
+            }
+            PinChange::NotPinned { backup } => vec![format!("{backup} is not pinned")],
+        }
+    }
+}
+
 /// `keeper-agent pin --from URL/NAME`: the backup must exist (have a manifest).
-pub async fn pin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
+pub async fn pin(args: PinArgs, ctx: &AgentContext) -> Result<PinChange, PruneError> {
     let location = Location::parse(&args.from)?;
     let backup = Store::open(&location, &S3Settings::from_ctx(ctx, &args.s3)).await?;
     if backup.size(MANIFEST_FILE).await?.is_none() {
@@ -468,38 +501,33 @@ pub async fn pin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
         });
     }
     if let Some(existing) = read_pin(&backup).await? {
-        println!(
-            "{location} is already pinned (since {})",
-            existing.pinned_at.to_rfc3339()
-        );
-        return Ok(());
+        return Ok(PinChange::AlreadyPinned {
+            backup: location,
+            since: existing.pinned_at,
+        });
     }
     let pin = Pin {
         pinned_at: Utc::now(),
         source: PinSource::Hand,
     };
     write_pin(&backup, &pin).await?;
-    println!("pinned {location}: retention never deletes it until `keeper-agent unpin`");
-    Ok(())
+    Ok(PinChange::Pinned { backup: location })
 }
 
 /// `keeper-agent unpin --from URL/NAME`.
-pub async fn unpin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
+pub async fn unpin(args: PinArgs, ctx: &AgentContext) -> Result<PinChange, PruneError> {
     let location = Location::parse(&args.from)?;
     let backup = Store::open(&location, &S3Settings::from_ctx(ctx, &args.s3)).await?;
     match read_pin(&backup).await? {
-        None => println!("{location} is not pinned"),
+        None => Ok(PinChange::NotPinned { backup: location }),
         Some(pin) => {
             backup.delete(KEEP_FILE).await?;
-            println!("unpinned {location}");
-            if pin.source == PinSource::Object {
-                println!(
-                    "note: its MySQLBackup set this pin; while that object has spec.keep: true, in-cluster retention pins it again"
-                );
-            }
+            Ok(PinChange::Unpinned {
+                backup: location,
+                by_object: pin.source == PinSource::Object,
+            })
         }
     }
-    Ok(())
 }
 
 /// `removing.json` first (the folder stays attributable should the rest

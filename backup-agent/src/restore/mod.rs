@@ -220,24 +220,31 @@ pub async fn restore(
         parallel: args.parallel,
         overwrite: args.overwrite,
     };
-    let restored = match &args.request_id {
-        Some(request) => restore_request(&store, &opts, options, request, progress).await?,
-        None => Restored::Loaded(restore_backup(&store, &opts, options, progress).await?),
-    };
-    match &restored {
-        Restored::Loaded(outcome) => println!(
-            "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
-            outcome.backup,
-            outcome.target,
-            outcome.tables,
-            outcome.rows,
-            outcome.members,
-            outcome.statements,
-            outcome.duration.as_secs_f64()
-        ),
-        Restored::AlreadyApplied { line, .. } => println!("{line}"),
+    match &args.request_id {
+        Some(request) => restore_request(&store, &opts, options, request, progress).await,
+        None => Ok(Restored::Loaded(
+            restore_backup(&store, &opts, options, progress).await?,
+        )),
     }
-    Ok(restored)
+}
+
+impl Restored {
+    /// What the command prints.
+    pub fn line(&self) -> String {
+        match self {
+            Restored::Loaded(outcome) => format!(
+                "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
+                outcome.backup,
+                outcome.target,
+                outcome.tables,
+                outcome.rows,
+                outcome.members,
+                outcome.statements,
+                outcome.duration.as_secs_f64()
+            ),
+            Restored::AlreadyApplied { line, .. } => line.clone(),
+        }
+    }
 }
 
 /// Restores `store` into `target` as the request `request_id`, at most once
@@ -453,13 +460,15 @@ async fn open_store(url: &str, s3: &S3Args, ctx: &AgentContext) -> Result<Store,
 /// `keeper-agent verify`.
 pub async fn verify(args: VerifyArgs, ctx: &AgentContext) -> Result<VerifyReport, RestoreError> {
     let store = open_store(&args.from, &args.s3, ctx).await?;
-    let report = verify_backup(&store).await?;
-    println!("{report}");
-    Ok(report)
+    verify_backup(&store).await
 }
 
-/// `keeper-agent list`.
-pub async fn list(args: ListArgs, ctx: &AgentContext) -> Result<Vec<BackupListing>, RestoreError> {
+/// `keeper-agent list`: every backup, with (`--verify`) `ok` or the first
+/// problem of each complete one.
+pub async fn list(
+    args: ListArgs,
+    ctx: &AgentContext,
+) -> Result<Vec<(BackupListing, Option<String>)>, RestoreError> {
     let store = open_store(&args.from, &args.s3, ctx).await?;
     let listings =
         repository::list_backups(&store)
@@ -477,6 +486,5 @@ pub async fn list(args: ListArgs, ctx: &AgentContext) -> Result<Vec<BackupListin
         };
         rows.push((l.clone(), verified));
     }
-    print!("{}", repository::list::render_table(&rows));
-    Ok(listings)
+    Ok(rows)
 }
