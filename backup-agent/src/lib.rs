@@ -57,18 +57,25 @@ impl AgentContext {
 /// failed, on which object, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The command line does not parse (clap's message, with the usage).
     #[error("{0}")]
     Usage(String),
+    /// The connection settings cannot be used.
     #[error(transparent)]
     Connection(#[from] mysql::ConnectionError),
+    /// Storage failed outside of a backup or restore.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    /// `backup` failed.
     #[error(transparent)]
     Backup(#[from] dump::BackupError),
+    /// `restore`, `verify` or `list` failed.
     #[error(transparent)]
     Restore(#[from] restore::RestoreError),
+    /// `prune`, `pin` or `unpin` failed.
     #[error(transparent)]
     Prune(#[from] repository::prune::PruneError),
+    /// Reporting into Kubernetes could not start.
     #[error(transparent)]
     Report(#[from] report::ReportError),
 }

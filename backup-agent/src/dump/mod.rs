@@ -134,7 +134,7 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
     let owner = crate::owner::Owner::of_run(args.owner.instance.as_deref(), ctx)?;
     // Retention settings are checked before anything is dumped.
     let policy = crate::repository::prune::policy_from_args(&args.retention)
-        .map_err(|e| BackupError::Retention(e.to_string()))?;
+        .map_err(BackupError::Retention)?;
     if policy.has_rule() && owner.is_none() {
         return Err(BackupError::RetentionNeedsOwner);
     }
@@ -288,9 +288,10 @@ async fn write(
         Ok(j) => j,
         Err(e) => {
             let _ = store.delete(DUMP_FILE).await;
-            return Err(Written::Backup(BackupError::Internal(format!(
-                "serialising the manifest: {e}"
-            ))));
+            return Err(Written::Backup(BackupError::ManifestJson {
+                location: store.location().to_string(),
+                source: e,
+            }));
         }
     };
     if let Err(e) = store.put(MANIFEST_FILE, Bytes::from(json)).await {
@@ -348,7 +349,9 @@ async fn prepare(options: &DumpOptions, cx: &SqlContext) -> Result<Prepared, Bac
     } = mysql::inspect(&mut control)
         .await
         .map_err(|e| cx.err("reading the server version", e))?
-        .ok_or_else(|| BackupError::Internal("SELECT VERSION() returned no row".into()))?;
+        .ok_or_else(|| BackupError::NoVersion {
+            target: cx.target.clone(),
+        })?;
     for stmt in server.session_statements() {
         control
             .query_drop(stmt)
@@ -500,7 +503,10 @@ async fn run(
         max_allowed_packet,
         level,
     };
-    let enc_err = |e: std::io::Error| BackupError::Internal(format!("compressing: {e}"));
+    let enc_err = |source: std::io::Error| BackupError::Compress {
+        member: "a header or schema member".to_owned(),
+        source,
+    };
 
     // Key ranges are planned before the snapshot: they are only boundaries
     // (open at both ends), so rows written meanwhile are still covered.
@@ -703,7 +709,10 @@ async fn run(
                 if locked_done_rx.recv().await.is_none() {
                     return (
                         control,
-                        Err(BackupError::Internal("a worker stopped".into())),
+                        Err(BackupError::TaskStopped {
+                            task: "a dump worker",
+                            detail: None,
+                        }),
                     );
                 }
             }
@@ -751,7 +760,10 @@ async fn run(
                         }
                         None => {
                             return Err(fail_rx.try_recv().unwrap_or_else(|_| {
-                                BackupError::Internal("a dump worker stopped mid-table".into())
+                                BackupError::TaskStopped {
+                                    task: "a dump worker",
+                                    detail: Some("mid-table".to_owned()),
+                                }
                             }));
                         }
                         Some(Err(e)) => return Err(e),
@@ -776,12 +788,16 @@ async fn run(
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
-            return Err(BackupError::Internal(format!("a dump worker failed: {e}")));
+            return Err(BackupError::TaskStopped {
+                task: "a dump worker",
+                detail: Some(e.to_string()),
+            });
         }
     }
-    let (control, held) = release
-        .await
-        .map_err(|e| BackupError::Internal(format!("the lock task failed: {e}")))?;
+    let (control, held) = release.await.map_err(|e| BackupError::TaskStopped {
+        task: "the task holding the global lock",
+        detail: Some(e.to_string()),
+    })?;
     snapshot_info.lock_held_ms = held?;
     let _ = control.disconnect().await;
     if locked {

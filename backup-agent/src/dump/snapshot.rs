@@ -43,11 +43,12 @@ pub async fn take(
     server: &Server,
     parallel: usize,
 ) -> Result<Taken, BackupError> {
-    let mut workers = Vec::with_capacity(parallel);
     // Connect before locking: logins are the slow part and must not
-    // lengthen the lock.
-    for _ in 0..parallel.max(1) {
-        workers.push(connect(opts, cx, server).await?);
+    // lengthen the lock. The first worker is the lone one without the lock.
+    let first = connect(opts, cx, server).await?;
+    let mut others = Vec::with_capacity(parallel.saturating_sub(1));
+    for _ in 1..parallel.max(1) {
+        others.push(connect(opts, cx, server).await?);
     }
     control
         .query_drop("SET SESSION lock_wait_timeout = 600")
@@ -66,8 +67,11 @@ pub async fn take(
         }
     }
     if let Some(reason) = denied {
-        return lone_snapshot(control, workers, cx, server, reason).await;
+        // The other workers' connections close: one snapshot, one connection.
+        return lone_snapshot(control, first, cx, server, reason).await;
     }
+    let mut workers = others;
+    workers.insert(0, first);
     let locked_at = Instant::now();
     for w in &mut workers {
         open_snapshot(w, cx).await?;
@@ -94,7 +98,7 @@ async fn open_snapshot(conn: &mut Conn, cx: &SqlContext) -> Result<(), BackupErr
 
 async fn lone_snapshot(
     control: &mut Conn,
-    mut workers: Vec<Conn>,
+    mut worker: Conn,
     cx: &SqlContext,
     server: &Server,
     reason: String,
@@ -103,17 +107,13 @@ async fn lone_snapshot(
     for stmt in server.unlock_statements() {
         let _ = control.query_drop(stmt).await;
     }
-    workers.truncate(1);
     let note = format!(
         "no privilege for the global lock ({reason}): one connection dumped everything from one snapshot; non-transactional tables (MyISAM, Aria) were not locked"
     );
     tracing::warn!(
         "{note}; grant RELOAD (and BACKUP_ADMIN on MySQL 8) to the backup user for parallel dumps"
     );
-    let Some(worker) = workers.first_mut() else {
-        return Err(BackupError::Internal("no worker connection".into()));
-    };
-    open_snapshot(worker, cx).await?;
+    open_snapshot(&mut worker, cx).await?;
     let mut binlog = None;
     let mut gtid = None;
     if let Some(q) = server.snapshot_position_query() {
@@ -145,7 +145,7 @@ async fn lone_snapshot(
         }
     }
     Ok(Taken {
-        workers,
+        workers: vec![worker],
         snapshot: Snapshot {
             consistency: Consistency::SingleTransaction,
             lock_held_ms: None,

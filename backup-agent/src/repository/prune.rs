@@ -36,20 +36,26 @@ use crate::storage::{Location, S3Settings, StorageError, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
+    /// `prune` without `--keep-last` or `--max-age`.
     #[error(
         "prune of {location} has nothing to do: give --keep-last N and/or --max-age DURATION (e.g. 30d)"
     )]
     NoRule { location: String },
+    /// `--max-age` does not parse.
     #[error("invalid --max-age: {0}")]
     MaxAge(RetentionError),
+    /// `--keep-last 0` would not even keep the newest good backup.
     #[error("invalid --keep-last 0: keep at least 1 (the newest good backup is always kept)")]
     ZeroKeepLast,
+    /// `--instance` (or the Kubernetes owner) is not valid.
     #[error(transparent)]
     Owner(#[from] OwnerError),
+    /// No owner was given and the location holds several.
     #[error(
         "{location} holds backups of several owners ({owners}): give --instance [NAMESPACE/]NAME to say whose backups to prune"
     )]
     SeveralOwners { location: String, owners: String },
+    /// The owner given without namespace matches several recorded owners.
     #[error(
         "--instance {given} matches several owners at {location} ({owners}): give NAMESPACE/NAME"
     )]
@@ -58,14 +64,18 @@ pub enum PruneError {
         location: String,
         owners: String,
     },
+    /// Inside Kubernetes the `MySQLBackup` objects' pins cannot be read.
     #[error(
         "could not read the MySQLBackup objects to learn which backups are pinned: {0}; nothing was pruned"
     )]
     ObjectPins(String),
+    /// `pin` of a folder that holds no complete backup.
     #[error("{url} holds no backup (no {MANIFEST_FILE}); pin a backup folder: URL/NAME")]
     NotABackup { url: String },
+    /// Storage failed while reading the location.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Removing one backup stopped half-way (the next run finishes it).
     #[error(
         "could not remove backup {name} from {location}: {source} (run prune again: a half-removed backup is finished by the next run)"
     )]
