@@ -4,6 +4,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use mysql_async::Opts;
+
+use crate::AgentContext;
+use crate::mysql::{ConnectionError, describe};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,10 +77,14 @@ pub struct OwnerArgs {
 /// `--password-file`, never from an argument.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    #[arg(long)]
-    pub host: String,
+    /// The server's host name or address (or `--socket`).
+    #[arg(long, required_unless_present = "socket")]
+    pub host: Option<String>,
     #[arg(long, default_value_t = 3306)]
     pub port: u16,
+    /// A Unix socket of a server on this machine, instead of `--host`/`--port`.
+    #[arg(long, conflicts_with_all = ["host", "port"])]
+    pub socket: Option<PathBuf>,
     #[arg(long)]
     pub user: String,
     /// A file holding the password (its first line); otherwise `MYSQL_PWD`.
@@ -157,7 +165,7 @@ pub struct RestoreArgs {
     /// at once ("already restored", exit 0) with nothing read, dropped or
     /// loaded; a new one is recorded there after it succeeded. Without it
     /// nothing is checked or recorded. The operator sets it.
-    #[arg(long, value_parser = crate::restore::marker::parse_request_id)]
+    #[arg(long, value_parser = crate::mysql::parse_request_id)]
     pub request_id: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
@@ -204,4 +212,101 @@ pub struct PinArgs {
     pub from: String,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+impl ConnectArgs {
+    /// The password: the first line of `--password-file`, else `MYSQL_PWD`.
+    pub fn password(&self, ctx: &AgentContext) -> Result<String, ConnectionError> {
+        if let Some(path) = &self.password_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConnectionError::PasswordFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            return Ok(text.lines().next().unwrap_or_default().to_owned());
+        }
+        ctx.var("MYSQL_PWD")
+            .map(str::to_owned)
+            .ok_or_else(|| ConnectionError::NoPassword {
+                target: describe(&self.opts_with(None)),
+            })
+    }
+
+    /// `mysql_async` options for one connection (no pool reuse tricks):
+    /// over `--socket` when given, else TCP to `--host`/`--port`.
+    pub fn opts(&self, ctx: &AgentContext) -> Result<Opts, ConnectionError> {
+        let password = self.password(ctx)?;
+        Ok(self.opts_with(Some(password)))
+    }
+
+    fn opts_with(&self, password: Option<String>) -> Opts {
+        let builder = mysql_async::OptsBuilder::default()
+            .user(Some(self.user.clone()))
+            .pass(password)
+            .prefer_socket(false);
+        match (&self.socket, &self.host) {
+            (Some(socket), _) => builder.socket(Some(socket.display().to_string())),
+            (None, host) => builder
+                .ip_or_hostname(host.clone().unwrap_or_default())
+                .tcp_port(self.port),
+        }
+        .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn args(host: Option<&str>, socket: Option<&str>) -> ConnectArgs {
+        ConnectArgs {
+            host: host.map(str::to_owned),
+            port: 3307,
+            socket: socket.map(PathBuf::from),
+            user: "backup".into(),
+            password_file: None,
+        }
+    }
+
+    fn ctx(password: Option<&str>) -> AgentContext {
+        AgentContext {
+            env: password
+                .map(|p| ("MYSQL_PWD".to_owned(), p.to_owned()))
+                .into_iter()
+                .collect(),
+            kube: None,
+        }
+    }
+
+    #[test]
+    fn tcp_targets_name_host_and_port() {
+        let opts = args(Some("db.example"), None)
+            .opts(&ctx(Some("s3cret")))
+            .expect("opts");
+        assert_eq!(opts.socket(), None);
+        assert_eq!(describe(&opts), "backup@db.example:3307");
+        assert_eq!(opts.pass(), Some("s3cret"));
+    }
+
+    #[test]
+    fn socket_targets_name_the_socket() {
+        let opts = args(None, Some("/run/mysqld/mysqld.sock"))
+            .opts(&ctx(Some("s3cret")))
+            .expect("opts");
+        assert_eq!(opts.socket(), Some("/run/mysqld/mysqld.sock"));
+        assert_eq!(describe(&opts), "backup@/run/mysqld/mysqld.sock");
+    }
+
+    #[test]
+    fn a_missing_password_names_the_target_not_a_secret() {
+        let err = args(Some("db"), None)
+            .opts(&ctx(None))
+            .expect_err("no password");
+        assert_eq!(
+            err.to_string(),
+            "no password for backup@db:3307: set MYSQL_PWD or pass --password-file"
+        );
+    }
 }

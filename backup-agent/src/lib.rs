@@ -7,13 +7,13 @@
 //! in-process with the exact arguments and environment of a Job spec.
 
 pub mod cli;
-pub mod connection;
 pub mod dump;
-pub mod keep_policy;
 pub mod manifest;
+pub mod message;
+pub mod mysql;
 pub mod owner;
-pub mod prune;
 pub mod report;
+pub mod repository;
 pub mod restore;
 pub mod storage;
 
@@ -57,18 +57,25 @@ impl AgentContext {
 /// failed, on which object, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The command line does not parse (clap's message, with the usage).
     #[error("{0}")]
     Usage(String),
+    /// The connection settings cannot be used.
     #[error(transparent)]
-    Connection(#[from] connection::ConnectionError),
+    Connection(#[from] mysql::ConnectionError),
+    /// Storage failed outside of a backup or restore.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    /// `backup` failed.
     #[error(transparent)]
     Backup(#[from] dump::BackupError),
+    /// `restore`, `verify` or `list` failed.
     #[error(transparent)]
     Restore(#[from] restore::RestoreError),
+    /// `prune`, `pin` or `unpin` failed.
     #[error(transparent)]
-    Prune(#[from] prune::PruneError),
+    Prune(#[from] repository::prune::PruneError),
+    /// Reporting into Kubernetes could not start.
     #[error(transparent)]
     Report(#[from] report::ReportError),
 }
@@ -109,25 +116,36 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
         cli::Command::Backup(args) => backup_and_report(args, &ctx).await?,
         cli::Command::Restore(args) => restore_and_report(args, &ctx).await?,
         cli::Command::Verify(args) => {
-            restore::verify(args, &ctx).await?;
+            println!("{}", restore::verify(args, &ctx).await?);
         }
         cli::Command::List(args) => {
-            restore::list(args, &ctx).await?;
+            let rows = restore::list(args, &ctx).await?;
+            print!("{}", repository::list::render_table(&rows));
         }
         cli::Command::Prune(args) => {
             let mut reporter = report::BackupReporter::from_context(&ctx)?;
             // Inside Kubernetes the objects' pins count: read them first.
             let object_pins = report::object_pins(&ctx)
                 .await
-                .map_err(|e| prune::PruneError::ObjectPins(e.to_string()))?;
-            let outcome = prune::prune(args, &ctx, object_pins).await?;
+                .map_err(|e| repository::prune::PruneError::ObjectPins(e.to_string()))?;
+            let outcome = repository::prune::prune(args, &ctx, object_pins).await?;
+            print_lines(&outcome.lines());
             // The artifacts are gone: their MySQLBackup objects go too.
             reporter.pruned(&outcome.removed_names()).await;
         }
-        cli::Command::Pin(args) => prune::pin(args, &ctx).await?,
-        cli::Command::Unpin(args) => prune::unpin(args, &ctx).await?,
+        cli::Command::Pin(args) => print_lines(&repository::prune::pin(args, &ctx).await?.lines()),
+        cli::Command::Unpin(args) => {
+            print_lines(&repository::prune::unpin(args, &ctx).await?.lines());
+        }
     }
     Ok(())
+}
+
+/// The command's result for people, on stdout (logs go to stderr).
+fn print_lines(lines: &[String]) {
+    for line in lines {
+        println!("{line}");
+    }
 }
 
 async fn backup_and_report(
@@ -149,6 +167,7 @@ async fn backup_and_report(
                 pin_new_backup(&outcome.location, ctx, &args_s3).await;
             }
             if let Some(retention) = &outcome.retention {
+                print_lines(&retention.lines());
                 // Only retention deletes artifacts, and then their objects.
                 reporter.pruned(&retention.removed_names()).await;
             }
@@ -171,7 +190,7 @@ async fn pin_new_backup(location: &storage::Location, ctx: &AgentContext, s3: &c
     };
     let result = match storage::Store::open(location, &storage::S3Settings::from_ctx(ctx, s3)).await
     {
-        Ok(store) => prune::write_pin(&store, &pin).await,
+        Ok(store) => repository::prune::write_pin(&store, &pin).await,
         Err(e) => Err(e),
     };
     match result {
@@ -188,7 +207,11 @@ async fn restore_and_report(args: cli::RestoreArgs, ctx: &AgentContext) -> Resul
     let progress = |p: restore::RestoreProgress| {
         task.update(p.members_done as u64, p.members_total as u64, p.bytes_done)
     };
-    match restore::restore(args, ctx, &progress).await {
+    let restored = restore::restore(args, ctx, &progress).await;
+    if let Ok(restored) = &restored {
+        println!("{}", restored.line());
+    }
+    match restored {
         Ok(restore::Restored::Loaded(_)) => {
             task.finished(Ok(())).await;
             Ok(())

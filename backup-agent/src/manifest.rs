@@ -55,12 +55,9 @@ pub struct Manifest {
     pub file: FileInfo,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    Mysql,
-    Mariadb,
-}
+/// The server's flavor: the API's own type, whose lower-case names
+/// (`mysql`, `mariadb`) are the manifest's.
+pub use keeper_crds::Flavor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -682,3 +682,128 @@ async fn keep_last_prunes_older_backups_after_a_success() {
         "another owner's backup was deleted"
     );
 }
+
+/// `--socket` instead of `--host`/`--port` (DESIGN, "Agent CLI"): a backup
+/// and a restore over the server's Unix socket; the two ways to name the
+/// server exclude each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_over_the_unix_socket() {
+    let server = MariaDb::start().unwrap();
+    server
+        .run_sql(
+            "CREATE DATABASE app; CREATE TABLE app.t (x INT PRIMARY KEY, s TEXT); \
+             INSERT INTO app.t VALUES (1, 'one'), (2, 'two'), (3, NULL);",
+            None,
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = server.socket().display().to_string();
+    let to = format!("file://{}", dir.path().display());
+    let agent = |args: &[&str]| {
+        let argv: Vec<String> = ["keeper-agent"]
+            .iter()
+            .chain(args)
+            .map(|s| (*s).to_owned())
+            .collect();
+        keeper_agent::run(argv, ctx(server.root_password()))
+    };
+    let on_socket = ["--socket", socket.as_str(), "--user", "root"];
+
+    agent(
+        &[
+            &["backup"],
+            &on_socket[..],
+            &["--to", &to, "--name", "sock"],
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    let manifest = check_file(&dir.path().join("sock"));
+    assert!(manifest.databases.iter().any(|d| d.name == "app"));
+    let before = fingerprint(&server, &["app"]).await;
+
+    server.run_sql("DROP DATABASE app;", None).unwrap();
+    let from = format!("{to}/sock");
+    agent(&[&["restore"], &on_socket[..], &["--from", &from]].concat())
+        .await
+        .unwrap();
+    assert_same(&before, &fingerprint(&server, &["app"]).await);
+
+    let both = agent(
+        &[
+            &["backup"],
+            &on_socket[..],
+            &["--host", "127.0.0.1", "--to", &to],
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(both, keeper_agent::AgentError::Usage(_)), "{both}");
+    let neither = agent(&["backup", "--user", "root", "--to", &to])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(neither, keeper_agent::AgentError::Usage(_)),
+        "{neither}"
+    );
+}
+
+/// Without the privilege for the global lock (no RELOAD), `--parallel 2`
+/// falls back to one connection and one snapshot, the manifest says so, and
+/// the dump is still whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_lock_privilege_one_snapshot_dumps_everything() {
+    let source = MariaDb::start().unwrap();
+    source
+        .run_sql(
+            "CREATE DATABASE app; CREATE TABLE app.t (x INT PRIMARY KEY); \
+             INSERT INTO app.t VALUES (1), (2), (3); CREATE TABLE app.u (y TEXT); \
+             INSERT INTO app.u VALUES ('seven'); \
+             CREATE USER 'dumper'@'%' IDENTIFIED BY 'dumper-pw'; \
+             GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, PROCESS ON *.* TO 'dumper'@'%';",
+            None,
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = source.port().to_string();
+    let to = format!("file://{}", dir.path().display());
+    let argv = [
+        "keeper-agent",
+        "backup",
+        "--host",
+        source.host(),
+        "--port",
+        &port,
+        "--user",
+        "dumper",
+        "--parallel",
+        "2",
+        "--to",
+        &to,
+        "--name",
+        "lone",
+    ];
+    let args = match Cli::try_parse_from(argv).unwrap().command {
+        AgentCommand::Backup(a) => a,
+        _ => unreachable!(),
+    };
+    let outcome = keeper_agent::dump::backup(args, &ctx("dumper-pw"))
+        .await
+        .unwrap();
+    let snapshot = &outcome.manifest.snapshot;
+    assert_eq!(snapshot.consistency, Consistency::SingleTransaction);
+    assert!(
+        snapshot
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("no privilege for the global lock")),
+        "{snapshot:?}"
+    );
+    check_file(&folder(&outcome));
+    let before = fingerprint(&source, &["app"]).await;
+    let target = MariaDb::start().unwrap();
+    restore_with_client(&folder(&outcome).join("dump.sql.gz"), &target);
+    assert_same(&before, &fingerprint(&target, &["app"]).await);
+}

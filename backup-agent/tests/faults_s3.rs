@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use faults_common::*;
-use keeper_agent::keep_policy::KeepPolicy;
-use keeper_agent::prune::{Retention, apply_at};
-use keeper_agent::restore::{BackupStatus, list_backups};
+use keeper_agent::repository::keep_policy::KeepPolicy;
+use keeper_agent::repository::orphans::abort_orphaned_uploads;
+use keeper_agent::repository::prune::{Retention, apply_at};
+use keeper_agent::repository::{BackupStatus, list_backups};
 use keeper_tests::{Garage, MariaDb, Proxy};
 
 fn garage_addr(garage: &Garage) -> std::net::SocketAddr {
@@ -183,10 +184,10 @@ async fn a_slow_store_that_drops_connections_still_gets_a_good_backup() {
         // Cleanup running meanwhile never touches a live upload, even with
         // no minimum age, and retention keeps the running backup.
         let store = open(&url, &env_direct).await;
-        let aborted = store
-            .abort_orphaned_uploads(&owner(), chrono::Duration::zero())
-            .await
-            .unwrap();
+        let aborted =
+            abort_orphaned_uploads(&store, &owner(), chrono::Duration::zero(), Utc::now())
+                .await
+                .unwrap();
         let pruned = apply_at(&store, &keep_last(1), Utc::now()).await.unwrap();
         let still_pending = pending_uploads(&garage).await;
         // The network drops the connections once mid-upload: retried.
@@ -303,8 +304,7 @@ async fn sigkill_mid_upload_leaves_an_orphan_that_only_old_age_lets_cleanup_abor
     )
     .await
     .unwrap();
-    let aborted = store
-        .abort_orphaned_uploads(&owner(), chrono::Duration::zero())
+    let aborted = abort_orphaned_uploads(&store, &owner(), chrono::Duration::zero(), Utc::now())
         .await
         .unwrap();
     assert!(aborted.is_empty(), "{aborted:?}");

@@ -10,12 +10,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use keeper_agent::AgentContext;
 use keeper_agent::cli::S3Args;
-use keeper_agent::keep_policy::{DeleteReason, KeepPolicy, KeepReason};
 use keeper_agent::manifest::{
     Consistency, FORMAT_VERSION, FileInfo, Flavor, InProgress, Manifest, ServerInfo, Snapshot,
 };
 use keeper_agent::owner::Owner;
-use keeper_agent::prune::{PruneError, Retention, apply_at};
+use keeper_agent::repository::keep_policy::{DeleteReason, KeepPolicy, KeepReason};
+use keeper_agent::repository::prune::{PruneError, Retention, apply_at};
 use keeper_agent::storage::{Location, S3Settings, Store};
 use keeper_tests::Garage;
 

@@ -19,9 +19,8 @@ use keeper_agent::manifest::{
     Consistency, DatabaseEntry, FORMAT_VERSION, FileInfo, Flavor, InProgress, Manifest, Member,
     MemberKind, ServerInfo, Snapshot, TableEntry, TableKind,
 };
-use keeper_agent::restore::{
-    BackupStatus, RestoreError, RestoreOptions, list_backups, restore_backup, verify_backup,
-};
+use keeper_agent::repository::{BackupStatus, list_backups};
+use keeper_agent::restore::{RestoreError, RestoreOptions, restore_backup, verify_backup};
 use keeper_agent::storage::{Location, S3Settings, Store};
 use keeper_tests::MariaDb;
 use mysql_async::prelude::Queryable;
@@ -793,7 +792,7 @@ async fn list_tells_complete_in_progress_and_incomplete_apart() {
         let store = file_store(dir.path()).await;
         let mut v = Vec::new();
         for l in &listed {
-            v.push(keeper_agent::restore::list::verify_listing(&store, l).await);
+            v.push(keeper_agent::restore::verify::verify_listing(&store, l).await);
         }
         v
     };

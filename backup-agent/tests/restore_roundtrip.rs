@@ -125,7 +125,9 @@ async fn the_sample_database_round_trips_through_backup_and_restore() {
     )
     .await
     .unwrap();
-    let listed = keeper_agent::restore::list_backups(&store).await.unwrap();
+    let listed = keeper_agent::repository::list_backups(&store)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].is_complete());
 

@@ -12,6 +12,7 @@ use keeper_agent::AgentContext;
 use keeper_agent::cli::S3Args;
 use keeper_agent::manifest::InProgress;
 use keeper_agent::owner::Owner;
+use keeper_agent::repository::orphans::abort_orphaned_uploads;
 use keeper_agent::storage::{Location, S3Settings, StorageError, Store, s3};
 use keeper_tests::Garage;
 
@@ -449,8 +450,7 @@ async fn orphan_cleanup_aborts_only_the_owners_dead_uploads() {
         .unwrap();
 
     // Too young for the threshold: nothing happens.
-    let aborted = store
-        .abort_orphaned_uploads(&owner(), Duration::hours(1))
+    let aborted = abort_orphaned_uploads(&store, &owner(), Duration::hours(1), Utc::now())
         .await
         .unwrap();
     assert!(aborted.is_empty(), "{aborted:?}");
@@ -458,8 +458,7 @@ async fn orphan_cleanup_aborts_only_the_owners_dead_uploads() {
 
     // Only the owner's dead run is aborted: never a live one, another
     // owner's, or one whose owner cannot be told.
-    let aborted = store
-        .abort_orphaned_uploads(&owner(), Duration::zero())
+    let aborted = abort_orphaned_uploads(&store, &owner(), Duration::zero(), Utc::now())
         .await
         .unwrap();
     assert_eq!(aborted, ["stale/dump.sql.gz"]);
@@ -477,8 +476,7 @@ async fn orphan_cleanup_aborts_only_the_owners_dead_uploads() {
     );
     // The other owner's cleanup takes its own.
     let billing: Owner = "shop/billing".parse().unwrap();
-    let aborted = store
-        .abort_orphaned_uploads(&billing, Duration::zero())
+    let aborted = abort_orphaned_uploads(&store, &billing, Duration::zero(), Utc::now())
         .await
         .unwrap();
     assert_eq!(aborted, ["other/dump.sql.gz"]);
@@ -513,8 +511,7 @@ async fn orphan_cleanup_on_files_removes_stale_partials_only() {
         )
         .await
         .unwrap();
-    let aborted = store
-        .abort_orphaned_uploads(&owner(), Duration::zero())
+    let aborted = abort_orphaned_uploads(&store, &owner(), Duration::zero(), Utc::now())
         .await
         .unwrap();
     assert_eq!(aborted, ["dead/dump.sql.gz"]);

@@ -32,6 +32,7 @@ pub mod names;
 pub mod retention;
 pub mod schedule;
 mod schema;
+pub mod server_version;
 pub mod validation;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -51,6 +52,7 @@ pub use instance::{
 };
 pub use retention::{MaxAge, RetentionError};
 pub use schedule::{Schedule, ScheduleError};
+pub use server_version::ServerVersion;
 pub use validation::ValidationError;
 
 /// The API group of every Keeper resource.

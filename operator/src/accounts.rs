@@ -76,8 +76,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use keeper_crds::Flavor;
 use keeper_crds::agent::BACKUP_USER;
+use keeper_crds::{Flavor, ServerVersion};
 use mysql_async::prelude::Queryable;
 use thiserror::Error;
 
@@ -88,44 +88,9 @@ pub const ROOT_USER: &str = "root";
 /// How long connecting to the server may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server the statements are for: flavor and version, read from `VERSION()`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerKind {
-    /// MySQL or MariaDB.
-    pub flavor: Flavor,
-    /// Major version.
-    pub major: u32,
-    /// Minor version.
-    pub minor: u32,
-}
-
-impl ServerKind {
-    /// Parses `SELECT VERSION()`: `8.4.3`, `11.4.4-MariaDB-log`, … `None`
-    /// when it does not start with `<major>.<minor>`.
-    pub fn parse(version: &str) -> Option<Self> {
-        let flavor = if version.to_ascii_lowercase().contains("mariadb") {
-            Flavor::Mariadb
-        } else {
-            Flavor::Mysql
-        };
-        let mut parts = version.split(|c: char| !c.is_ascii_digit());
-        let major = parts.next()?.parse().ok()?;
-        let minor = parts.next()?.parse().ok()?;
-        Some(Self {
-            flavor,
-            major,
-            minor,
-        })
-    }
-
-    fn at_least(self, major: u32, minor: u32) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
-}
-
 /// The global privileges of the dump account on `server` (see the module
 /// docs): read-only, and nothing a restore needs.
-pub fn backup_privileges(server: ServerKind) -> Vec<&'static str> {
+pub fn backup_privileges(server: ServerVersion) -> Vec<&'static str> {
     let mut privileges = vec![
         "SELECT",
         "SHOW VIEW",
@@ -170,7 +135,7 @@ fn quote(value: &str) -> String {
 /// by an earlier release; see the module docs).
 ///
 /// They contain the password: never log them (the executor does not).
-pub fn backup_user_statements(server: ServerKind, password: &str) -> Vec<String> {
+pub fn backup_user_statements(server: ServerVersion, password: &str) -> Vec<String> {
     let account = format!("'{BACKUP_USER}'@'%'");
     let password = quote(password);
     vec![
@@ -270,7 +235,7 @@ impl std::fmt::Debug for AccountTarget {
 /// A root session on the server, with the server's kind.
 struct RootSession {
     conn: mysql_async::Conn,
-    server: ServerKind,
+    server: ServerVersion,
     version: String,
     host: String,
     port: u16,
@@ -323,11 +288,12 @@ impl RootSession {
             .await
             .map_err(failed("reading the server version"))?;
         let version = version.unwrap_or_default();
-        let server = ServerKind::parse(&version).ok_or_else(|| AccountsError::UnknownServer {
-            host: host.to_owned(),
-            port,
-            version: version.clone(),
-        })?;
+        let server =
+            ServerVersion::parse(&version, "").ok_or_else(|| AccountsError::UnknownServer {
+                host: host.to_owned(),
+                port,
+                version: version.clone(),
+            })?;
         Ok(Self {
             conn,
             server,
@@ -407,7 +373,7 @@ pub enum AppAccess {
 
 /// Whether `server` has `ACCOUNT LOCK` (MariaDB 10.4.2, MySQL 5.7.6; the
 /// MySQL 5.7 releases before 5.7.9 were development milestones, so 5.7 counts).
-pub fn supports_account_lock(server: ServerKind) -> bool {
+pub fn supports_account_lock(server: ServerVersion) -> bool {
     match server.flavor {
         Flavor::Mariadb => server.at_least(10, 4),
         Flavor::Mysql => server.at_least(5, 7),
@@ -643,23 +609,24 @@ impl AccountManager for SqlAccountManager {
 mod tests {
     use super::*;
 
-    fn kind(version: &str) -> ServerKind {
-        ServerKind::parse(version).expect("parses")
+    fn kind(version: &str) -> ServerVersion {
+        ServerVersion::parse(version, "").expect("parses")
     }
 
     #[test]
     fn versions_parse() {
         assert_eq!(
             kind("11.4.4-MariaDB-log"),
-            ServerKind {
+            ServerVersion {
                 flavor: Flavor::Mariadb,
                 major: 11,
-                minor: 4
+                minor: 4,
+                patch: 4
             }
         );
         assert_eq!(kind("8.4.3").flavor, Flavor::Mysql);
         assert_eq!(kind("10.11.6-MariaDB-0+deb12u1").minor, 11);
-        assert_eq!(ServerKind::parse("garbage"), None);
+        assert_eq!(ServerVersion::parse("garbage", ""), None);
     }
 
     #[test]
@@ -781,6 +748,10 @@ mod tests {
         assert!(supports_account_lock(kind("5.7.44")));
         assert!(supports_account_lock(kind("8.4.3")));
         assert!(!supports_account_lock(kind("5.6.51")));
+        // MariaDB 10.x builds that print the 5.5.5- compatibility prefix are
+        // MariaDB 10.x, not a 5.5 server.
+        assert!(supports_account_lock(kind("5.5.5-10.4.1-MariaDB")));
+        assert!(backup_privileges(kind("5.5.5-10.5.8-MariaDB")).contains(&"BINLOG MONITOR"));
     }
 
     #[test]

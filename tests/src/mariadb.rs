@@ -87,6 +87,11 @@ impl MariaDb {
         &self.root_password
     }
 
+    /// The server's Unix socket (inside the temp dir).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
     /// The server's datadir (inside the temp dir).
     pub fn datadir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -225,7 +230,7 @@ impl MariaDb {
         let mut cmd = Command::new(server);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
-            .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+            .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", self.log_path().display()))
             .arg(format!("--tmpdir={}", dir.join("tmp").display()))
@@ -252,7 +257,7 @@ impl MariaDb {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().map_err(HarnessError::io("starting mariadbd"))?;
-        let socket = dir.join("mysqld.sock");
+        let socket = self.socket();
         let ready = wait_until(&mut child, START_TIMEOUT, || {
             socket.exists() && port_open(port)
         });

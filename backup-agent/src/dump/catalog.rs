@@ -8,8 +8,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
 use super::error::{BackupError, SqlContext};
-use super::sql::{self, ColumnClass, ident, string_literal};
+use super::sql::{self, ColumnClass, string_literal};
 use crate::manifest::{DataSkipped, TableKind};
+use crate::mysql::ident;
 
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -99,7 +100,9 @@ fn number(row: &Row, i: usize) -> u64 {
 fn strict_text(row: &Row, i: usize, what: &str) -> Result<String, BackupError> {
     match row.as_ref(i) {
         Some(Value::Bytes(b)) => String::from_utf8(b.clone())
-            .map_err(|_| BackupError::Internal(format!("{what} is not valid UTF-8"))),
+            .map_err(|_| BackupError::NotUtf8 {
+                what: what.to_owned(),
+            }),
         Some(Value::NULL) | None => Err(BackupError::Sql {
             target: String::new(),
             during: format!("reading {what}"),

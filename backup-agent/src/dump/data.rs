@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use super::catalog::Table;
 use super::error::{BackupError, SqlContext};
 use super::member::{EncodedMember, MemberEncoder};
-use super::sql::{self, ident};
+use super::sql;
 use crate::manifest::MemberKind;
+use crate::mysql::ident;
 
 /// Uncompressed SQL per data member: big enough to keep the member count
 /// low (deflate's window is 32 KiB, so the ratio does not depend on it),
@@ -140,27 +141,28 @@ struct Closed;
 
 impl Chunker<'_> {
     fn io(&self, e: std::io::Error) -> BackupError {
-        BackupError::Internal(format!(
-            "compressing `{}`.`{}`: {e}",
-            self.table.database, self.table.name
-        ))
+        BackupError::Compress {
+            member: format!("`{}`.`{}`", self.table.database, self.table.name),
+            source: e,
+        }
     }
 
     fn encoder(&mut self) -> Result<&mut MemberEncoder, BackupError> {
-        if self.encoder.is_none() {
-            let mut enc = MemberEncoder::new(
-                MemberKind::Data,
-                Some(&self.table.database),
-                Some(&self.table.name),
-                self.limits.level,
-            );
-            enc.write(sql::preamble(Some(&self.table.database)).as_bytes())
-                .map_err(|e| self.io(e))?;
-            self.encoder = Some(enc);
-        }
-        self.encoder
-            .as_mut()
-            .ok_or_else(|| BackupError::Internal("no member encoder".into()))
+        let enc = match self.encoder.take() {
+            Some(enc) => enc,
+            None => {
+                let mut enc = MemberEncoder::new(
+                    MemberKind::Data,
+                    Some(&self.table.database),
+                    Some(&self.table.name),
+                    self.limits.level,
+                );
+                enc.write(sql::preamble(Some(&self.table.database)).as_bytes())
+                    .map_err(|e| self.io(e))?;
+                enc
+            }
+        };
+        Ok(self.encoder.insert(enc))
     }
 
     async fn row(&mut self, row: &[u8]) -> Result<Result<(), Closed>, BackupError> {

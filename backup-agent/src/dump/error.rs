@@ -1,20 +1,25 @@
 //! Why a backup failed, one line each: what, on which object, what to do.
 
-use crate::connection::ConnectionError;
+use crate::message::one_line;
+use crate::mysql::{ConnectionError, Failure};
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// The connection settings cannot be used (no password, unreadable file).
     #[error(transparent)]
     Connection(#[from] ConnectionError),
+    /// The server refused the login.
     #[error(
         "cannot log in to {target}: access denied; check the user and the password in its Secret (MYSQL_PWD or --password-file)"
     )]
     AccessDenied { target: String },
+    /// The server cannot be reached at all.
     #[error(
         "cannot reach the server at {target}: {reason}; check the host, the port and that the server is running"
     )]
     Unreachable { target: String, reason: String },
+    /// The connection broke during the dump.
     #[error(
         "lost the connection to {target} while {during}: {reason}; the backup was discarded, run it again"
     )]
@@ -23,20 +28,33 @@ pub enum BackupError {
         during: String,
         reason: String,
     },
+    /// A statement failed; `during` names the step.
     #[error("{during} failed on {target}: {reason}")]
     Sql {
         target: String,
         during: String,
         reason: String,
     },
+    /// The server answered `SELECT VERSION()` with no row.
+    #[error(
+        "{target} answered SELECT VERSION() with no row: it does not behave as a MySQL or MariaDB server"
+    )]
+    NoVersion { target: String },
+    /// `--databases` names a database the server does not have.
     #[error("database `{name}` does not exist on {target} (it has: {available}); fix --databases")]
     UnknownDatabase {
         name: String,
         target: String,
         available: String,
     },
+    /// The server holds only its own databases.
     #[error("no database to back up on {target}: it holds only system databases")]
     NothingToDump { target: String },
+    /// Catalog text (DDL, a name) that is not valid UTF-8: converting it
+    /// would change it, so it is not dumped at all.
+    #[error("{what} is not valid UTF-8: a dump cannot carry it exactly; the backup was discarded")]
+    NotUtf8 { what: String },
+    /// One row needs a statement larger than the server accepts.
     #[error(
         "a row of `{database}`.`{table}` needs a {size}-byte statement, more than the server's max_allowed_packet ({max}); raise max_allowed_packet on the server and on restore targets"
     )]
@@ -46,26 +64,52 @@ pub enum BackupError {
         size: u64,
         max: u64,
     },
+    /// Compressing a member failed.
+    #[error("compressing {member} failed: {source}; the backup was discarded")]
+    Compress {
+        /// `the header`, `` `db`.`table` ``…
+        member: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A task of the dump (a worker, the lock holder) ended without saying
+    /// why: it panicked or was cancelled.
+    #[error("{task} stopped before it finished{}; the backup was discarded, run it again", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    TaskStopped {
+        task: &'static str,
+        detail: Option<String>,
+    },
+    /// `--instance` or the Kubernetes owner is not valid.
     #[error(transparent)]
     Owner(#[from] crate::owner::OwnerError),
+    /// Retention was asked for without an owner to act for.
     #[error(
         "--keep-last/--max-age need an owner: give --instance [NAMESPACE/]NAME (retention only ever acts on one owner's backups)"
     )]
     RetentionNeedsOwner,
+    /// `--keep-last`/`--max-age` are not valid.
     #[error("invalid retention: {0}")]
-    Retention(String),
+    Retention(#[source] crate::repository::prune::PruneError),
+    /// A backup of that name is already complete.
     #[error("the backup {location} already has a manifest; choose another --name")]
     AlreadyExists { location: String },
+    /// Storage failed for the backup's folder.
     #[error("storage failed for the backup {location}: {source}")]
     Storage {
         location: String,
         #[source]
         source: StorageError,
     },
+    /// The manifest cannot be written as JSON.
+    #[error("cannot write the manifest of {location} as JSON: {source}; the dump was removed")]
+    ManifestJson {
+        location: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The backup's name cannot be a folder name.
     #[error("the backup's name `{0}` is not a valid folder name (letters, digits, `-`, `_`, `.`)")]
     BadName(String),
-    #[error("internal error in the dump engine: {0}; please report it")]
-    Internal(String),
 }
 
 /// Where a SQL error happened, to turn it into a [`BackupError`].
@@ -75,52 +119,43 @@ pub struct SqlContext {
 }
 
 impl SqlContext {
-    /// Classifies a driver error: lost connections and refused logins get
-    /// their own messages; everything else names the step that failed.
+    /// A failed step: lost connections and refused logins get their own
+    /// messages; everything else names the step that failed.
     pub fn err(&self, during: impl Into<String>, e: mysql_async::Error) -> BackupError {
+        let target = self.target.clone();
         let during = during.into();
-        match e {
-            mysql_async::Error::Server(s) if s.code == 1045 => BackupError::AccessDenied {
-                target: self.target.clone(),
-            },
-            mysql_async::Error::Server(s) => BackupError::Sql {
-                target: self.target.clone(),
+        match Failure::of(&e) {
+            Failure::AccessDenied => BackupError::AccessDenied { target },
+            Failure::Server {
+                code,
+                state,
+                message,
+            } => BackupError::Sql {
+                target,
                 during,
-                reason: one_line(&format!("error {} ({}): {}", s.code, s.state, s.message)),
+                reason: one_line(&format!("error {code} ({state}): {message}")),
             },
-            mysql_async::Error::Io(io) => BackupError::ConnectionLost {
-                target: self.target.clone(),
+            Failure::Network(reason) => BackupError::ConnectionLost {
+                target,
                 during,
-                reason: one_line(&io.to_string()),
+                reason,
             },
-            other => BackupError::Sql {
-                target: self.target.clone(),
+            Failure::Driver(reason) => BackupError::Sql {
+                target,
                 during,
-                reason: one_line(&other.to_string()),
+                reason,
             },
         }
     }
 
     /// A failed login: access denied, or the server cannot be reached.
     pub fn connect_err(&self, e: mysql_async::Error) -> BackupError {
-        match e {
-            mysql_async::Error::Io(io) => BackupError::Unreachable {
+        match Failure::of(&e) {
+            Failure::Network(reason) => BackupError::Unreachable {
                 target: self.target.clone(),
-                reason: one_line(&io.to_string()),
+                reason,
             },
-            other => self.err("logging in", other),
+            _ => self.err("logging in", e),
         }
     }
-}
-
-/// Server error code of a driver error, if it is one.
-pub fn server_code(e: &mysql_async::Error) -> Option<u16> {
-    match e {
-        mysql_async::Error::Server(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -42,7 +42,6 @@
 mod catalog;
 mod data;
 mod error;
-pub mod flavor;
 mod member;
 mod progress;
 mod snapshot;
@@ -65,7 +64,6 @@ pub use error::BackupError;
 use self::catalog::{Catalog, Database};
 use self::data::{Counters, DataUnit, Limits};
 use self::error::SqlContext;
-use self::flavor::Server;
 use self::member::{EncodedMember, encode_text};
 use self::writer::DumpWriter;
 use crate::AgentContext;
@@ -74,6 +72,7 @@ use crate::manifest::{
     self, DUMP_FILE, DatabaseEntry, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE, Manifest,
     MemberKind, ServerInfo, TableEntry, TableKind,
 };
+use crate::mysql::{self, Server};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
 /// What a successful backup produced, for reporting (Kubernetes status).
@@ -83,21 +82,59 @@ pub struct BackupOutcome {
     /// The backup's folder: `URL/NAME`.
     pub location: Location,
     /// What `--keep-last`/`--max-age` removed after the backup succeeded.
-    pub retention: Option<crate::prune::PruneOutcome>,
+    pub retention: Option<crate::repository::prune::PruneOutcome>,
     /// Retention failed after a good backup: the backup stands (its exit
     /// code is 0), the failure is logged and reported here.
     pub retention_error: Option<String>,
 }
 
-/// Runs `keeper-agent backup`. Returns only when `dump.sql.gz` and its
-/// manifest are both in storage.
+/// Everything the dump engine ([`dump`]) works from, read from the command
+/// line and the environment by [`backup`]; the engine reads nothing else.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    /// How to reach the server (with its password).
+    pub server: mysql_async::Opts,
+    /// `--databases`; empty: every database but the server's own.
+    pub databases: Vec<String>,
+    /// Worker connections (`--parallel`).
+    pub parallel: usize,
+    /// gzip level of every member.
+    pub compression_level: u32,
+    /// The location the backup folder goes below (`--to`).
+    pub root: Location,
+    /// How to reach S3, when the location is there.
+    pub s3: S3Settings,
+    /// The backup folder's name.
+    pub name: String,
+    /// Whose backup it is, recorded in the marker and the manifest.
+    pub owner: Option<crate::owner::Owner>,
+    /// This machine, recorded in the in-progress marker.
+    pub host: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// A complete backup: its manifest is in storage.
+#[derive(Debug, Clone)]
+pub struct Dumped {
+    pub manifest: Manifest,
+    /// The backup's folder: `URL/NAME`.
+    pub location: Location,
+    /// The store of the location the folder is in, for what runs after the
+    /// dump (retention).
+    pub root: Store,
+}
+
+/// Runs `keeper-agent backup`: reads the command line and the environment,
+/// runs the dump engine, then (with `--keep-last`/`--max-age`) retention.
+/// Returns only when `dump.sql.gz` and its manifest are both in storage.
 pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcome, BackupError> {
     let started_at = Utc::now();
     let name = backup_name(&args, ctx, started_at)?;
     let owner = crate::owner::Owner::of_run(args.owner.instance.as_deref(), ctx)?;
     // Retention settings are checked before anything is dumped.
-    let policy = crate::prune::policy_from_args(&args.retention)
-        .map_err(|e| BackupError::Retention(e.to_string()))?;
+    let policy = crate::repository::prune::policy_from_args(&args.retention)
+        .map_err(BackupError::Retention)?;
     if policy.has_rule() && owner.is_none() {
         return Err(BackupError::RetentionNeedsOwner);
     }
@@ -105,27 +142,66 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         location: args.to.clone(),
         source,
     })?;
-    let location = root.join(&name);
+    let options = DumpOptions {
+        server: args.connect.opts(ctx)?,
+        databases: args.databases,
+        parallel: args.parallel,
+        compression_level: args.compression_level,
+        root,
+        s3: S3Settings {
+            env: ctx.env.clone(),
+            force_path_style: args.s3.s3_force_path_style,
+            ca_bundle: args.s3.s3_ca_bundle.clone(),
+        },
+        name,
+        owner,
+        host: ctx.var("HOSTNAME").map_or_else(hostname, str::to_owned),
+        started_at,
+    };
+    let Dumped {
+        manifest,
+        location,
+        root,
+    } = dump(&options).await?;
+    let (retention, retention_error) = match options.owner.filter(|_| policy.has_rule()) {
+        Some(owner) => {
+            match crate::repository::prune::after_backup(&root, policy, owner, ctx).await {
+                Ok(outcome) => (Some(outcome), None),
+                Err(e) => {
+                    tracing::warn!("the backup {location} is complete, but retention failed: {e}");
+                    (None, Some(e.to_string()))
+                }
+            }
+        }
+        None => (None, None),
+    };
+    Ok(BackupOutcome {
+        manifest,
+        location,
+        retention,
+        retention_error,
+    })
+}
+
+/// The dump engine: one consistent backup of `options.server` into
+/// `options.root/options.name`. The server is checked first (a wrong
+/// password or an unknown database touches no storage); the in-progress
+/// marker lives exactly as long as the writing.
+pub async fn dump(options: &DumpOptions) -> Result<Dumped, BackupError> {
+    let location = options.root.join(&options.name);
     let storage_err = |source: StorageError| BackupError::Storage {
         location: location.to_string(),
         source,
     };
-    let s3 = S3Settings {
-        env: ctx.env.clone(),
-        force_path_style: args.s3.s3_force_path_style,
-        ca_bundle: args.s3.s3_ca_bundle.clone(),
-    };
-
-    // The server first: a wrong password or an unknown database must not
-    // touch storage at all.
-    let opts = args.connect.opts(ctx)?;
     let cx = SqlContext {
-        target: args.connect.describe(),
+        target: mysql::describe(&options.server),
     };
-    let prepared = prepare(&args, &opts, &cx).await?;
+    let prepared = prepare(options, &cx).await?;
 
-    let store_root = Store::open(&root, &s3).await.map_err(storage_err)?;
-    let store = store_root.child(&name);
+    let root = Store::open(&options.root, &options.s3)
+        .await
+        .map_err(storage_err)?;
+    let store = root.child(&options.name);
     if store
         .size(MANIFEST_FILE)
         .await
@@ -136,65 +212,27 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
             location: location.to_string(),
         });
     }
-    let host = ctx.var("HOSTNAME").map_or_else(hostname, str::to_owned);
-    let marker = Marker::start(store.clone(), started_at, host, owner.clone())
-        .await
-        .map_err(storage_err)?;
-    let upload = match store.create_upload(DUMP_FILE).await {
-        Ok(u) => u,
-        Err(e) => {
-            marker.stop().await;
-            return Err(storage_err(e));
-        }
-    };
+    let marker = Marker::start(
+        store.clone(),
+        options.started_at,
+        options.host.clone(),
+        options.owner.clone(),
+    )
+    .await
+    .map_err(storage_err)?;
     tracing::info!(
         backup = %location,
         server = %prepared.server.version,
         databases = prepared.databases.len(),
         "backup started"
     );
-
-    let mut writer = DumpWriter::new(upload);
-    let result = run(&args, &opts, &cx, prepared, &mut writer, &name, started_at).await;
-    let finished = match result {
-        Ok(parts) => match writer.finish().await {
-            Ok(file) => Ok((parts, file)),
-            Err(e) => Err(storage_err(e)),
-        },
-        Err(e) => {
-            if let Err(abort) = writer.abort().await {
-                tracing::warn!("could not remove the partial dump: {abort}");
-            }
-            Err(e)
-        }
-    };
-    let (parts, file) = match finished {
-        Ok(x) => x,
-        Err(e) => {
-            marker.stop().await;
-            return Err(e);
-        }
-    };
-
-    let mut manifest = parts.into_manifest(file, &name);
-    manifest.owner = owner.clone();
-    let json = match manifest.to_json() {
-        Ok(j) => j,
-        Err(e) => {
-            marker.stop().await;
-            let _ = store.delete(DUMP_FILE).await;
-            return Err(BackupError::Internal(format!(
-                "serialising the manifest: {e}"
-            )));
-        }
-    };
-    if let Err(e) = store.put(MANIFEST_FILE, Bytes::from(json)).await {
-        marker.stop().await;
-        // Without its manifest the dump is not a backup: remove it.
-        let _ = store.delete(DUMP_FILE).await;
-        return Err(storage_err(e));
-    }
+    // The one place the marker stops: after the writing, whatever its end.
+    let written = write(options, &cx, prepared, &store).await;
     marker.stop().await;
+    let manifest = written.map_err(|e| match e {
+        Written::Storage(source) => storage_err(source),
+        Written::Backup(e) => e,
+    })?;
     tracing::info!(
         backup = %location,
         tables = manifest.table_count(),
@@ -206,22 +244,62 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         seconds = (manifest.finished_at - manifest.started_at).num_milliseconds() as f64 / 1000.0,
         "backup complete"
     );
-    let (retention, retention_error) = match owner.filter(|_| policy.has_rule()) {
-        Some(owner) => match crate::prune::after_backup(&store_root, policy, owner, ctx).await {
-            Ok(outcome) => (Some(outcome), None),
-            Err(e) => {
-                tracing::warn!("the backup {location} is complete, but retention failed: {e}");
-                (None, Some(e.to_string()))
-            }
-        },
-        None => (None, None),
-    };
-    Ok(BackupOutcome {
+    Ok(Dumped {
         manifest,
         location,
-        retention,
-        retention_error,
+        root,
     })
+}
+
+/// Why [`write`] failed: a storage call of the backup folder itself, or
+/// anything else.
+enum Written {
+    Storage(StorageError),
+    Backup(BackupError),
+}
+
+/// Streams the dump into `store` and then its manifest. On failure nothing
+/// that looks complete is left: the upload is aborted, or the dump removed
+/// when its manifest cannot be written.
+async fn write(
+    options: &DumpOptions,
+    cx: &SqlContext,
+    prepared: Prepared,
+    store: &Store,
+) -> Result<Manifest, Written> {
+    let upload = store
+        .create_upload(DUMP_FILE)
+        .await
+        .map_err(Written::Storage)?;
+    let mut writer = DumpWriter::new(upload);
+    let parts = match run(options, cx, prepared, &mut writer).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!("could not remove the partial dump: {abort}");
+            }
+            return Err(Written::Backup(e));
+        }
+    };
+    let file = writer.finish().await.map_err(Written::Storage)?;
+    let mut manifest = parts.into_manifest(file, &options.name);
+    manifest.owner = options.owner.clone();
+    let json = match manifest.to_json() {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = store.delete(DUMP_FILE).await;
+            return Err(Written::Backup(BackupError::ManifestJson {
+                location: store.location().to_string(),
+                source: e,
+            }));
+        }
+    };
+    if let Err(e) = store.put(MANIFEST_FILE, Bytes::from(json)).await {
+        // Without its manifest the dump is not a backup: remove it.
+        let _ = store.delete(DUMP_FILE).await;
+        return Err(Written::Storage(e));
+    }
+    Ok(manifest)
 }
 
 /// `--name`, else the Kubernetes backup's name, else a UTC stamp (prefixed by
@@ -261,20 +339,19 @@ struct Prepared {
     databases: Vec<Database>,
 }
 
-async fn prepare(
-    args: &BackupArgs,
-    opts: &mysql_async::Opts,
-    cx: &SqlContext,
-) -> Result<Prepared, BackupError> {
-    let mut control = Conn::new(opts.clone())
+async fn prepare(options: &DumpOptions, cx: &SqlContext) -> Result<Prepared, BackupError> {
+    let mut control = mysql::connect(&options.server)
         .await
         .map_err(|e| cx.connect_err(e))?;
-    let (version, comment, packet): (String, String, u64) = control
-        .query_first("SELECT VERSION(), @@version_comment, @@max_allowed_packet")
+    let mysql::ServerFacts {
+        server,
+        max_allowed_packet: packet,
+    } = mysql::inspect(&mut control)
         .await
         .map_err(|e| cx.err("reading the server version", e))?
-        .ok_or_else(|| BackupError::Internal("SELECT VERSION() returned no row".into()))?;
-    let server = Server::detect(&version, &comment);
+        .ok_or_else(|| BackupError::NoVersion {
+            target: cx.target.clone(),
+        })?;
     for stmt in server.session_statements() {
         control
             .query_drop(stmt)
@@ -288,17 +365,17 @@ async fn prepare(
     let all = catalog.database_names().await?;
     // Keeper's record of applied restores is never dumped, even when named:
     // restored elsewhere it would claim restores that data never received.
-    let is_marker = |d: &str| d == crate::restore::marker::MARKER_SCHEMA;
+    let is_marker = |d: &str| d == mysql::MARKER_SCHEMA;
     let user_dbs: Vec<String> = all
         .iter()
         .filter(|d| !server.system_databases().contains(&d.as_str()) && !is_marker(d))
         .cloned()
         .collect();
-    let chosen: Vec<String> = if args.databases.is_empty() {
+    let chosen: Vec<String> = if options.databases.is_empty() {
         user_dbs.clone()
     } else {
         let mut chosen = Vec::new();
-        for d in &args.databases {
+        for d in &options.databases {
             let d = d.trim();
             if d.is_empty() || chosen.iter().any(|c| c == d) {
                 continue;
@@ -361,7 +438,7 @@ impl Parts {
             name: name.to_owned(),
             owner: None,
             server: ServerInfo {
-                flavor: self.server.flavor,
+                flavor: self.server.flavor(),
                 version: self.server.version,
             },
             started_at: self.started_at,
@@ -399,23 +476,25 @@ struct Job {
     ordinal: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
-    args: &BackupArgs,
-    opts: &mysql_async::Opts,
+    options: &DumpOptions,
     cx: &SqlContext,
     prepared: Prepared,
     writer: &mut DumpWriter,
-    name: &str,
-    started_at: DateTime<Utc>,
 ) -> Result<Parts, BackupError> {
+    let DumpOptions {
+        server: opts,
+        name,
+        started_at,
+        ..
+    } = options;
     let Prepared {
         mut control,
         server,
         max_allowed_packet,
         databases,
     } = prepared;
-    let level = args.compression_level;
+    let level = options.compression_level;
     let limits = Limits {
         chunk_bytes: data::DEFAULT_CHUNK_BYTES,
         statement_bytes: data::MAX_STATEMENT_BYTES
@@ -424,7 +503,10 @@ async fn run(
         max_allowed_packet,
         level,
     };
-    let enc_err = |e: std::io::Error| BackupError::Internal(format!("compressing: {e}"));
+    let enc_err = |source: std::io::Error| BackupError::Compress {
+        member: "a header or schema member".to_owned(),
+        source,
+    };
 
     // Key ranges are planned before the snapshot: they are only boundaries
     // (open at both ends), so rows written meanwhile are still covered.
@@ -457,7 +539,7 @@ async fn run(
         }
     }
 
-    let taken = snapshot::take(&mut control, opts, cx, &server, args.parallel).await?;
+    let taken = snapshot::take(&mut control, opts, cx, &server, options.parallel).await?;
     let locked = taken.locked_at.is_some();
     let mut snapshot_info = taken.snapshot;
 
@@ -485,7 +567,11 @@ async fn run(
                 continue;
             }
             let mut text = sql::preamble(None);
-            text.push_str(&format!("{};\nUSE {};\n", db.create, sql::ident(&db.name)));
+            text.push_str(&format!(
+                "{};\nUSE {};\n",
+                db.create,
+                mysql::ident(&db.name)
+            ));
             for t in objects {
                 text.push_str(&t.create);
             }
@@ -561,7 +647,7 @@ async fn run(
     // the writer waits on is always inside the window, so this cannot
     // deadlock. One unit of slack beyond the workers keeps them busy when
     // units differ in size.
-    let window = args.parallel.max(1) + 1;
+    let window = options.parallel.max(1) + 1;
     let (writer_at_tx, writer_at_rx) = tokio::sync::watch::channel(0usize);
     let counters = Arc::new(Counters::default());
     let jobs = Arc::new(Mutex::new(jobs));
@@ -623,7 +709,10 @@ async fn run(
                 if locked_done_rx.recv().await.is_none() {
                     return (
                         control,
-                        Err(BackupError::Internal("a worker stopped".into())),
+                        Err(BackupError::TaskStopped {
+                            task: "a dump worker",
+                            detail: None,
+                        }),
                     );
                 }
             }
@@ -671,7 +760,10 @@ async fn run(
                         }
                         None => {
                             return Err(fail_rx.try_recv().unwrap_or_else(|_| {
-                                BackupError::Internal("a dump worker stopped mid-table".into())
+                                BackupError::TaskStopped {
+                                    task: "a dump worker",
+                                    detail: Some("mid-table".to_owned()),
+                                }
                             }));
                         }
                         Some(Err(e)) => return Err(e),
@@ -696,12 +788,16 @@ async fn run(
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
-            return Err(BackupError::Internal(format!("a dump worker failed: {e}")));
+            return Err(BackupError::TaskStopped {
+                task: "a dump worker",
+                detail: Some(e.to_string()),
+            });
         }
     }
-    let (control, held) = release
-        .await
-        .map_err(|e| BackupError::Internal(format!("the lock task failed: {e}")))?;
+    let (control, held) = release.await.map_err(|e| BackupError::TaskStopped {
+        task: "the task holding the global lock",
+        detail: Some(e.to_string()),
+    })?;
     snapshot_info.lock_held_ms = held?;
     let _ = control.disconnect().await;
     if locked {
@@ -738,7 +834,7 @@ async fn run(
     let (members, largest_statement) = writer.members();
     Ok(Parts {
         server,
-        started_at,
+        started_at: *started_at,
         snapshot: snapshot_info,
         max_allowed_packet,
         databases: entries,
@@ -761,11 +857,11 @@ async fn key_ranges(
     pk: &str,
     chunk_bytes: u64,
 ) -> Result<Vec<Option<data::KeyRange>>, BackupError> {
-    let pk = sql::ident(pk);
+    let pk = mysql::ident(pk);
     let q = format!(
         "SELECT CAST(MIN({pk}) AS CHAR), CAST(MAX({pk}) AS CHAR) FROM {}.{}",
-        sql::ident(&t.database),
-        sql::ident(&t.name)
+        mysql::ident(&t.database),
+        mysql::ident(&t.name)
     );
     let row: Option<(Option<String>, Option<String>)> =
         control.query_first(q).await.map_err(|e| {

@@ -8,9 +8,10 @@ use std::time::Instant;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
 
-use super::error::{BackupError, SqlContext, server_code};
-use super::flavor::{PositionQuery, Server};
+use super::error::{BackupError, SqlContext};
 use crate::manifest::{BinlogPosition, Consistency, Snapshot};
+use crate::message::one_line;
+use crate::mysql::{self, Failure, PositionQuery, Server};
 
 /// Server errors that mean "you may not take this lock".
 const PRIVILEGE_ERRORS: [u16; 4] = [1044, 1142, 1227, 1370];
@@ -24,9 +25,7 @@ pub struct Taken {
 }
 
 pub async fn connect(opts: &Opts, cx: &SqlContext, server: &Server) -> Result<Conn, BackupError> {
-    let mut conn = Conn::new(opts.clone())
-        .await
-        .map_err(|e| cx.connect_err(e))?;
+    let mut conn = mysql::connect(opts).await.map_err(|e| cx.connect_err(e))?;
     for stmt in server.session_statements() {
         conn.query_drop(stmt)
             .await
@@ -44,11 +43,12 @@ pub async fn take(
     server: &Server,
     parallel: usize,
 ) -> Result<Taken, BackupError> {
-    let mut workers = Vec::with_capacity(parallel);
     // Connect before locking: logins are the slow part and must not
-    // lengthen the lock.
-    for _ in 0..parallel.max(1) {
-        workers.push(connect(opts, cx, server).await?);
+    // lengthen the lock. The first worker is the lone one without the lock.
+    let first = connect(opts, cx, server).await?;
+    let mut others = Vec::with_capacity(parallel.saturating_sub(1));
+    for _ in 1..parallel.max(1) {
+        others.push(connect(opts, cx, server).await?);
     }
     control
         .query_drop("SET SESSION lock_wait_timeout = 600")
@@ -59,16 +59,19 @@ pub async fn take(
     for stmt in server.lock_statements() {
         match control.query_drop(stmt).await {
             Ok(()) => {}
-            Err(e) if server_code(&e).is_some_and(|c| PRIVILEGE_ERRORS.contains(&c)) => {
-                denied = Some(super::error::one_line(&e.to_string()));
+            Err(e) if Failure::server_code(&e).is_some_and(|c| PRIVILEGE_ERRORS.contains(&c)) => {
+                denied = Some(one_line(&e.to_string()));
                 break;
             }
             Err(e) => return Err(cx.err(format!("taking the global lock ({stmt})"), e)),
         }
     }
     if let Some(reason) = denied {
-        return lone_snapshot(control, workers, cx, server, reason).await;
+        // The other workers' connections close: one snapshot, one connection.
+        return lone_snapshot(control, first, cx, server, reason).await;
     }
+    let mut workers = others;
+    workers.insert(0, first);
     let locked_at = Instant::now();
     for w in &mut workers {
         open_snapshot(w, cx).await?;
@@ -95,7 +98,7 @@ async fn open_snapshot(conn: &mut Conn, cx: &SqlContext) -> Result<(), BackupErr
 
 async fn lone_snapshot(
     control: &mut Conn,
-    mut workers: Vec<Conn>,
+    mut worker: Conn,
     cx: &SqlContext,
     server: &Server,
     reason: String,
@@ -104,17 +107,13 @@ async fn lone_snapshot(
     for stmt in server.unlock_statements() {
         let _ = control.query_drop(stmt).await;
     }
-    workers.truncate(1);
     let note = format!(
         "no privilege for the global lock ({reason}): one connection dumped everything from one snapshot; non-transactional tables (MyISAM, Aria) were not locked"
     );
     tracing::warn!(
         "{note}; grant RELOAD (and BACKUP_ADMIN on MySQL 8) to the backup user for parallel dumps"
     );
-    let Some(worker) = workers.first_mut() else {
-        return Err(BackupError::Internal("no worker connection".into()));
-    };
-    open_snapshot(worker, cx).await?;
+    open_snapshot(&mut worker, cx).await?;
     let mut binlog = None;
     let mut gtid = None;
     if let Some(q) = server.snapshot_position_query() {
@@ -146,7 +145,7 @@ async fn lone_snapshot(
         }
     }
     Ok(Taken {
-        workers,
+        workers: vec![worker],
         snapshot: Snapshot {
             consistency: Consistency::SingleTransaction,
             lock_held_ms: None,
@@ -206,7 +205,7 @@ pub async fn release(
     {
         tracing::warn!(
             "could not take `{stmt}` ({}); DDL during the dump may fail it",
-            super::error::one_line(&e.to_string())
+            one_line(&e.to_string())
         );
     }
     Ok(held)

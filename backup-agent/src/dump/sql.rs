@@ -35,10 +35,7 @@
 //! literal contains a raw newline: in a data member every statement is
 //! exactly one line.
 
-/// A quoted identifier: backticks around, backticks inside doubled.
-pub fn ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+use crate::mysql::ident;
 
 /// `'…'` with the escapes above.
 pub fn string_literal(text: &str) -> String {
@@ -316,13 +313,6 @@ mod tests {
         let mut out = Vec::new();
         push_value(&mut out, class, v);
         out
-    }
-
-    #[test]
-    fn identifiers_double_backticks() {
-        assert_eq!(ident("plain"), "`plain`");
-        assert_eq!(ident("we`ird na'me"), "`we``ird na'me`");
-        assert_eq!(ident("ünï 😀"), "`ünï 😀`");
     }
 
     #[test]

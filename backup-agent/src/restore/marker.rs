@@ -36,14 +36,9 @@ use mysql_async::prelude::Queryable;
 
 use super::RestoreError;
 
-/// The schema holding Keeper's own records. `mysql_` marks it as belonging
-/// to the server's administration rather than to an application (and keeps
-/// it apart from an application database called `keeper`).
-pub const MARKER_SCHEMA: &str = "mysql_keeper";
+pub use crate::mysql::{MARKER_SCHEMA, MAX_REQUEST_ID, parse_request_id};
 /// The table of applied restore requests.
 pub const MARKER_TABLE: &str = "applied_restores";
-/// Longest request id accepted.
-pub const MAX_REQUEST_ID: usize = 128;
 
 /// A restore request already applied to a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,23 +73,6 @@ impl AppliedRestore {
 
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
-}
-
-/// Checks a `--request-id`: 1 to [`MAX_REQUEST_ID`] characters of letters,
-/// digits and `.`, `_`, `-`, `:`, `/` (a hash, a name, `namespace/name:key`).
-pub fn parse_request_id(value: &str) -> Result<String, String> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_REQUEST_ID
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(format!(
-            "a request id is 1 to {MAX_REQUEST_ID} letters, digits or . _ - : /"
-        ))
-    }
 }
 
 /// The statements that create the record's schema and table if missing.
@@ -203,17 +181,6 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids() {
-        assert_eq!(parse_request_id("0123abcdef"), Ok("0123abcdef".into()));
-        assert!(parse_request_id("shop/orders:0123abcdef").is_ok());
-        assert!(parse_request_id("").is_err());
-        assert!(parse_request_id("a b").is_err());
-        assert!(parse_request_id("x'; DROP DATABASE y").is_err());
-        assert!(parse_request_id(&"a".repeat(MAX_REQUEST_ID)).is_ok());
-        assert!(parse_request_id(&"a".repeat(MAX_REQUEST_ID + 1)).is_err());
-    }
 
     #[test]
     fn the_table_is_keepers_own_and_keyed_by_request() {

@@ -11,7 +11,6 @@
 //! the server itself records applied requests ([`marker`]), checked before
 //! anything else and written after the last member.
 
-pub mod list;
 pub mod marker;
 pub mod preflight;
 pub mod replay;
@@ -27,11 +26,11 @@ use keeper_crds::agent::FailureCode;
 
 use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
-use crate::connection::ConnectionError;
 use crate::manifest::{ManifestError, MemberKind};
+use crate::mysql::ConnectionError;
+use crate::repository::{self, BackupListing};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
-pub use list::{BackupListing, BackupStatus, list_backups};
 pub use marker::{AppliedRestore, MARKER_SCHEMA};
 pub use source::Backup;
 pub use verify::{VerifyReport, verify_backup};
@@ -252,24 +251,31 @@ pub async fn restore(
         parallel: args.parallel,
         overwrite: args.overwrite,
     };
-    let restored = match &args.request_id {
-        Some(request) => restore_request(&store, &opts, options, request, progress).await?,
-        None => Restored::Loaded(restore_backup(&store, &opts, options, progress).await?),
-    };
-    match &restored {
-        Restored::Loaded(outcome) => println!(
-            "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
-            outcome.backup,
-            outcome.target,
-            outcome.tables,
-            outcome.rows,
-            outcome.members,
-            outcome.statements,
-            outcome.duration.as_secs_f64()
-        ),
-        Restored::AlreadyApplied { line, .. } => println!("{line}"),
+    match &args.request_id {
+        Some(request) => restore_request(&store, &opts, options, request, progress).await,
+        None => Ok(Restored::Loaded(
+            restore_backup(&store, &opts, options, progress).await?,
+        )),
     }
-    Ok(restored)
+}
+
+impl Restored {
+    /// What the command prints.
+    pub fn line(&self) -> String {
+        match self {
+            Restored::Loaded(outcome) => format!(
+                "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
+                outcome.backup,
+                outcome.target,
+                outcome.tables,
+                outcome.rows,
+                outcome.members,
+                outcome.statements,
+                outcome.duration.as_secs_f64()
+            ),
+            Restored::AlreadyApplied { line, .. } => line.clone(),
+        }
+    }
 }
 
 /// Restores `store` into `target` as the request `request_id`, at most once
@@ -284,7 +290,7 @@ pub async fn restore_request(
     request_id: &str,
     progress: &(dyn Fn(RestoreProgress) + Send + Sync),
 ) -> Result<Restored, RestoreError> {
-    let target_name = preflight::describe_target(target);
+    let target_name = crate::mysql::describe(target);
     let mut conn = preflight::connect(target).await?;
     if let Some(applied) = marker::find(&mut conn, &target_name, request_id).await? {
         let line = applied.already_restored_line(&target_name);
@@ -332,7 +338,7 @@ pub async fn restore_backup(
     let backup = Backup::open(store, "nothing was restored").await?;
     backup.check_size().await?;
     let manifest = &backup.manifest;
-    let target_name = preflight::describe_target(target);
+    let target_name = crate::mysql::describe(target);
 
     let mut conn = preflight::connect(target).await?;
     let info = preflight::inspect(&mut conn, &target_name).await?;
@@ -485,26 +491,33 @@ async fn open_store(url: &str, s3: &S3Args, ctx: &AgentContext) -> Result<Store,
 /// `keeper-agent verify`.
 pub async fn verify(args: VerifyArgs, ctx: &AgentContext) -> Result<VerifyReport, RestoreError> {
     let store = open_store(&args.from, &args.s3, ctx).await?;
-    let report = verify_backup(&store).await?;
-    println!("{report}");
-    Ok(report)
+    verify_backup(&store).await
 }
 
-/// `keeper-agent list`.
-pub async fn list(args: ListArgs, ctx: &AgentContext) -> Result<Vec<BackupListing>, RestoreError> {
+/// `keeper-agent list`: every backup, with (`--verify`) `ok` or the first
+/// problem of each complete one.
+pub async fn list(
+    args: ListArgs,
+    ctx: &AgentContext,
+) -> Result<Vec<(BackupListing, Option<String>)>, RestoreError> {
     let store = open_store(&args.from, &args.s3, ctx).await?;
-    let listings = list_backups(&store).await?;
+    let listings =
+        repository::list_backups(&store)
+            .await
+            .map_err(|source| RestoreError::Storage {
+                backup: store.location().to_string(),
+                source,
+            })?;
     let mut rows = Vec::with_capacity(listings.len());
     for l in &listings {
         let verified = if args.verify {
-            Some(list::verify_listing(&store, l).await)
+            Some(verify::verify_listing(&store, l).await)
         } else {
             None
         };
         rows.push((l.clone(), verified));
     }
-    print!("{}", list::render_table(&rows));
-    Ok(listings)
+    Ok(rows)
 }
 
 #[cfg(test)]

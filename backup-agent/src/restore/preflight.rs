@@ -18,120 +18,76 @@
 //!   untouched. Before dropping anything the whole backup is verified (every
 //!   member's sha256 and length, the file's sha256), so a corrupt backup never
 //!   costs the data it was meant to replace.
-//! - Keeper's record of applied restores ([`super::marker::MARKER_SCHEMA`]) is
+//! - Keeper's record of applied restores ([`crate::mysql::MARKER_SCHEMA`]) is
 //!   never one of "the backup's databases": a dump never holds it, and a
 //!   manifest that names it anyway (made by hand or by another tool) still
 //!   neither counts it for emptiness nor lets `--overwrite` drop it.
 
+use keeper_crds::ServerVersion;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
 use super::RestoreError;
-use crate::manifest::{Flavor, Manifest};
+use crate::manifest::Manifest;
+use crate::mysql::{self, Failure, ServerFacts, ident};
 
 /// Room on top of the largest statement for the packet's own header.
 const PACKET_ALLOWANCE: u64 = 1024;
 
-/// What the restore needs to know about the target server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetInfo {
-    pub flavor: Flavor,
-    pub version: String,
-    pub max_allowed_packet: u64,
-}
-
-/// `user@host:port` of the target, for messages (never the password).
-pub fn describe_target(opts: &Opts) -> String {
-    format!(
-        "{}@{}:{}",
-        opts.user().unwrap_or(""),
-        opts.ip_or_hostname(),
-        opts.tcp_port()
-    )
-}
-
 /// Opens a connection, turning the common failures into one clear line.
 pub async fn connect(opts: &Opts) -> Result<Conn, RestoreError> {
-    Conn::new(opts.clone()).await.map_err(|e| {
-        let target = describe_target(opts);
-        match e {
-            mysql_async::Error::Server(s) if s.code == 1045 => {
-                RestoreError::AccessDenied { target }
+    mysql::connect(opts).await.map_err(|e| {
+        let target = mysql::describe(opts);
+        match Failure::of(&e) {
+            Failure::AccessDenied => RestoreError::AccessDenied { target },
+            Failure::Server { message, .. } => RestoreError::Connect {
+                target,
+                reason: message,
+            },
+            Failure::Network(reason) | Failure::Driver(reason) => {
+                RestoreError::Connect { target, reason }
             }
-            mysql_async::Error::Server(s) => RestoreError::Connect {
-                target,
-                reason: s.message,
-            },
-            other => RestoreError::Connect {
-                target,
-                reason: other.to_string(),
-            },
         }
     })
 }
 
-pub async fn inspect(conn: &mut Conn, target: &str) -> Result<TargetInfo, RestoreError> {
-    let sql_err = |source: mysql_async::Error| RestoreError::Query {
+/// The target's flavor, version and `max_allowed_packet`.
+pub async fn inspect(conn: &mut Conn, target: &str) -> Result<ServerFacts, RestoreError> {
+    let failed = |reason: String| RestoreError::Query {
         target: target.to_owned(),
         what: "reading the server's version and max_allowed_packet",
-        reason: source.to_string(),
+        reason,
     };
-    let row: Option<(String, String, u64)> = conn
-        .query_first("SELECT VERSION(), @@version_comment, @@max_allowed_packet")
+    mysql::inspect(conn)
         .await
-        .map_err(sql_err)?;
-    let (version, comment, max_allowed_packet) = row.unwrap_or_default();
-    Ok(TargetInfo {
-        flavor: flavor_of(&version, &comment),
-        version,
-        max_allowed_packet,
-    })
-}
-
-pub fn flavor_of(version: &str, comment: &str) -> Flavor {
-    if version.to_ascii_lowercase().contains("mariadb")
-        || comment.to_ascii_lowercase().contains("mariadb")
-    {
-        Flavor::Mariadb
-    } else {
-        Flavor::Mysql
-    }
-}
-
-/// `(major, minor)` of `10.11.6-MariaDB-log` or `8.4.3`.
-pub fn major_minor(version: &str) -> Option<(u32, u32)> {
-    let mut parts = version.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
-fn flavor_name(f: Flavor) -> &'static str {
-    match f {
-        Flavor::Mysql => "MySQL",
-        Flavor::Mariadb => "MariaDB",
-    }
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("the server returned no row".to_owned()))
 }
 
 /// Refuses a cross-flavor restore; returns a warning for an older target.
 pub fn check_server(
     manifest: &Manifest,
-    target: &TargetInfo,
+    target: &ServerFacts,
     target_name: &str,
 ) -> Result<Option<String>, RestoreError> {
     let source = &manifest.server;
-    if source.flavor != target.flavor {
+    let target = &target.server;
+    let target_flavor = target.flavor();
+    if source.flavor != target_flavor {
         return Err(RestoreError::WrongFlavor {
             target: target_name.to_owned(),
-            source_server: format!("{} {}", flavor_name(source.flavor), source.version),
-            target_server: format!("{} {}", flavor_name(target.flavor), target.version),
-            wanted: flavor_name(source.flavor),
+            source_server: format!("{} {}", source.flavor.product_name(), source.version),
+            target_server: format!("{} {}", target_flavor.product_name(), target.version),
+            wanted: source.flavor.product_name(),
         });
     }
-    match (major_minor(&source.version), major_minor(&target.version)) {
+    // The manifest records the flavor apart from the version: the version
+    // alone says only the release.
+    let release = |version: &str| ServerVersion::parse(version, "").map(|v| (v.major, v.minor));
+    match (release(&source.version), release(&target.version)) {
         (Some(s), Some(t)) if t < s => Ok(Some(format!(
             "the target runs {} {}, older than the backup's {}: DDL the older server does not know will fail and be named",
-            flavor_name(target.flavor),
+            target_flavor.product_name(),
             target.version,
             source.version
         ))),
@@ -141,7 +97,7 @@ pub fn check_server(
 
 pub fn check_packet(
     manifest: &Manifest,
-    target: &TargetInfo,
+    target: &ServerFacts,
     target_name: &str,
 ) -> Result<(), RestoreError> {
     let needed = manifest.largest_statement.saturating_add(PACKET_ALLOWANCE);
@@ -168,7 +124,7 @@ pub fn databases(manifest: &Manifest) -> Vec<String> {
         .map(|d| &d.name)
         .chain(manifest.members.iter().filter_map(|m| m.database.as_ref()));
     for db in names {
-        if db != super::marker::MARKER_SCHEMA && !out.contains(db) {
+        if db != mysql::MARKER_SCHEMA && !out.contains(db) {
             out.push(db.clone());
         }
     }
@@ -240,7 +196,7 @@ pub async fn drop_databases(
             continue;
         }
         tracing::warn!(database = %db, "--overwrite: dropping the database before restoring it");
-        conn.query_drop(format!("DROP DATABASE {}", quote_ident(db)))
+        conn.query_drop(format!("DROP DATABASE {}", ident(db)))
             .await
             .map_err(|e| RestoreError::Overwrite {
                 target: target.to_owned(),
@@ -250,10 +206,6 @@ pub async fn drop_databases(
         dropped.push(db.clone());
     }
     Ok(dropped)
-}
-
-pub fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
 }
 
 #[cfg(test)]
@@ -299,32 +251,37 @@ mod tests {
         }
     }
 
-    fn target(flavor: Flavor, version: &str, packet: u64) -> TargetInfo {
-        TargetInfo {
-            flavor,
-            version: version.into(),
+    /// A target of `flavor` printing `version` (the flavor in the comment,
+    /// as servers whose version does not name it do).
+    fn target(flavor: Flavor, version: &str, packet: u64) -> ServerFacts {
+        ServerFacts {
+            server: mysql::Server::detect(version, flavor.product_name()),
             max_allowed_packet: packet,
         }
     }
 
     #[test]
-    fn flavor_detection() {
-        assert_eq!(flavor_of("10.11.6-MariaDB-log", ""), Flavor::Mariadb);
-        assert_eq!(
-            flavor_of("11.4.2", "mariadb.org binary distribution"),
-            Flavor::Mariadb
-        );
-        assert_eq!(
-            flavor_of("8.4.3", "MySQL Community Server - GPL"),
-            Flavor::Mysql
-        );
+    fn the_target_flavor_comes_from_version_or_comment() {
+        let m = manifest(Flavor::Mariadb, "11.4.2", 100);
+        let by_comment = target(Flavor::Mariadb, "11.4.2", 1 << 24);
+        assert_eq!(check_server(&m, &by_comment, "t").expect("same"), None);
+        let err = check_server(&m, &target(Flavor::Mysql, "11.4.2", 1 << 24), "t")
+            .expect_err("cross-flavor");
+        assert!(matches!(err, RestoreError::WrongFlavor { .. }), "{err}");
     }
 
     #[test]
-    fn versions() {
-        assert_eq!(major_minor("10.11.6-MariaDB-log"), Some((10, 11)));
-        assert_eq!(major_minor("8.4.3"), Some((8, 4)));
-        assert_eq!(major_minor("garbage"), None);
+    fn the_mariadb_compatibility_prefix_is_not_the_release() {
+        // A MariaDB 10.11 that printed `5.5.5-10.11.6-MariaDB` made the
+        // backup: a 10.6 target is older.
+        let m = manifest(Flavor::Mariadb, "5.5.5-10.11.6-MariaDB", 100);
+        let older = check_server(&m, &target(Flavor::Mariadb, "10.6.1-MariaDB", 1 << 24), "t")
+            .expect("allowed");
+        assert!(older.is_some_and(|w| w.contains("older")));
+        // And a target printing the prefix is not a 5.5 server.
+        let m = manifest(Flavor::Mariadb, "10.11.6-MariaDB", 100);
+        let same = target(Flavor::Mariadb, "5.5.5-10.11.6-MariaDB", 1 << 24);
+        assert_eq!(check_server(&m, &same, "t").expect("allowed"), None);
     }
 
     #[test]
@@ -372,11 +329,10 @@ mod tests {
         let names: Vec<String> = (0..5).map(|i| format!("db.t{i}")).collect();
         assert_eq!(summarize(&names, 3), "db.t0, db.t1, db.t2, … and 2 more");
         assert_eq!(summarize(&names[..2], 3), "db.t0, db.t1");
-        assert_eq!(quote_ident("a`b"), "`a``b`");
         assert_eq!(databases(&manifest(Flavor::Mysql, "8.4", 1)), ["a`b"]);
         let mut with_marker = manifest(Flavor::Mysql, "8.4", 1);
         let mut marker = with_marker.databases[0].clone();
-        marker.name = super::super::marker::MARKER_SCHEMA.into();
+        marker.name = mysql::MARKER_SCHEMA.into();
         with_marker.databases.push(marker);
         assert_eq!(databases(&with_marker), ["a`b"], "never dropped");
     }

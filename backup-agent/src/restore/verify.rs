@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::RestoreError;
 use super::source::Backup;
 use crate::manifest::DUMP_FILE;
+use crate::repository::BackupListing;
 use crate::storage::Store;
 
 /// What a successful verification saw.
@@ -70,4 +71,20 @@ pub async fn verify_opened(backup: &Backup) -> Result<VerifyReport, RestoreError
         tables: manifest.table_count(),
         rows: manifest.row_count(),
     })
+}
+
+/// `ok`, or the first problem, for `list --verify`.
+pub async fn verify_listing(store: &Store, listing: &BackupListing) -> String {
+    if !listing.is_complete() {
+        return "-".to_owned();
+    }
+    let child = store.child(&listing.name);
+    let result = match Backup::open(&child, "it cannot be verified").await {
+        Ok(backup) => verify_opened(&backup).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("FAILED: {e}"),
+    }
 }

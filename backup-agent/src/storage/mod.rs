@@ -10,7 +10,6 @@
 //! compile time, and async methods without boxing.
 
 mod file;
-pub mod orphans;
 pub mod s3;
 
 use std::path::PathBuf;
@@ -255,18 +254,6 @@ impl Store {
             Store::File(s) => s.delete_folder(prefix).await,
             Store::S3(s) => s.delete_folder(prefix).await,
         }
-    }
-
-    /// Aborts `owner`'s uploads orphaned by a killed agent (pending multipart
-    /// uploads, `*.partial` files) that started more than `min_age` ago, in
-    /// folders with no manifest and a stale in-progress marker that records
-    /// `owner`; returns their keys. See [`orphans`] for the rule.
-    pub async fn abort_orphaned_uploads(
-        &self,
-        owner: &crate::owner::Owner,
-        min_age: chrono::Duration,
-    ) -> Result<Vec<String>, StorageError> {
-        orphans::abort_orphaned_uploads(self, owner, min_age, Utc::now()).await
     }
 
     /// The names of the folders directly below the root (backup names).

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use keeper_agent::AgentContext;
-use keeper_agent::restore::{BackupStatus, list_backups, verify_backup};
+use keeper_agent::repository::{BackupStatus, list_backups};
+use keeper_agent::restore::verify_backup;
 use keeper_agent::storage::{Location, S3Settings, Store};
 use keeper_tests::{Garage, MariaDb};
 use mysql_async::prelude::Queryable;

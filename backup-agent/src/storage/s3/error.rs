@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use super::settings::one_line;
+use crate::message::one_line;
 
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {

@@ -15,6 +15,7 @@ use aws_sdk_s3::config::{
 use super::error::S3Error;
 use crate::AgentContext;
 use crate::cli::S3Args;
+use crate::message::one_line;
 
 /// The region used when `AWS_REGION` is unset (what the AWS CLI assumes too).
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -272,10 +273,6 @@ impl S3Settings {
         })?;
         Ok(SharedCredentialsProvider::new(provider))
     }
-}
-
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

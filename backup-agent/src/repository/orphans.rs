@@ -2,7 +2,7 @@
 //! pending S3 multipart uploads and `*.partial` files.
 //!
 //! The rule (DESIGN): an upload is orphaned only when its backup folder has no
-//! `manifest.json`, no `in-progress.json` refreshed in the last 15 minutes, and
+//! `manifest.json`, no live `in-progress.json` ([`super::STALE_AFTER`]), and
 //! the upload itself started longer ago than a threshold. A live backup
 //! refreshes its marker every minute, so it is never touched.
 //!
@@ -15,44 +15,16 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{StorageError, Store};
-use crate::manifest::{IN_PROGRESS_FILE, InProgress, MANIFEST_FILE};
+use super::{folder_key, is_live, read_marker};
+use crate::manifest::MANIFEST_FILE;
 use crate::owner::Owner;
-
-/// A marker refreshed within this long means the backup is alive.
-pub const MARKER_FRESH_FOR: Duration = Duration::minutes(15);
-/// Default age after which a pending upload of a dead backup is aborted.
-pub const ORPHAN_AGE: Duration = Duration::minutes(15);
+use crate::storage::{StorageError, Store};
 
 const PARTIAL_SUFFIX: &str = ".partial";
-
-/// `folder/name`, or `name` at the root.
-pub fn folder_key(folder: &str, name: &str) -> String {
-    if folder.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{folder}/{name}")
-    }
-}
 
 /// The folder holding `key` (empty at the root).
 fn folder_of(key: &str) -> &str {
     key.rsplit_once('/').map_or("", |(dir, _)| dir)
-}
-
-/// True when `folder` holds an `in-progress.json` refreshed less than 15
-/// minutes before `now`.
-pub async fn marker_is_fresh(
-    store: &Store,
-    folder: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StorageError> {
-    match store.get(&folder_key(folder, IN_PROGRESS_FILE)).await {
-        Ok(bytes) => Ok(serde_json::from_slice::<InProgress>(&bytes)
-            .is_ok_and(|marker| now - marker.refreshed_at < MARKER_FRESH_FOR)),
-        Err(StorageError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// True when `owner` may abort the uploads in `folder`: no manifest (not a
@@ -71,21 +43,17 @@ async fn folder_is_orphaned(
     {
         return Ok(false);
     }
-    match store.get(&folder_key(folder, IN_PROGRESS_FILE)).await {
-        Ok(bytes) => Ok(
-            serde_json::from_slice::<InProgress>(&bytes).is_ok_and(|marker| {
-                marker.owner.as_ref() == Some(owner)
-                    && now - marker.refreshed_at >= MARKER_FRESH_FOR
-            }),
-        ),
-        // No marker: whose upload it is cannot be told.
-        Err(StorageError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
+    // No (readable) marker: whose upload it is cannot be told.
+    Ok(read_marker(store, folder).await?.is_some_and(|marker| {
+        marker.owner.as_ref() == Some(owner) && !is_live(marker.refreshed_at, now)
+    }))
 }
 
-/// Aborts `owner`'s orphaned uploads below `store`'s root that started more
-/// than `min_age` before `now`; returns their keys.
+/// Aborts `owner`'s uploads orphaned by a killed agent (pending multipart
+/// uploads, `*.partial` files) below `store`'s root that started more than
+/// `min_age` before `now` (retention passes [`super::STALE_AFTER`]), in
+/// folders with no manifest and a stale in-progress marker that records
+/// `owner`; returns their keys.
 pub async fn abort_orphaned_uploads(
     store: &Store,
     owner: &Owner,
@@ -142,7 +110,7 @@ pub async fn abort_orphaned_uploads(
 }
 
 enum Pending {
-    S3(super::s3::PendingUpload),
+    S3(crate::storage::s3::PendingUpload),
     File(String),
 }
 
@@ -155,7 +123,5 @@ mod tests {
         assert_eq!(folder_of("b1/dump.sql.gz"), "b1");
         assert_eq!(folder_of("a/b/dump.sql.gz"), "a/b");
         assert_eq!(folder_of("dump.sql.gz"), "");
-        assert_eq!(folder_key("", "x"), "x");
-        assert_eq!(folder_key("b1", "x"), "b1/x");
     }
 }

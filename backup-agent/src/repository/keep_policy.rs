@@ -18,6 +18,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use keeper_crds::MaxAge;
 
+use super::BackupStatus;
+
 /// The rules a user sets: `keepLast` / `--keep-last` and `maxAge` /
 /// `--max-age`. With neither, nothing expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,26 +28,15 @@ pub struct KeepPolicy {
     pub max_age: Option<MaxAge>,
 }
 
-/// What a backup folder holds, as the policy sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackupState {
-    /// A valid manifest: a complete backup.
-    Good,
-    /// A manifest that does not parse: not good; expires like a failure.
-    Failed,
-    /// Being written: a fresh marker or recent writes.
-    Running,
-    /// No manifest and not running: a failed or killed run's leftovers.
-    Incomplete,
-}
-
 /// One backup of the owner retention acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub name: String,
     /// The snapshot time (good backups) or the newest write; ages count from it.
     pub time: DateTime<Utc>,
-    pub state: BackupState,
+    /// Its state; [`BackupStatus::InProgress`] also for a folder a run may
+    /// still be writing.
+    pub state: BackupStatus,
     /// A pin (`keep.json` beside the artifact, or `spec.keep` on its
     /// `MySQLBackup`) protects it from every rule.
     pub pinned: bool,
@@ -133,7 +124,7 @@ type Reason = fn(&Facts<'_>) -> Option<KeepReason>;
 /// Every reason to keep a backup, in the order they are reported.
 const REASONS: &[Reason] = &[
     |f| f.backup.pinned.then_some(KeepReason::Pinned),
-    |f| (f.backup.state == BackupState::Running).then_some(KeepReason::Running),
+    |f| (f.backup.state == BackupStatus::InProgress).then_some(KeepReason::Running),
     |f| (f.good_rank == Some(1)).then_some(KeepReason::NewestGood),
     |f| {
         let keep_last = f.policy.keep_last?;
@@ -143,11 +134,11 @@ const REASONS: &[Reason] = &[
     },
     |f| {
         let max_age = f.policy.max_age?;
-        (f.backup.state != BackupState::Incomplete && f.now - f.backup.time < max_age.duration())
+        (f.backup.state != BackupStatus::Incomplete && f.now - f.backup.time < max_age.duration())
             .then_some(KeepReason::WithinAge { max_age })
     },
     |f| {
-        (f.backup.state == BackupState::Failed && !f.newer_good_exists)
+        (matches!(f.backup.state, BackupStatus::Invalid(_)) && !f.newer_good_exists)
             .then_some(KeepReason::FailedSinceNewestGood)
     },
 ];
@@ -169,7 +160,7 @@ impl KeepPolicy {
         let mut decisions = Vec::with_capacity(sorted.len());
         for backup in sorted {
             let newer_good_exists = goods_seen > 0;
-            let good_rank = (backup.state == BackupState::Good).then(|| {
+            let good_rank = (backup.state == BackupStatus::Complete).then(|| {
                 goods_seen += 1;
                 goods_seen
             });
@@ -183,7 +174,7 @@ impl KeepPolicy {
             let reasons: Vec<KeepReason> = REASONS.iter().filter_map(|r| r(&facts)).collect();
             let verdict = if !reasons.is_empty() {
                 Verdict::Keep(reasons)
-            } else if backup.state == BackupState::Incomplete {
+            } else if backup.state == BackupStatus::Incomplete {
                 Verdict::Delete(DeleteReason::Incomplete)
             } else if self.has_rule() {
                 Verdict::Delete(DeleteReason::Expired)
@@ -212,7 +203,7 @@ mod tests {
             .expect("valid time")
     }
 
-    fn backup(name: &str, d: u32, state: BackupState) -> Candidate {
+    fn backup(name: &str, d: u32, state: BackupStatus) -> Candidate {
         Candidate {
             name: name.into(),
             time: day(d),
@@ -222,11 +213,11 @@ mod tests {
     }
 
     fn ok(name: &str, d: u32) -> Candidate {
-        backup(name, d, BackupState::Good)
+        backup(name, d, BackupStatus::Complete)
     }
 
     fn failed(name: &str, d: u32) -> Candidate {
-        backup(name, d, BackupState::Failed)
+        backup(name, d, BackupStatus::Invalid("unreadable".into()))
     }
 
     fn policy(keep_last: Option<u32>, max_age: Option<&str>) -> KeepPolicy {
@@ -268,7 +259,7 @@ mod tests {
             ok("a", 1),
             ok("b", 2),
             failed("c", 3),
-            backup("dead", 1, BackupState::Incomplete),
+            backup("dead", 1, BackupStatus::Incomplete),
         ];
         assert_eq!(deleted(policy(None, None), &backups, day(30)), ["dead"]);
     }
@@ -375,7 +366,7 @@ mod tests {
             ok("a", 1),
             ok("b", 2),
             ok("c", 3),
-            backup("dead", 1, BackupState::Incomplete),
+            backup("dead", 1, BackupStatus::Incomplete),
         ];
         backups[0].pinned = true;
         backups[3].pinned = true;
@@ -403,7 +394,7 @@ mod tests {
     #[test]
     fn running_backups_never_expire() {
         let backups = [
-            backup("running", 1, BackupState::Running),
+            backup("running", 1, BackupStatus::InProgress),
             ok("a", 2),
             ok("b", 3),
         ];

@@ -17,7 +17,7 @@
 //!
 //! Folders that hold none of the files a backup writes are not backups and
 //! are left alone. Orphaned multipart uploads (and `*.partial` files) of the
-//! owner's dead runs are aborted first (see [`crate::storage::orphans`]),
+//! owner's dead runs are aborted first (see [`super::orphans`]),
 //! then the doomed folders are removed, oldest first.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,33 +26,36 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keeper_crds::retention::RetentionError;
 
+use super::keep_policy::{Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
+use super::{BackupStatus, STALE_AFTER, folder_key, orphans};
 use crate::AgentContext;
 use crate::cli::{PinArgs, PruneArgs, RetentionArgs};
-use crate::keep_policy::{BackupState, Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
-use crate::manifest::{
-    DUMP_FILE, IN_PROGRESS_FILE, InProgress, KEEP_FILE, MANIFEST_FILE, Manifest, Pin, PinSource,
-    REMOVING_FILE, Removing,
-};
+use crate::manifest::{KEEP_FILE, MANIFEST_FILE, Pin, PinSource, REMOVING_FILE, Removing};
 use crate::owner::{Owner, OwnerError};
-use crate::storage::orphans::{self, MARKER_FRESH_FOR, ORPHAN_AGE, folder_key};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
+    /// `prune` without `--keep-last` or `--max-age`.
     #[error(
         "prune of {location} has nothing to do: give --keep-last N and/or --max-age DURATION (e.g. 30d)"
     )]
     NoRule { location: String },
+    /// `--max-age` does not parse.
     #[error("invalid --max-age: {0}")]
     MaxAge(RetentionError),
+    /// `--keep-last 0` would not even keep the newest good backup.
     #[error("invalid --keep-last 0: keep at least 1 (the newest good backup is always kept)")]
     ZeroKeepLast,
+    /// `--instance` (or the Kubernetes owner) is not valid.
     #[error(transparent)]
     Owner(#[from] OwnerError),
+    /// No owner was given and the location holds several.
     #[error(
         "{location} holds backups of several owners ({owners}): give --instance [NAMESPACE/]NAME to say whose backups to prune"
     )]
     SeveralOwners { location: String, owners: String },
+    /// The owner given without namespace matches several recorded owners.
     #[error(
         "--instance {given} matches several owners at {location} ({owners}): give NAMESPACE/NAME"
     )]
@@ -61,14 +64,18 @@ pub enum PruneError {
         location: String,
         owners: String,
     },
+    /// Inside Kubernetes the `MySQLBackup` objects' pins cannot be read.
     #[error(
         "could not read the MySQLBackup objects to learn which backups are pinned: {0}; nothing was pruned"
     )]
     ObjectPins(String),
+    /// `pin` of a folder that holds no complete backup.
     #[error("{url} holds no backup (no {MANIFEST_FILE}); pin a backup folder: URL/NAME")]
     NotABackup { url: String },
+    /// Storage failed while reading the location.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Removing one backup stopped half-way (the next run finishes it).
     #[error(
         "could not remove backup {name} from {location}: {source} (run prune again: a half-removed backup is finished by the next run)"
     )]
@@ -198,12 +205,6 @@ impl PruneOutcome {
         }
         lines
     }
-
-    fn print(&self) {
-        for line in self.lines() {
-            println!("{line}");
-        }
-    }
 }
 
 /// `keeper-agent prune --from URL [--instance [NS/]NAME] [--keep-last N] [--max-age D]`.
@@ -226,9 +227,7 @@ pub async fn prune(
         owner,
         object_pins,
     };
-    let outcome = apply_at(&store, &retention, Utc::now()).await?;
-    outcome.print();
-    Ok(outcome)
+    apply_at(&store, &retention, Utc::now()).await
 }
 
 /// Retention after a successful backup of `owner` (`backup --keep-last /
@@ -248,9 +247,7 @@ pub async fn after_backup(
         owner: Some(owner),
         object_pins,
     };
-    let outcome = apply_at(store, &retention, Utc::now()).await?;
-    outcome.print();
-    Ok(outcome)
+    apply_at(store, &retention, Utc::now()).await
 }
 
 /// Who a folder belongs to, as far as it can be told.
@@ -265,7 +262,7 @@ struct Folder {
     name: String,
     size: u64,
     newest: Option<DateTime<Utc>>,
-    state: BackupState,
+    state: BackupStatus,
     /// Snapshot time of a good backup.
     snapshot: Option<DateTime<Utc>>,
     attribution: Attribution,
@@ -276,18 +273,6 @@ impl Folder {
     fn time(&self) -> Option<DateTime<Utc>> {
         self.snapshot.or(self.newest)
     }
-}
-
-/// The names a backup writes into its folder; a folder holding none is not a backup.
-fn is_backup_file(file: &str) -> bool {
-    file == MANIFEST_FILE
-        || file == IN_PROGRESS_FILE
-        || file == KEEP_FILE
-        || file == REMOVING_FILE
-        || file == DUMP_FILE
-        || file
-            .strip_prefix(DUMP_FILE)
-            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// The rule with an explicit clock (tests move `now` instead of waiting).
@@ -315,7 +300,7 @@ pub async fn apply_at(
     // Orphaned uploads first: removing an incomplete folder removes its
     // marker, after which its upload could no longer be attributed.
     outcome.aborted_uploads =
-        orphans::abort_orphaned_uploads(store, &owner, ORPHAN_AGE, now).await?;
+        orphans::abort_orphaned_uploads(store, &owner, STALE_AFTER, now).await?;
 
     let mut candidates = Vec::new();
     for folder in &folders {
@@ -327,7 +312,7 @@ pub async fn apply_at(
             Attribution::Owned(_) => candidates.push(Candidate {
                 name: folder.name.clone(),
                 time: folder.time().unwrap_or(now),
-                state: folder.state,
+                state: folder.state.clone(),
                 pinned: folder.pin.is_some(),
             }),
         }
@@ -424,7 +409,7 @@ async fn sync_object_pins(
     outcome: &mut PruneOutcome,
 ) -> Result<(), PruneError> {
     for folder in folders.iter_mut() {
-        if !ours(folder) || folder.state != BackupState::Good {
+        if !ours(folder) || folder.state != BackupStatus::Complete {
             continue;
         }
         let Some(&keep) = object_pins.get(&folder.name) else {
@@ -473,8 +458,51 @@ pub async fn read_pin(backup: &Store) -> Result<Option<Pin>, StorageError> {
     }
 }
 
+/// What `pin` or `unpin` did to one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinChange {
+    /// The backup is pinned now.
+    Pinned { backup: Location },
+    /// It was pinned already, since that time.
+    AlreadyPinned {
+        backup: Location,
+        since: DateTime<Utc>,
+    },
+    /// The pin was lifted; `by_object`: a `MySQLBackup`'s `spec.keep` had
+    /// set it (and in-cluster retention sets it again while that holds).
+    Unpinned { backup: Location, by_object: bool },
+    /// There was no pin to lift.
+    NotPinned { backup: Location },
+}
+
+impl PinChange {
+    /// What the command prints.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            PinChange::Pinned { backup } => vec![format!(
+                "pinned {backup}: retention never deletes it until `keeper-agent unpin`"
+            )],
+            PinChange::AlreadyPinned { backup, since } => vec![format!(
+                "{backup} is already pinned (since {})",
+                since.to_rfc3339()
+            )],
+            PinChange::Unpinned { backup, by_object } => {
+                let mut lines = vec![format!("unpinned {backup}")];
+                if *by_object {
+                    lines.push(
+                        "note: its MySQLBackup set this pin; while that object has spec.keep: true, in-cluster retention pins it again"
+                            .to_owned(),
+                    );
+                }
+                lines
+            }
+            PinChange::NotPinned { backup } => vec![format!("{backup} is not pinned")],
+        }
+    }
+}
+
 /// `keeper-agent pin --from URL/NAME`: the backup must exist (have a manifest).
-pub async fn pin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
+pub async fn pin(args: PinArgs, ctx: &AgentContext) -> Result<PinChange, PruneError> {
     let location = Location::parse(&args.from)?;
     let backup = Store::open(&location, &S3Settings::from_ctx(ctx, &args.s3)).await?;
     if backup.size(MANIFEST_FILE).await?.is_none() {
@@ -483,38 +511,33 @@ pub async fn pin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
         });
     }
     if let Some(existing) = read_pin(&backup).await? {
-        println!(
-            "{location} is already pinned (since {})",
-            existing.pinned_at.to_rfc3339()
-        );
-        return Ok(());
+        return Ok(PinChange::AlreadyPinned {
+            backup: location,
+            since: existing.pinned_at,
+        });
     }
     let pin = Pin {
         pinned_at: Utc::now(),
         source: PinSource::Hand,
     };
     write_pin(&backup, &pin).await?;
-    println!("pinned {location}: retention never deletes it until `keeper-agent unpin`");
-    Ok(())
+    Ok(PinChange::Pinned { backup: location })
 }
 
 /// `keeper-agent unpin --from URL/NAME`.
-pub async fn unpin(args: PinArgs, ctx: &AgentContext) -> Result<(), PruneError> {
+pub async fn unpin(args: PinArgs, ctx: &AgentContext) -> Result<PinChange, PruneError> {
     let location = Location::parse(&args.from)?;
     let backup = Store::open(&location, &S3Settings::from_ctx(ctx, &args.s3)).await?;
     match read_pin(&backup).await? {
-        None => println!("{location} is not pinned"),
+        None => Ok(PinChange::NotPinned { backup: location }),
         Some(pin) => {
             backup.delete(KEEP_FILE).await?;
-            println!("unpinned {location}");
-            if pin.source == PinSource::Object {
-                println!(
-                    "note: its MySQLBackup set this pin; while that object has spec.keep: true, in-cluster retention pins it again"
-                );
-            }
+            Ok(PinChange::Unpinned {
+                backup: location,
+                by_object: pin.source == PinSource::Object,
+            })
         }
     }
-    Ok(())
 }
 
 /// `removing.json` first (the folder stays attributable should the rest
@@ -547,104 +570,36 @@ async fn remove(
     store.delete_folder(name).await.map_err(fail)
 }
 
-/// The owner a run without manifest recorded: in its `in-progress.json`, or
-/// in the `removing.json` of a removal that stopped half-way.
-async fn marker_owner(store: &Store, name: &str) -> Result<Option<Owner>, StorageError> {
-    match store.get(&folder_key(name, REMOVING_FILE)).await {
-        Ok(bytes) => {
-            if let Ok(removing) = serde_json::from_slice::<Removing>(&bytes) {
-                return Ok(Some(removing.owner));
-            }
-        }
-        Err(StorageError::NotFound { .. }) => {}
-        Err(e) => return Err(e),
-    }
-    match store.get(&folder_key(name, IN_PROGRESS_FILE)).await {
-        Ok(bytes) => Ok(serde_json::from_slice::<InProgress>(&bytes)
-            .ok()
-            .and_then(|m| m.owner)),
-        Err(StorageError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
+/// The owner's backup folders as retention weighs them: a folder that
+/// holds none of the files a backup writes is not a backup; one a run may
+/// still be writing counts as running.
 async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, PruneError> {
-    #[derive(Default)]
-    struct Listed {
-        files: Vec<String>,
-        size: u64,
-        newest: Option<DateTime<Utc>>,
-    }
-    // One listing, grouped by backup folder.
-    let mut grouped: BTreeMap<String, Listed> = BTreeMap::new();
-    for object in store.list().await? {
-        let Some((name, file)) = object.key.split_once('/') else {
-            continue;
-        };
-        let entry = grouped.entry(name.to_owned()).or_default();
-        entry.files.push(file.to_owned());
-        entry.size += object.size;
-        entry.newest = entry.newest.max(object.modified);
-    }
     let mut folders = Vec::new();
-    for (
-        name,
-        Listed {
-            files,
-            size,
-            newest,
-        },
-    ) in grouped
-    {
-        if !files.iter().any(|f| is_backup_file(f)) {
+    for folder in super::scan(store, now).await? {
+        if !folder.is_backup() {
             continue;
         }
-        let has = |file: &str| files.iter().any(|f| f == file);
-        let mut snapshot = None;
-        let (state, attribution) = if has(MANIFEST_FILE) {
-            let bytes = store.get(&folder_key(&name, MANIFEST_FILE)).await?;
-            match Manifest::from_json(&bytes) {
-                Ok(manifest) => {
-                    snapshot = Some(manifest.started_at);
-                    let attribution = manifest
-                        .owner
-                        .map_or(Attribution::Unknown, Attribution::Owned);
-                    (BackupState::Good, attribution)
-                }
-                Err(e) => {
-                    // Whose it is cannot be read: never ours to delete.
-                    tracing::warn!(backup = %name, error = %e, "backup has an unusable manifest");
-                    (BackupState::Failed, Attribution::Unknown)
-                }
-            }
+        let state = if folder.may_be_running(now) {
+            BackupStatus::InProgress
         } else {
-            let attribution = marker_owner(store, &name)
-                .await?
-                .map_or(Attribution::Unknown, Attribution::Owned);
-            let running = !has(REMOVING_FILE)
-                && (orphans::marker_is_fresh(store, &name, now).await?
-                    // Without a marker yet, recent writes still mean a run may be alive.
-                    || newest.is_none_or(|t| now - t < MARKER_FRESH_FOR));
-            let state = if running {
-                BackupState::Running
-            } else {
-                BackupState::Incomplete
-            };
-            (state, attribution)
+            folder.status.clone()
         };
-        let pin = if has(KEEP_FILE) {
-            read_pin(&store.child(&name)).await?
+        let pin = if folder.has(KEEP_FILE) {
+            read_pin(&store.child(&folder.name)).await?
         } else {
             None
         };
         folders.push(Folder {
-            name,
-            size,
-            newest,
+            attribution: folder
+                .owner()
+                .cloned()
+                .map_or(Attribution::Unknown, Attribution::Owned),
+            snapshot: folder.manifest.as_ref().map(|m| m.started_at),
             state,
-            snapshot,
-            attribution,
             pin,
+            size: folder.size,
+            newest: folder.newest,
+            name: folder.name,
         });
     }
     Ok(folders)
@@ -673,27 +628,5 @@ mod tests {
         ));
         let err = policy_from_args(&args(None, Some("30s"))).expect_err("bad age");
         assert!(err.to_string().starts_with("invalid --max-age"), "{err}");
-    }
-
-    #[test]
-    fn backup_files_are_recognised() {
-        for file in [
-            "manifest.json",
-            "in-progress.json",
-            "keep.json",
-            "removing.json",
-            "dump.sql.gz",
-            "dump.sql.gz.partial",
-        ] {
-            assert!(is_backup_file(file), "{file}");
-        }
-        for file in [
-            "notes.txt",
-            "dump.sql",
-            "sub/manifest.json",
-            "dump.sql.gzip",
-        ] {
-            assert!(!is_backup_file(file), "{file}");
-        }
     }
 }

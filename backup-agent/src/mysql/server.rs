@@ -1,19 +1,47 @@
-//! What differs between MySQL and MariaDB (and between MySQL releases) for a
-//! dump: how the global lock is taken and released and how the binary log
-//! position is read. Kept here, as data, so every flavor's statements are
-//! unit-tested even though only MariaDB can run on the test machines.
+//! What differs between MySQL and MariaDB (and between their releases) for
+//! the agent: how the global lock is taken and released, how the binary log
+//! position is read, which databases are the server's own. Kept here, as
+//! data, so every flavor's statements are unit-tested even though only
+//! MariaDB can run on the test machines. The version itself is parsed by
+//! [`keeper_crds::server_version`], which the operator uses too.
+
+use keeper_crds::ServerVersion;
+use keeper_crds::server_version::flavor_of;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
 
 use crate::manifest::Flavor;
 
-/// The server as the dump sees it.
+/// A server: what it says it is, and what that changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
-    pub flavor: Flavor,
-    /// `SELECT VERSION()`, verbatim.
+    /// `SELECT VERSION()`, verbatim (recorded in manifests, shown in messages).
     pub version: String,
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
+    /// Flavor and release, parsed from the version and its comment.
+    pub release: ServerVersion,
+}
+
+/// What both engines read from a server before they start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// Flavor and version.
+    pub server: Server,
+    /// `@@max_allowed_packet`: the largest statement it accepts.
+    pub max_allowed_packet: u64,
+}
+
+/// Reads the server's version, its comment and `max_allowed_packet` in one
+/// query. `None` when the server answers with no row.
+pub async fn inspect(conn: &mut Conn) -> Result<Option<ServerFacts>, mysql_async::Error> {
+    let row: Option<(String, String, u64)> = conn
+        .query_first("SELECT VERSION(), @@version_comment, @@max_allowed_packet")
+        .await?;
+    Ok(
+        row.map(|(version, comment, max_allowed_packet)| ServerFacts {
+            server: Server::detect(&version, &comment),
+            max_allowed_packet,
+        }),
+    )
 }
 
 /// How to read the binary log position under the lock.
@@ -25,34 +53,29 @@ pub enum PositionQuery {
 
 impl Server {
     /// Parses `SELECT VERSION()` together with `@@version_comment` (MariaDB
-    /// names itself in one or the other depending on the build).
+    /// names itself in one or the other depending on the build). A version
+    /// that names no release counts as the oldest server (0.0.0), so only
+    /// statements every release knows are used.
     pub fn detect(version: &str, version_comment: &str) -> Server {
-        let is_mariadb = version.to_ascii_lowercase().contains("mariadb")
-            || version_comment.to_ascii_lowercase().contains("mariadb");
-        // MariaDB 10.x replication builds report `5.5.5-10.11.6-MariaDB`.
-        let core = version.strip_prefix("5.5.5-").unwrap_or(version);
-        let mut numbers = core
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<u32>().unwrap_or(0));
-        let major = numbers.next().unwrap_or(0);
-        let minor = numbers.next().unwrap_or(0);
-        let patch = numbers.next().unwrap_or(0);
+        let release = ServerVersion::parse(version, version_comment).unwrap_or(ServerVersion {
+            flavor: flavor_of(version, version_comment),
+            major: 0,
+            minor: 0,
+            patch: 0,
+        });
         Server {
-            flavor: if is_mariadb {
-                Flavor::Mariadb
-            } else {
-                Flavor::Mysql
-            },
             version: version.to_owned(),
-            major,
-            minor,
-            patch,
+            release,
         }
     }
 
+    /// MySQL or MariaDB.
+    pub fn flavor(&self) -> Flavor {
+        self.release.flavor
+    }
+
     fn at_least(&self, major: u32, minor: u32) -> bool {
-        (self.major, self.minor) >= (major, minor)
+        self.release.at_least(major, minor)
     }
 
     /// Statements that take the brief global lock under which every worker
@@ -61,7 +84,7 @@ impl Server {
     /// MySQL has no such stage, so it flushes first (so FTWRL waits less
     /// behind long statements) and then takes the read lock.
     pub fn lock_statements(&self) -> Vec<&'static str> {
-        match self.flavor {
+        match self.flavor() {
             Flavor::Mariadb if self.at_least(10, 4) => {
                 vec!["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"]
             }
@@ -70,7 +93,7 @@ impl Server {
     }
 
     pub fn unlock_statements(&self) -> Vec<&'static str> {
-        match self.flavor {
+        match self.flavor() {
             Flavor::Mariadb if self.at_least(10, 4) => vec!["BACKUP STAGE END"],
             _ => vec!["UNLOCK TABLES"],
         }
@@ -80,16 +103,16 @@ impl Server {
     /// dump (it does not line up snapshots: the global lock still does). It
     /// needs BACKUP_ADMIN, so failing to take it only costs that protection.
     pub fn ddl_guard_statement(&self) -> Option<&'static str> {
-        match self.flavor {
-            Flavor::Mysql if self.major >= 8 => Some("LOCK INSTANCE FOR BACKUP"),
+        match self.flavor() {
+            Flavor::Mysql if self.release.major >= 8 => Some("LOCK INSTANCE FOR BACKUP"),
             _ => None,
         }
     }
 
     /// The binary log file and position. MySQL 8.4 removed `SHOW MASTER STATUS`.
     pub fn position_query(&self) -> PositionQuery {
-        match self.flavor {
-            Flavor::Mysql if self.at_least(8, 4) || self.major >= 9 => {
+        match self.flavor() {
+            Flavor::Mysql if self.at_least(8, 4) || self.release.major >= 9 => {
                 PositionQuery::BinlogStatus("SHOW BINARY LOG STATUS")
             }
             _ => PositionQuery::BinlogStatus("SHOW MASTER STATUS"),
@@ -98,7 +121,7 @@ impl Server {
 
     /// The GTID set of everything in the snapshot.
     pub fn gtid_query(&self) -> &'static str {
-        match self.flavor {
+        match self.flavor() {
             Flavor::Mariadb => "SELECT @@GLOBAL.gtid_binlog_pos",
             Flavor::Mysql => "SELECT @@GLOBAL.gtid_executed",
         }
@@ -107,7 +130,7 @@ impl Server {
     /// Without the global lock, a position that matches a lone snapshot:
     /// MariaDB reports it per transaction; MySQL has no equivalent.
     pub fn snapshot_position_query(&self) -> Option<&'static str> {
-        match self.flavor {
+        match self.flavor() {
             Flavor::Mariadb => Some("SHOW STATUS LIKE 'binlog_snapshot_%'"),
             Flavor::Mysql => None,
         }
@@ -142,16 +165,30 @@ mod tests {
     #[test]
     fn detects_flavors_and_versions() {
         let m = Server::detect("10.11.6-MariaDB-0+deb12u1-log", "Debian 12");
-        assert_eq!(m.flavor, Flavor::Mariadb);
-        assert_eq!((m.major, m.minor, m.patch), (10, 11, 6));
+        assert_eq!(m.flavor(), Flavor::Mariadb);
+        assert_eq!(m.version, "10.11.6-MariaDB-0+deb12u1-log");
+        let r = m.release;
+        assert_eq!((r.major, r.minor, r.patch), (10, 11, 6));
         let old = Server::detect("5.5.5-10.3.39-MariaDB", "");
-        assert_eq!(old.flavor, Flavor::Mariadb);
-        assert_eq!((old.major, old.minor), (10, 3));
+        assert_eq!(old.flavor(), Flavor::Mariadb);
+        assert_eq!((old.release.major, old.release.minor), (10, 3));
         let by_comment = Server::detect("11.4.2", "mariadb.org binary distribution");
-        assert_eq!(by_comment.flavor, Flavor::Mariadb);
+        assert_eq!(by_comment.flavor(), Flavor::Mariadb);
         let my = Server::detect("8.4.3", "MySQL Community Server - GPL");
-        assert_eq!(my.flavor, Flavor::Mysql);
-        assert_eq!((my.major, my.minor, my.patch), (8, 4, 3));
+        assert_eq!(my.flavor(), Flavor::Mysql);
+        let r = my.release;
+        assert_eq!((r.major, r.minor, r.patch), (8, 4, 3));
+    }
+
+    #[test]
+    fn an_unreadable_version_is_the_oldest_server() {
+        let m = Server::detect("custom build", "MariaDB");
+        assert_eq!(m.flavor(), Flavor::Mariadb);
+        assert_eq!(
+            m.lock_statements().last(),
+            Some(&"FLUSH TABLES WITH READ LOCK")
+        );
+        assert_eq!(Server::detect("", "").ddl_guard_statement(), None);
     }
 
     #[test]
