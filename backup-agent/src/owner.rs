@@ -19,7 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::AgentContext;
-use crate::report::{ENV_INSTANCE, ENV_NAMESPACE};
+use keeper_crds::agent::{ENV_INSTANCE, ENV_NAMESPACE};
 
 /// An owner as recorded in a manifest or given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

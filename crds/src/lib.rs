@@ -28,6 +28,7 @@ pub mod backup;
 pub mod condition;
 pub mod destination;
 pub mod instance;
+pub mod message;
 pub mod names;
 pub mod retention;
 pub mod schedule;

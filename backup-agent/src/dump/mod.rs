@@ -314,9 +314,10 @@ fn backup_name(
     } else if let Some(n) = ctx.var("KEEPER_BACKUP") {
         n.to_owned()
     } else if let Some(instance) = ctx.var("KEEPER_INSTANCE") {
-        format!("{instance}-{}", now.format("%Y%m%d-%H%M%S"))
+        // The operator's rule: a valid object name however long the instance's.
+        keeper_crds::names::backup_name(instance, now)
     } else {
-        now.format("%Y%m%dT%H%M%SZ").to_string()
+        keeper_crds::names::agent_stamp(now)
     };
     let valid = !name.is_empty()
         && name != "."
@@ -939,4 +940,61 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args() -> BackupArgs {
+        let cli = Cli::try_parse_from([
+            "keeper-agent",
+            "backup",
+            "--host",
+            "db",
+            "--user",
+            "root",
+            "--to",
+            "file:///backups",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Backup(args) => args,
+            _ => panic!("expected backup"),
+        }
+    }
+
+    /// A scheduled run names its `MySQLBackup` object after the instance:
+    /// the name must be one the API server accepts (at most 63 characters)
+    /// and the same the operator would choose.
+    #[test]
+    fn a_scheduled_run_of_a_long_named_instance_gets_a_valid_object_name() {
+        let instance = "orders-".repeat(10);
+        let ctx = AgentContext {
+            env: [("KEEPER_INSTANCE".to_owned(), instance.clone())].into(),
+            kube: None,
+        };
+        let now = DateTime::parse_from_rfc3339("2026-12-07T03:04:05Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let name = backup_name(&args(), &ctx, now).expect("a name");
+        assert!(
+            name.len() <= keeper_crds::names::MAX_BACKUP_NAME_LEN,
+            "{name}"
+        );
+        assert_eq!(name, keeper_crds::names::backup_name(&instance, now));
+        assert!(name.ends_with("-20261207-030405"), "{name}");
+
+        let outside = AgentContext {
+            env: HashMap::new(),
+            kube: None,
+        };
+        assert_eq!(
+            backup_name(&args(), &outside, now).expect("a name"),
+            "20261207T030405Z"
+        );
+    }
 }

@@ -466,18 +466,9 @@ fn is_already_exists(e: &kube::Error) -> bool {
 }
 
 /// First line only (errors are one line by contract; a status message must
-/// be too), whitespace-trimmed and bounded.
+/// be too), whitespace-trimmed and bounded: the rule the operator applies too.
 fn one_line(message: &str) -> String {
-    let line = message.lines().map(str::trim).find(|l| !l.is_empty());
-    let line = line.unwrap_or("failed");
-    if line.len() <= MAX_MESSAGE_LEN {
-        return line.to_owned();
-    }
-    let mut end = MAX_MESSAGE_LEN;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &line[..end])
+    keeper_crds::message::status_line(message, MAX_MESSAGE_LEN)
 }
 
 #[cfg(test)]

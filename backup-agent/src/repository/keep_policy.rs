@@ -90,7 +90,7 @@ pub enum DeleteReason {
 impl fmt::Display for DeleteReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DeleteReason::Expired => "expired: beyond keep-last and older than max-age",
+            DeleteReason::Expired => "expired: no rule keeps it (pin, keep-last, max-age)",
             DeleteReason::Incomplete => "incomplete: a failed or killed run's leftovers",
         })
     }

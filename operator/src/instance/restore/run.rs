@@ -105,19 +105,10 @@ fn failed(failure: lifecycle::AgentFailure) -> RunState {
     }
 }
 
-/// The first line, bounded: condition messages and Events stay readable.
+/// The first line, bounded: condition messages and Events stay readable
+/// (the agent bounds what it reports by the same rule).
 fn one_line(message: &str) -> String {
-    const MAX: usize = 900;
-    let mut line = message.lines().next().unwrap_or_default().trim().to_owned();
-    if line.len() > MAX {
-        let mut cut = MAX;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
-        line.push_str("...");
-    }
-    line
+    keeper_crds::message::status_line(message, 900)
 }
 
 #[cfg(test)]
