@@ -90,7 +90,8 @@ pub struct BackupOutcome {
 
 /// Everything the dump engine ([`dump`]) works from, read from the command
 /// line and the environment by [`backup`]; the engine reads nothing else.
-#[derive(Debug, Clone)]
+/// Its `Debug` is written by hand: the server's options hold the password.
+#[derive(Clone)]
 pub struct DumpOptions {
     /// How to reach the server (with its password).
     pub server: mysql_async::Opts,
@@ -112,6 +113,35 @@ pub struct DumpOptions {
     pub host: String,
     /// When the run started.
     pub started_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for DumpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            server,
+            databases,
+            parallel,
+            compression_level,
+            root,
+            s3,
+            name,
+            owner,
+            host,
+            started_at,
+        } = self;
+        f.debug_struct("DumpOptions")
+            .field("server", &mysql::describe(server))
+            .field("databases", databases)
+            .field("parallel", parallel)
+            .field("compression_level", compression_level)
+            .field("root", root)
+            .field("s3", s3)
+            .field("name", name)
+            .field("owner", owner)
+            .field("host", host)
+            .field("started_at", started_at)
+            .finish()
+    }
 }
 
 /// A complete backup: its manifest is in storage.
@@ -965,6 +995,29 @@ mod tests {
             Command::Backup(args) => args,
             _ => panic!("expected backup"),
         }
+    }
+
+    #[test]
+    fn the_options_debug_output_holds_no_password() {
+        let server = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("db")
+            .user(Some("root"))
+            .pass(Some("s3cr3t-pw"));
+        let options = DumpOptions {
+            server: server.into(),
+            databases: vec![],
+            parallel: 2,
+            compression_level: 3,
+            root: Location::parse("file:///backups").expect("location"),
+            s3: S3Settings::default(),
+            name: "b".into(),
+            owner: None,
+            host: "h".into(),
+            started_at: DateTime::UNIX_EPOCH,
+        };
+        let printed = format!("{options:?}");
+        assert!(!printed.contains("s3cr3t-pw"), "{printed}");
+        assert!(printed.contains("root@db:3306"), "{printed}");
     }
 
     /// A scheduled run names its `MySQLBackup` object after the instance:

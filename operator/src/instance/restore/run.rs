@@ -37,6 +37,32 @@ pub enum RunState {
     },
 }
 
+/// The attempt key at the end of a restore Job's name (`…-restore-<key>`).
+fn attempt_of(job_name: &str) -> Option<&str> {
+    job_name
+        .rsplit_once("-restore-")
+        .map(|(_, key)| key)
+        .filter(|key| !key.is_empty())
+}
+
+/// Whether the agent's report is about the run of Job `name`. Also an ended
+/// report of the same attempt under another Job name: operators before the
+/// one naming rule of `lifecycle` cut long instance names without a hash,
+/// and a restore that failed under such a name must not run again after an
+/// upgrade (with `overwrite` it would drop the databases once more). A
+/// report still running under an old name is not taken: its Job is not
+/// this one, and a new Job waits for every other restore Job to end.
+fn is_about(report: &RestoreStatus, name: &str) -> bool {
+    let Some(reported) = report.job_name.as_deref() else {
+        return false;
+    };
+    if reported == name {
+        return true;
+    }
+    let ended = matches!(report.phase, RestorePhase::Succeeded | RestorePhase::Failed);
+    ended && attempt_of(reported).is_some() && attempt_of(reported) == attempt_of(name)
+}
+
 /// The state of the run of Job `name`: from the Job (`None` when absent),
 /// its pods (for the termination message) and `status.restore` (the agent's
 /// report, used only when it is about this Job).
@@ -46,7 +72,7 @@ pub fn state(
     pods: &[Pod],
     reported: Option<&RestoreStatus>,
 ) -> RunState {
-    let reported = reported.filter(|r| r.job_name.as_deref() == Some(name));
+    let reported = reported.filter(|r| is_about(r, name));
     // The agent's own report wins, then its termination message.
     let reported_failure = reported
         .filter(|r| r.phase == RestorePhase::Failed)
@@ -141,6 +167,40 @@ mod tests {
             message: message.map(str::to_owned),
             failure_code: None,
         }
+    }
+
+    /// A restore of a long-named instance failed under the Job name of an
+    /// operator before the one naming rule; after the upgrade the Job has a
+    /// new name and the old Job is gone: it stays failed, never runs again.
+    #[test]
+    fn a_failed_restore_under_a_previous_job_name_stays_failed() {
+        let instance = "a".repeat(50);
+        let name = job_name(&instance, "0123456789");
+        let previous = format!("{}-restore-0123456789", "a".repeat(44));
+        assert_ne!(name, previous);
+        let failed = reported(&previous, RestorePhase::Failed, Some("target not empty"));
+        assert!(matches!(
+            state(&name, None, &[], Some(&failed)),
+            RunState::Failed { .. }
+        ));
+        let succeeded = reported(&previous, RestorePhase::Succeeded, None);
+        assert!(matches!(
+            state(&name, None, &[], Some(&succeeded)),
+            RunState::Succeeded { .. }
+        ));
+        // Another attempt's report is not about this run.
+        let other = reported(
+            &format!("{}-restore-9999999999", "a".repeat(44)),
+            RestorePhase::Failed,
+            Some("x"),
+        );
+        assert_eq!(state(&name, None, &[], Some(&other)), RunState::NotStarted);
+        // Still running under the old name: not this Job.
+        let running = reported(&previous, RestorePhase::Running, None);
+        assert_eq!(
+            state(&name, None, &[], Some(&running)),
+            RunState::NotStarted
+        );
     }
 
     #[test]
