@@ -168,6 +168,23 @@ pub enum MemberKind {
     Events,
 }
 
+impl MemberKind {
+    /// The kind as the manifest writes it (`header`, `sequences`, …), for
+    /// messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberKind::Header => "header",
+            MemberKind::Sequences => "sequences",
+            MemberKind::Schema => "schema",
+            MemberKind::Data => "data",
+            MemberKind::Routines => "routines",
+            MemberKind::Views => "views",
+            MemberKind::Triggers => "triggers",
+            MemberKind::Events => "events",
+        }
+    }
+}
+
 /// One gzip member of `dump.sql.gz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -204,12 +221,15 @@ pub struct FileInfo {
 /// Why a manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The file is not JSON of a manifest.
     #[error("the manifest is not valid JSON of a Keeper manifest: {0}")]
     Parse(#[from] serde_json::Error),
+    /// A newer agent wrote it (or the version is 0).
     #[error(
         "the manifest has format version {found}; this agent reads up to {FORMAT_VERSION}: use a newer keeper-agent"
     )]
     UnsupportedVersion { found: u32 },
+    /// Its parts disagree: members that do not tile the file, bad checksums, counts.
     #[error("the manifest is inconsistent: {0}")]
     Inconsistent(String),
 }
@@ -347,6 +367,37 @@ pub struct Removing {
     pub owner: Owner,
 }
 
+/// A manifest of `server` with `databases` and no members, for the unit
+/// tests of what reads manifests (one fixture, not one per test module).
+#[cfg(test)]
+pub(crate) fn sample(server: ServerInfo, databases: Vec<DatabaseEntry>) -> Manifest {
+    Manifest {
+        format_version: FORMAT_VERSION,
+        agent_version: "test".into(),
+        name: "b".into(),
+        owner: None,
+        server,
+        started_at: DateTime::UNIX_EPOCH,
+        finished_at: DateTime::UNIX_EPOCH,
+        snapshot: Snapshot {
+            consistency: Consistency::GlobalLock,
+            lock_held_ms: None,
+            gtid_executed: None,
+            binlog: None,
+            note: None,
+        },
+        max_allowed_packet: 16 << 20,
+        largest_statement: 0,
+        databases,
+        members: vec![],
+        file: FileInfo {
+            name: DUMP_FILE.into(),
+            size: 0,
+            sha256: "0".repeat(64),
+        },
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -367,6 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn kind_names_are_the_manifests() {
+        for kind in [
+            MemberKind::Header,
+            MemberKind::Sequences,
+            MemberKind::Schema,
+            MemberKind::Data,
+            MemberKind::Routines,
+            MemberKind::Views,
+            MemberKind::Triggers,
+            MemberKind::Events,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::from(kind.name())
+            );
+        }
+    }
+
+    #[test]
     fn sequences_are_not_counted_as_tables() {
         let entry = |name: &str, kind| TableEntry {
             name: name.into(),
@@ -377,27 +447,12 @@ mod tests {
             read_under_lock: false,
             data_skipped: None,
         };
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            agent_version: "test".into(),
-            name: "b".into(),
-            owner: None,
-            server: ServerInfo {
+        let manifest = sample(
+            ServerInfo {
                 flavor: Flavor::Mariadb,
                 version: "11.4".into(),
             },
-            started_at: DateTime::UNIX_EPOCH,
-            finished_at: DateTime::UNIX_EPOCH,
-            snapshot: Snapshot {
-                consistency: Consistency::GlobalLock,
-                lock_held_ms: None,
-                gtid_executed: None,
-                binlog: None,
-                note: None,
-            },
-            max_allowed_packet: 1 << 24,
-            largest_statement: 0,
-            databases: vec![DatabaseEntry {
+            vec![DatabaseEntry {
                 name: "shop".into(),
                 charset: "utf8mb4".into(),
                 collation: "utf8mb4_general_ci".into(),
@@ -406,13 +461,7 @@ mod tests {
                     entry("order_no", TableKind::Sequence),
                 ],
             }],
-            members: vec![],
-            file: FileInfo {
-                name: "dump.sql.gz".into(),
-                size: 0,
-                sha256: "0".repeat(64),
-            },
-        };
+        );
         assert_eq!(manifest.table_count(), 1);
     }
 

@@ -31,10 +31,12 @@ pub struct Owner {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OwnerError {
+    /// `--instance` is not a valid `[NAMESPACE/]NAME`.
     #[error(
         "--instance {0:?} is not [NAMESPACE/]NAME: use letters, digits, '-', '_' and '.', with at most one '/'"
     )]
     Invalid(String),
+    /// `--instance` names another instance than the Job's environment.
     #[error(
         "--instance {given} does not match this Job's instance {recorded} ({ENV_NAMESPACE}/{ENV_INSTANCE}); drop --instance or make them equal"
     )]

@@ -597,7 +597,7 @@ async fn target_problems_are_clear_one_line_errors() {
     let msg = err.to_string();
     assert!(
         msg.contains(
-            "member 1 (data shop.t chunk 0): `INSERT INTO nowhere VALUES (2)` failed: ERROR 1146"
+            "member 1 (data shop.t chunk 0): `INSERT INTO nowhere VALUES (2)` failed: error 1146 (42S02): Table 'shop.nowhere' doesn't exist"
         ),
         "{msg}"
     );

@@ -99,14 +99,11 @@ fn number(row: &Row, i: usize) -> u64 {
 /// corrupted by a lossy conversion, so it is an error.
 fn strict_text(row: &Row, i: usize, what: &str) -> Result<String, BackupError> {
     match row.as_ref(i) {
-        Some(Value::Bytes(b)) => String::from_utf8(b.clone())
-            .map_err(|_| BackupError::NotUtf8 {
-                what: what.to_owned(),
-            }),
-        Some(Value::NULL) | None => Err(BackupError::Sql {
-            target: String::new(),
-            during: format!("reading {what}"),
-            reason: "the server returned no definition (the backup user may lack the privilege to see it)".into(),
+        Some(Value::Bytes(b)) => String::from_utf8(b.clone()).map_err(|_| BackupError::NotUtf8 {
+            what: what.to_owned(),
+        }),
+        Some(Value::NULL) | None => Err(BackupError::NoDefinition {
+            what: what.to_owned(),
         }),
         Some(other) => Ok(other.as_sql(true)),
     }

@@ -1,6 +1,5 @@
 //! Why a backup failed, one line each: what, on which object, what to do.
 
-use crate::message::one_line;
 use crate::mysql::{ConnectionError, Failure};
 use crate::storage::StorageError;
 
@@ -18,7 +17,7 @@ pub enum BackupError {
     #[error(
         "cannot reach the server at {target}: {reason}; check the host, the port and that the server is running"
     )]
-    Unreachable { target: String, reason: String },
+    Unreachable { target: String, reason: Failure },
     /// The connection broke during the dump.
     #[error(
         "lost the connection to {target} while {during}: {reason}; the backup was discarded, run it again"
@@ -26,15 +25,21 @@ pub enum BackupError {
     ConnectionLost {
         target: String,
         during: String,
-        reason: String,
+        reason: Failure,
     },
     /// A statement failed; `during` names the step.
     #[error("{during} failed on {target}: {reason}")]
     Sql {
         target: String,
         during: String,
-        reason: String,
+        reason: Failure,
     },
+    /// The server showed no definition of an object it listed: the
+    /// backup user may see the object but not its DDL.
+    #[error(
+        "the server returned no definition of {what} (the backup user may lack the privilege to see it); the backup was discarded"
+    )]
+    NoDefinition { what: String },
     /// The server answered `SELECT VERSION()` with no row.
     #[error(
         "{target} answered SELECT VERSION() with no row: it does not behave as a MySQL or MariaDB server"
@@ -126,21 +131,12 @@ impl SqlContext {
         let during = during.into();
         match Failure::of(&e) {
             Failure::AccessDenied => BackupError::AccessDenied { target },
-            Failure::Server {
-                code,
-                state,
-                message,
-            } => BackupError::Sql {
-                target,
-                during,
-                reason: one_line(&format!("error {code} ({state}): {message}")),
-            },
-            Failure::Network(reason) => BackupError::ConnectionLost {
+            reason @ Failure::Network(_) => BackupError::ConnectionLost {
                 target,
                 during,
                 reason,
             },
-            Failure::Driver(reason) => BackupError::Sql {
+            reason @ (Failure::Server { .. } | Failure::Driver(_)) => BackupError::Sql {
                 target,
                 during,
                 reason,
@@ -151,7 +147,7 @@ impl SqlContext {
     /// A failed login: access denied, or the server cannot be reached.
     pub fn connect_err(&self, e: mysql_async::Error) -> BackupError {
         match Failure::of(&e) {
-            Failure::Network(reason) => BackupError::Unreachable {
+            reason @ Failure::Network(_) => BackupError::Unreachable {
                 target: self.target.clone(),
                 reason,
             },

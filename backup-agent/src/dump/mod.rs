@@ -42,6 +42,7 @@
 mod catalog;
 mod data;
 mod error;
+mod layout;
 mod member;
 mod progress;
 mod snapshot;
@@ -64,13 +65,13 @@ pub use error::BackupError;
 use self::catalog::{Catalog, Database};
 use self::data::{Counters, DataUnit, Limits};
 use self::error::SqlContext;
-use self::member::{EncodedMember, encode_text};
+use self::member::EncodedMember;
 use self::writer::DumpWriter;
 use crate::AgentContext;
 use crate::cli::BackupArgs;
 use crate::manifest::{
     self, DUMP_FILE, DatabaseEntry, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE, Manifest,
-    MemberKind, ServerInfo, TableEntry, TableKind,
+    ServerInfo, TableKind,
 };
 use crate::mysql::{self, Server};
 use crate::storage::{Location, S3Settings, StorageError, Store};
@@ -534,41 +535,10 @@ async fn run(
         max_allowed_packet,
         level,
     };
-    let enc_err = |source: std::io::Error| BackupError::Compress {
-        member: "a header or schema member".to_owned(),
-        source,
-    };
-
     // Key ranges are planned before the snapshot: they are only boundaries
     // (open at both ends), so rows written meanwhile are still covered.
-    let mut units_locked = Vec::new();
-    let mut units_rest = Vec::new();
-    for db in &databases {
-        let with_data = db
-            .tables
-            .iter()
-            .filter(|t| t.kind == TableKind::Table && t.data_skipped.is_none());
-        for t in with_data {
-            let table = Arc::new(t.clone());
-            let ranges = match &t.int_pk {
-                Some(pk) if t.transactional && t.estimated_bytes > limits.chunk_bytes => {
-                    key_ranges(&mut control, cx, t, pk, limits.chunk_bytes).await?
-                }
-                _ => vec![None],
-            };
-            let target = if t.transactional {
-                &mut units_rest
-            } else {
-                &mut units_locked
-            };
-            for range in ranges {
-                target.push(DataUnit {
-                    table: table.clone(),
-                    range,
-                });
-            }
-        }
-    }
+    let (units_locked, units_rest) =
+        plan_units(&mut control, cx, &databases, limits.chunk_bytes).await?;
 
     let taken = snapshot::take(&mut control, opts, cx, &server, options.parallel).await?;
     let locked = taken.locked_at.is_some();
@@ -576,40 +546,8 @@ async fn run(
 
     let mut slots: Vec<Slot> = Vec::new();
     let mut jobs: VecDeque<Job> = VecDeque::new();
-    let header = format!(
-        "-- MySQL Keeper dump {name}\n-- agent {} | server {} | started {}\n{}",
-        env!("CARGO_PKG_VERSION"),
-        server.version,
-        started_at.to_rfc3339(),
-        sql::preamble(None)
-    );
-    slots.push(Slot::Ready(
-        encode_text(MemberKind::Header, None, &header, level).map_err(enc_err)?,
-    ));
-    for kind in [MemberKind::Sequences, MemberKind::Schema] {
-        let wanted = if kind == MemberKind::Sequences {
-            TableKind::Sequence
-        } else {
-            TableKind::Table
-        };
-        for db in &databases {
-            let mut objects = db.tables.iter().filter(|t| t.kind == wanted).peekable();
-            if kind == MemberKind::Sequences && objects.peek().is_none() {
-                continue;
-            }
-            let mut text = sql::preamble(None);
-            text.push_str(&format!(
-                "{};\nUSE {};\n",
-                db.create,
-                mysql::ident(&db.name)
-            ));
-            for t in objects {
-                text.push_str(&t.create);
-            }
-            slots.push(Slot::Ready(
-                encode_text(kind, Some(&db.name), &text, level).map_err(enc_err)?,
-            ));
-        }
+    for member in layout::leading_members(name, &server, started_at, &databases, level)? {
+        slots.push(Slot::Ready(member));
     }
     let locked_units = units_locked.len();
     for unit in units_locked.into_iter().chain(units_rest) {
@@ -624,47 +562,8 @@ async fn run(
             ordinal,
         });
     }
-    for db in &databases {
-        if !db.routines.is_empty() {
-            let text = format!("{}{}", sql::preamble(Some(&db.name)), db.routines.concat());
-            slots.push(Slot::Ready(
-                encode_text(MemberKind::Routines, Some(&db.name), &text, level).map_err(enc_err)?,
-            ));
-        }
-    }
-    let views = catalog::order_views(databases.iter().flat_map(|d| d.views.clone()).collect());
-    let mut run_start = 0;
-    while run_start < views.len() {
-        let db = &views[run_start].database;
-        let run_end = views[run_start..]
-            .iter()
-            .position(|v| &v.database != db)
-            .map_or(views.len(), |p| run_start + p);
-        let mut text = sql::preamble(Some(db));
-        for v in &views[run_start..run_end] {
-            text.push_str(&v.create);
-            text.push_str(";\n");
-        }
-        slots.push(Slot::Ready(
-            encode_text(MemberKind::Views, Some(db), &text, level).map_err(enc_err)?,
-        ));
-        run_start = run_end;
-    }
-    for db in &databases {
-        if !db.triggers.is_empty() {
-            let text = format!("{}{}", sql::preamble(Some(&db.name)), db.triggers.concat());
-            slots.push(Slot::Ready(
-                encode_text(MemberKind::Triggers, Some(&db.name), &text, level).map_err(enc_err)?,
-            ));
-        }
-    }
-    for db in &databases {
-        if !db.events.is_empty() {
-            let text = format!("{}{}", sql::preamble(Some(&db.name)), db.events.concat());
-            slots.push(Slot::Ready(
-                encode_text(MemberKind::Events, Some(&db.name), &text, level).map_err(enc_err)?,
-            ));
-        }
+    for member in layout::trailing_members(&databases, level)? {
+        slots.push(Slot::Ready(member));
     }
 
     // Workers claim units in file order, so the writer always waits on a
@@ -838,30 +737,7 @@ async fn run(
         );
     }
 
-    let entries = databases
-        .iter()
-        .map(|db| DatabaseEntry {
-            name: db.name.clone(),
-            charset: db.charset.clone(),
-            collation: db.collation.clone(),
-            tables: db
-                .tables
-                .iter()
-                .map(|t| TableEntry {
-                    name: t.name.clone(),
-                    kind: t.kind,
-                    engine: t.engine.clone(),
-                    rows: rows
-                        .get(&(db.name.clone(), t.name.clone()))
-                        .copied()
-                        .unwrap_or(0),
-                    transactional: t.transactional,
-                    read_under_lock: !t.transactional && locked && t.data_skipped.is_none(),
-                    data_skipped: t.data_skipped,
-                })
-                .collect(),
-        })
-        .collect();
+    let entries = layout::database_entries(&databases, &rows, locked);
     let (members, largest_statement) = writer.members();
     Ok(Parts {
         server,
@@ -872,6 +748,47 @@ async fn run(
         members,
         largest_statement,
     })
+}
+
+/// The data units of `databases`, planned on the control connection before
+/// the snapshot: non-transactional tables (read under the global lock)
+/// first, then the rest; a large transactional table with an integer key is
+/// cut into key ranges of about `chunk_bytes`.
+async fn plan_units(
+    control: &mut Conn,
+    cx: &SqlContext,
+    databases: &[Database],
+    chunk_bytes: u64,
+) -> Result<(Vec<DataUnit>, Vec<DataUnit>), BackupError> {
+    let mut units_locked = Vec::new();
+    let mut units_rest = Vec::new();
+    for db in databases {
+        let with_data = db
+            .tables
+            .iter()
+            .filter(|t| t.kind == TableKind::Table && t.data_skipped.is_none());
+        for t in with_data {
+            let table = Arc::new(t.clone());
+            let ranges = match &t.int_pk {
+                Some(pk) if t.transactional && t.estimated_bytes > chunk_bytes => {
+                    key_ranges(control, cx, t, pk, chunk_bytes).await?
+                }
+                _ => vec![None],
+            };
+            let target = if t.transactional {
+                &mut units_rest
+            } else {
+                &mut units_locked
+            };
+            for range in ranges {
+                target.push(DataUnit {
+                    table: table.clone(),
+                    range,
+                });
+            }
+        }
+    }
+    Ok((units_locked, units_rest))
 }
 
 fn storage(name: &str) -> impl Fn(StorageError) -> BackupError + '_ {

@@ -7,12 +7,15 @@ use crate::message::one_line;
 /// The server's "access denied for user" on login.
 const ACCESS_DENIED: u16 = 1045;
 
-/// A driver error, sorted by what the user has to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A driver error, sorted by what the user has to do about it. Engines keep
+/// it as the typed reason of their own errors; it prints as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The server refused the login: the user or the password is wrong.
+    #[error("access denied")]
     AccessDenied,
     /// The server answered with an error.
+    #[error("error {code} ({state}): {message}")]
     Server {
         /// The server's error number (`1146` for a missing table).
         code: u16,
@@ -23,8 +26,10 @@ pub enum Failure {
     },
     /// The network failed: the server cannot be reached, or the connection
     /// broke. The operating system's words, on one line.
+    #[error("{0}")]
     Network(String),
     /// Anything else the driver reports (protocol, options), on one line.
+    #[error("{0}")]
     Driver(String),
 }
 
@@ -82,6 +87,16 @@ mod tests {
                 message: "Table 'a.b' doesn't exist".into(),
             }
         );
+    }
+
+    #[test]
+    fn a_failure_prints_as_one_line_with_the_server_code() {
+        let e = server_error(1146, "Table 'a.b'\ndoesn't exist");
+        assert_eq!(
+            Failure::of(&e).to_string(),
+            "error 1146 (28000): Table 'a.b' doesn't exist"
+        );
+        assert_eq!(Failure::AccessDenied.to_string(), "access denied");
     }
 
     #[test]

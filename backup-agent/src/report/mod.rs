@@ -77,22 +77,27 @@ const MAX_MESSAGE_LEN: usize = 1024;
 /// never holds a secret (API errors are reduced to code, reason and message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReportError {
+    /// The Job names a namespace but no instance.
     #[error(
         "{ENV_NAMESPACE} is set but {ENV_INSTANCE} is not: the agent cannot tell which MySQLInstance to report to; set both on the Job"
     )]
     MissingInstance,
+    /// The destination in the environment is not the JSON of `spec.backup.destination`.
     #[error(
         "{ENV_DESTINATION} is not a valid backup destination (JSON of spec.backup.destination): {0}"
     )]
     BadDestination(String),
+    /// `--name` differs from the `MySQLBackup` the Job runs for.
     #[error(
         "--name {requested} differs from {ENV_BACKUP}={backup}: the backup folder and the MySQLBackup must have the same name; drop --name or make them equal"
     )]
     NameMismatch { requested: String, backup: String },
+    /// The name cannot be a `MySQLBackup`'s.
     #[error(
         "backup name {0:?} is not a valid MySQLBackup name (lower-case letters, digits and '-', at most 63 characters)"
     )]
     InvalidName(String),
+    /// Creating the run's `MySQLBackup` was refused.
     #[error(
         "could not create MySQLBackup {namespace}/{name}: {detail}; nothing was dumped (the agent's Role must allow create on mysqlbackups)"
     )]
@@ -101,6 +106,7 @@ pub enum ReportError {
         name: String,
         detail: String,
     },
+    /// The `MySQLBackup` exists but belongs to another run or instance.
     #[error(
         "MySQLBackup {namespace}/{name} cannot be used by this run: {reason}; nothing was dumped"
     )]
@@ -109,32 +115,38 @@ pub enum ReportError {
         name: String,
         reason: String,
     },
+    /// Reading a `MySQLBackup` failed.
     #[error("could not read MySQLBackup {namespace}/{name}: {detail}")]
     GetBackup {
         namespace: String,
         name: String,
         detail: String,
     },
+    /// Writing a `MySQLBackup`'s status failed.
     #[error("could not update the status of MySQLBackup {namespace}/{name}: {detail}")]
     BackupStatus {
         namespace: String,
         name: String,
         detail: String,
     },
+    /// Listing `MySQLBackup` objects failed.
     #[error("could not list the MySQLBackup objects in {namespace}: {detail}")]
     ListBackups { namespace: String, detail: String },
+    /// Deleting a pruned backup's `MySQLBackup` failed.
     #[error("could not delete MySQLBackup {namespace}/{name}: {detail}")]
     Delete {
         namespace: String,
         name: String,
         detail: String,
     },
+    /// Reading the own `MySQLInstance` failed.
     #[error("could not read MySQLInstance {namespace}/{name}: {detail}")]
     GetInstance {
         namespace: String,
         name: String,
         detail: String,
     },
+    /// Writing the own `MySQLInstance`'s status failed.
     #[error("could not update the status of MySQLInstance {namespace}/{name}: {detail}")]
     InstanceStatus {
         namespace: String,

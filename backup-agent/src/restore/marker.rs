@@ -35,6 +35,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::RestoreError;
+use crate::mysql::Failure;
 
 pub use crate::mysql::{MARKER_SCHEMA, MAX_REQUEST_ID, parse_request_id};
 /// The table of applied restore requests.
@@ -122,7 +123,7 @@ pub async fn find(
                 return Err(RestoreError::Query {
                     target: target.to_owned(),
                     what: "reading the record of applied restores",
-                    reason: e.to_string(),
+                    reason: Failure::of(&e),
                 });
             }
         };
@@ -148,7 +149,7 @@ pub async fn record(
     let failed = |e: mysql_async::Error| RestoreError::MarkerNotRecorded {
         target: target.to_owned(),
         request: applied.request_id.clone(),
-        reason: e.to_string(),
+        reason: Failure::of(&e),
     };
     for statement in create_statements() {
         conn.query_drop(statement).await.map_err(failed)?;
@@ -171,10 +172,9 @@ pub async fn record(
     .map_err(failed)?;
     find(conn, target, &applied.request_id)
         .await?
-        .ok_or_else(|| RestoreError::MarkerNotRecorded {
+        .ok_or_else(|| RestoreError::MarkerMissing {
             target: target.to_owned(),
             request: applied.request_id.clone(),
-            reason: "the row is not there after the insert".to_owned(),
         })
 }
 

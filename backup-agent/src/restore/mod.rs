@@ -27,7 +27,7 @@ use keeper_crds::agent::FailureCode;
 use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
 use crate::manifest::{ManifestError, MemberKind};
-use crate::mysql::ConnectionError;
+use crate::mysql::{ConnectionError, Failure};
 use crate::repository::{self, BackupListing};
 use crate::storage::{Location, S3Settings, StorageError, Store};
 
@@ -39,14 +39,17 @@ pub use verify::{VerifyReport, verify_backup};
 /// the object and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// The connection settings cannot be used (no password, unreadable file).
     #[error(transparent)]
     Password(#[from] ConnectionError),
+    /// Reading the backup's location failed.
     #[error("reading the backup at {backup}: {source}")]
     Storage {
         backup: String,
         #[source]
         source: StorageError,
     },
+    /// The folder has no manifest: an unfinished or foreign backup.
     #[error(
         "{backup} has no manifest.json: it is incomplete or not a Keeper backup; {consequence}"
     )]
@@ -54,12 +57,14 @@ pub enum RestoreError {
         backup: String,
         consequence: &'static str,
     },
+    /// The manifest cannot be read, or is of a format this agent does not know.
     #[error("{backup}/manifest.json cannot be used: {source}")]
     BadManifest {
         backup: String,
         #[source]
         source: ManifestError,
     },
+    /// The dump file's size is not the one in the manifest.
     #[error(
         "{backup}/dump.sql.gz is {} bytes but the manifest says {expected}: the backup is truncated or damaged; nothing was changed",
         found.map_or_else(|| "missing".to_owned(), |f| f.to_string())
@@ -69,6 +74,8 @@ pub enum RestoreError {
         expected: u64,
         found: Option<u64>,
     },
+    /// A member does not match its checksum, or does not decompress or
+    /// split into statements.
     #[error(
         "{member} of {backup} is corrupt: {problem}; the backup cannot be trusted, restore another one"
     )]
@@ -77,20 +84,30 @@ pub enum RestoreError {
         member: String,
         problem: String,
     },
+    /// A whole file does not match its checksum.
     #[error("{backup}/{file} does not match the sha256 in its manifest: the backup is corrupt")]
     FileCorrupt { backup: String, file: &'static str },
+    /// The target refused the login.
     #[error(
         "access denied for {target}: check the user and its password (MYSQL_PWD, --password-file or the Secret)"
     )]
     AccessDenied { target: String },
+    /// The target cannot be reached, or the connection broke.
     #[error("cannot connect to {target}: {reason}")]
-    Connect { target: String, reason: String },
+    Connect { target: String, reason: Failure },
+    /// A query of the restore's own (not one of the backup's) failed.
     #[error("{what} on {target} failed: {reason}")]
     Query {
         target: String,
         what: &'static str,
-        reason: String,
+        reason: Failure,
     },
+    /// The target answered the version query with no row.
+    #[error(
+        "{target} answered the query for its version and max_allowed_packet with no row: it does not behave as a MySQL or MariaDB server"
+    )]
+    NoServerFacts { target: String },
+    /// The backup is of the other flavor (MySQL vs MariaDB).
     #[error(
         "the backup comes from {source_server} but {target} runs {target_server}: Keeper restores only into the same flavor; restore into a {wanted} server"
     )]
@@ -100,6 +117,7 @@ pub enum RestoreError {
         target_server: String,
         wanted: &'static str,
     },
+    /// The target's `max_allowed_packet` is smaller than the backup's largest statement.
     #[error(
         "{target} has max_allowed_packet={found} but the backup's largest statement is {largest} bytes: run SET GLOBAL max_allowed_packet={suggest} (or set it in the server's config) and retry; nothing was restored"
     )]
@@ -109,6 +127,8 @@ pub enum RestoreError {
         largest: u64,
         suggest: u64,
     },
+    /// The target already holds objects of the backup's databases, and
+    /// `--overwrite` was not given.
     #[error(
         "{target} already has {count} objects of the backup's databases ({names}); restore into an empty server or pass --overwrite; nothing was changed"
     )]
@@ -117,40 +137,52 @@ pub enum RestoreError {
         count: usize,
         names: String,
     },
+    /// `--overwrite` could not drop a database.
     #[error("--overwrite could not drop database `{database}` on {target}: {reason}")]
     Overwrite {
         target: String,
         database: String,
-        reason: String,
+        reason: Failure,
     },
+    /// The backup was loaded, but its request could not be recorded as applied.
     #[error(
         "the backup was restored into {target} but recording request {request} as applied failed ({reason}); the restore is reported failed, because a rerun of the request would not know it ran: check the server, then retry"
     )]
     MarkerNotRecorded {
         target: String,
         request: String,
-        reason: String,
+        reason: Failure,
     },
+    /// The record of the request was written but cannot be read back.
+    #[error(
+        "the backup was restored into {target} and request {request} was recorded as applied, but the record is not there when read back; the restore is reported failed: check the server's `mysql_keeper` schema, then retry"
+    )]
+    MarkerMissing { target: String, request: String },
+    /// A statement of the backup failed on the target.
     #[error("{member}: `{statement}` failed: {reason}")]
     Statement {
         member: String,
         statement: String,
-        reason: String,
+        reason: Failure,
     },
+    /// A code object names a `DEFINER` account the target does not have.
     #[error(
         "{member}: `{statement}` failed: the definer account does not exist on the target ({reason}); create that account, then retry"
     )]
     MissingDefiner {
         member: String,
         statement: String,
+        /// The server's message.
         reason: String,
     },
+    /// The restoring user may not create objects for another `DEFINER`.
     #[error(
         "{member}: `{statement}` failed: creating an object for another DEFINER needs more privilege ({reason}); restore as a user with SET USER (MariaDB) / SET_ANY_DEFINER or SET_USER_ID (MySQL), or as root"
     )]
     DefinerPrivilege {
         member: String,
         statement: String,
+        /// The server's message.
         reason: String,
     },
 }
@@ -175,8 +207,10 @@ impl RestoreError {
             | RestoreError::AccessDenied { .. }
             | RestoreError::Connect { .. }
             | RestoreError::Query { .. }
+            | RestoreError::NoServerFacts { .. }
             | RestoreError::Overwrite { .. }
             | RestoreError::MarkerNotRecorded { .. }
+            | RestoreError::MarkerMissing { .. }
             | RestoreError::Statement { .. }
             | RestoreError::MissingDefiner { .. }
             | RestoreError::DefinerPrivilege { .. } => FailureCode::RunFailed,
@@ -567,12 +601,16 @@ mod tests {
             RestoreError::Statement {
                 member: "data 3".into(),
                 statement: "INSERT".into(),
-                reason: "disk full; nothing was changed".into(),
+                reason: Failure::Server {
+                    code: 1021,
+                    state: "HY000".into(),
+                    message: "disk full; nothing was changed".into(),
+                },
             },
             RestoreError::Overwrite {
                 target: target(),
                 database: "sakila".into(),
-                reason: "denied".into(),
+                reason: Failure::AccessDenied,
             },
         ];
         for error in mid_replay {

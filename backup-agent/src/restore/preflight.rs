@@ -40,28 +40,23 @@ pub async fn connect(opts: &Opts) -> Result<Conn, RestoreError> {
         let target = mysql::describe(opts);
         match Failure::of(&e) {
             Failure::AccessDenied => RestoreError::AccessDenied { target },
-            Failure::Server { message, .. } => RestoreError::Connect {
-                target,
-                reason: message,
-            },
-            Failure::Network(reason) | Failure::Driver(reason) => {
-                RestoreError::Connect { target, reason }
-            }
+            reason => RestoreError::Connect { target, reason },
         }
     })
 }
 
 /// The target's flavor, version and `max_allowed_packet`.
 pub async fn inspect(conn: &mut Conn, target: &str) -> Result<ServerFacts, RestoreError> {
-    let failed = |reason: String| RestoreError::Query {
-        target: target.to_owned(),
-        what: "reading the server's version and max_allowed_packet",
-        reason,
-    };
     mysql::inspect(conn)
         .await
-        .map_err(|e| failed(e.to_string()))?
-        .ok_or_else(|| failed("the server returned no row".to_owned()))
+        .map_err(|e| RestoreError::Query {
+            target: target.to_owned(),
+            what: "reading the server's version and max_allowed_packet",
+            reason: Failure::of(&e),
+        })?
+        .ok_or_else(|| RestoreError::NoServerFacts {
+            target: target.to_owned(),
+        })
 }
 
 /// Refuses a cross-flavor restore; returns a warning for an older target.
@@ -151,7 +146,7 @@ pub async fn existing_objects(
             .map_err(|e| RestoreError::Query {
                 target: target.to_owned(),
                 what: "listing what the target already holds",
-                reason: e.to_string(),
+                reason: Failure::of(&e),
             })?;
         found.extend(names);
     }
@@ -190,7 +185,7 @@ pub async fn drop_databases(
             .map_err(|e| RestoreError::Query {
                 target: target.to_owned(),
                 what: "looking for the backup's databases",
-                reason: e.to_string(),
+                reason: Failure::of(&e),
             })?;
         if exists.is_none() {
             continue;
@@ -201,7 +196,7 @@ pub async fn drop_databases(
             .map_err(|e| RestoreError::Overwrite {
                 target: target.to_owned(),
                 database: db.clone(),
-                reason: e.to_string(),
+                reason: Failure::of(&e),
             })?;
         dropped.push(db.clone());
     }
@@ -211,44 +206,23 @@ pub async fn drop_databases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{
-        Consistency, DatabaseEntry, FORMAT_VERSION, FileInfo, Flavor, ServerInfo, Snapshot,
-    };
+    use crate::manifest::{DatabaseEntry, Flavor, ServerInfo};
 
     fn manifest(flavor: Flavor, version: &str, largest: u64) -> Manifest {
-        Manifest {
-            format_version: FORMAT_VERSION,
-            agent_version: "test".into(),
-            name: "b".into(),
-            owner: None,
-            server: ServerInfo {
+        let mut manifest = crate::manifest::sample(
+            ServerInfo {
                 flavor,
                 version: version.into(),
             },
-            started_at: chrono::Utc::now(),
-            finished_at: chrono::Utc::now(),
-            snapshot: Snapshot {
-                consistency: Consistency::GlobalLock,
-                lock_held_ms: None,
-                gtid_executed: None,
-                binlog: None,
-                note: None,
-            },
-            max_allowed_packet: 16 << 20,
-            largest_statement: largest,
-            databases: vec![DatabaseEntry {
+            vec![DatabaseEntry {
                 name: "a`b".into(),
                 charset: "utf8mb4".into(),
                 collation: "utf8mb4_general_ci".into(),
                 tables: vec![],
             }],
-            members: vec![],
-            file: FileInfo {
-                name: "dump.sql.gz".into(),
-                size: 0,
-                sha256: "0".repeat(64),
-            },
-        }
+        );
+        manifest.largest_statement = largest;
+        manifest
     }
 
     /// A target of `flavor` printing `version` (the flavor in the comment,

@@ -18,6 +18,7 @@ use super::source::{Backup, describe_member};
 use super::statements::{self, preview};
 use super::{RestoreError, RestoreProgress};
 use crate::manifest::MemberKind;
+use crate::mysql::Failure;
 
 /// How often the progress line is logged.
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -145,9 +146,10 @@ async fn replay_member(
 
     // Members set their own session state (sql_mode, checks, USE); start each
     // from a clean session so nothing leaks from the member before it.
-    conn.reset().await.map_err(|e| RestoreError::Connect {
+    conn.reset().await.map_err(|e| RestoreError::Query {
         target: target.to_owned(),
-        reason: format!("resetting the session: {e}"),
+        what: "resetting the session",
+        reason: Failure::of(&e),
     })?;
 
     let code = matches!(
@@ -217,15 +219,10 @@ fn statement_error(member: String, statement: &[u8], error: mysql_async::Error) 
                 reason: s.message,
             }
         }
-        mysql_async::Error::Server(s) => RestoreError::Statement {
-            member,
-            statement,
-            reason: format!("ERROR {}: {}", s.code, s.message),
-        },
         other => RestoreError::Statement {
             member,
             statement,
-            reason: other.to_string(),
+            reason: Failure::of(&other),
         },
     }
 }

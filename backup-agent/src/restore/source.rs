@@ -9,7 +9,7 @@ use flate2::bufread::GzDecoder;
 use sha2::{Digest, Sha256};
 
 use super::RestoreError;
-use crate::manifest::{DUMP_FILE, MANIFEST_FILE, Manifest, Member, MemberKind};
+use crate::manifest::{DUMP_FILE, MANIFEST_FILE, Manifest, Member};
 use crate::storage::{StorageError, Store};
 
 /// A backup folder and its parsed, self-consistent manifest.
@@ -184,7 +184,7 @@ pub fn decompress_member(
 
 /// `member 12 (data sakila.actor chunk 3)`, for messages and logs.
 pub fn describe_member(index: usize, member: &Member) -> String {
-    let kind = kind_name(member.kind);
+    let kind = member.kind.name();
     let mut s = format!("member {index} ({kind}");
     match (&member.database, &member.table) {
         (Some(db), Some(t)) => s.push_str(&format!(" {db}.{t}")),
@@ -196,17 +196,4 @@ pub fn describe_member(index: usize, member: &Member) -> String {
     }
     s.push(')');
     s
-}
-
-pub fn kind_name(kind: MemberKind) -> &'static str {
-    match kind {
-        MemberKind::Header => "header",
-        MemberKind::Sequences => "sequences",
-        MemberKind::Schema => "schema",
-        MemberKind::Data => "data",
-        MemberKind::Routines => "routines",
-        MemberKind::Views => "views",
-        MemberKind::Triggers => "triggers",
-        MemberKind::Events => "events",
-    }
 }

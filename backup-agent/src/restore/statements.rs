@@ -29,8 +29,10 @@
 /// Why a member's text cannot be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SplitError {
+    /// A string, comment or quoted name is not closed.
     #[error("the text ends inside a {0} that starts at byte {1}")]
     Unterminated(&'static str, usize),
+    /// A `DELIMITER` line without a delimiter.
     #[error("a DELIMITER line at byte {0} names no delimiter")]
     EmptyDelimiter(usize),
 }

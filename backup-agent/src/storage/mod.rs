@@ -31,16 +31,19 @@ pub enum Location {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The location is neither `file:///…` nor `s3://…`, or is malformed.
     #[error(
         "`{url}` is not a storage URL: {reason} (use file:///absolute/dir or s3://bucket/prefix)"
     )]
     BadUrl { url: String, reason: String },
+    /// A file operation of a `file://` location failed.
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// The object or file is not there.
     #[error("{key} does not exist in {location}")]
     NotFound { location: String, key: String },
     /// Boxed: S3 errors carry bucket, endpoint and key, and every `Result`

@@ -9,16 +9,19 @@ use crate::message::one_line;
 
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
+    /// The settings (region, endpoint, CA bundle) cannot make a client.
     #[error("S3 settings for bucket {bucket} at {endpoint} are not usable: {detail}")]
     Config {
         bucket: String,
         endpoint: String,
         detail: String,
     },
+    /// The bucket is not there.
     #[error(
         "bucket {bucket} does not exist at {endpoint}: create it, or fix the bucket in the URL or AWS_ENDPOINT_URL"
     )]
     NoSuchBucket { bucket: String, endpoint: String },
+    /// The store rejected the key or its signature.
     #[error(
         "{endpoint} rejected the S3 credentials for bucket {bucket} ({detail}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the credentials file and AWS_PROFILE)"
     )]
@@ -27,6 +30,7 @@ pub enum S3Error {
         endpoint: String,
         detail: String,
     },
+    /// The key may not do this operation on the bucket.
     #[error(
         "access denied: {operation} on s3://{bucket}/{key} at {endpoint} ({detail}): allow this key to read, write, list and delete in the bucket"
     )]
@@ -37,6 +41,7 @@ pub enum S3Error {
         endpoint: String,
         detail: String,
     },
+    /// No connection: DNS, network or TLS.
     #[error(
         "cannot reach the S3 endpoint {endpoint} for bucket {bucket} ({detail}): check AWS_ENDPOINT_URL, the network, and TLS (--s3-ca-bundle)"
     )]
@@ -45,6 +50,7 @@ pub enum S3Error {
         endpoint: String,
         detail: String,
     },
+    /// Any other failed request.
     #[error("S3 {operation} of s3://{bucket}/{key} at {endpoint} failed: {detail}")]
     Request {
         operation: &'static str,
@@ -53,6 +59,7 @@ pub enum S3Error {
         endpoint: String,
         detail: String,
     },
+    /// The object would need more than 10,000 parts.
     #[error(
         "upload of s3://{bucket}/{key} at {endpoint} needs more than 10,000 parts after {sent} bytes: the object is larger than S3 allows"
     )]
@@ -62,6 +69,7 @@ pub enum S3Error {
         endpoint: String,
         sent: u64,
     },
+    /// The stored object is not the size that was sent.
     #[error(
         "upload of s3://{bucket}/{key} at {endpoint} is incomplete: the store holds {found} bytes but {sent} were sent; run the backup again"
     )]
