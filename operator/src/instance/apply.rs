@@ -23,6 +23,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use keeper_crds::MySQLInstance;
+use kube::runtime::events::EventType;
+
+use crate::context::Context;
 use crate::error::{Error, Result};
 
 /// Annotation with the SHA-256 of the object as the operator last applied it.
@@ -127,6 +132,79 @@ where
         Outcome::Created
     };
     Ok((outcome, applied))
+}
+
+/// The one way the instance reconcile writes its children: [`apply`] with
+/// the operator's field manager, then an Event on the instance naming the
+/// child when it was created or updated (nothing when unchanged).
+pub struct Applier<'a> {
+    ctx: &'a Context,
+    instance: &'a MySQLInstance,
+    namespace: &'a str,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(ctx: &'a Context, instance: &'a MySQLInstance, namespace: &'a str) -> Self {
+        Self {
+            ctx,
+            instance,
+            namespace,
+        }
+    }
+
+    /// Applies `desired` against `existing` as observed; returns the object
+    /// as the API server holds it.
+    ///
+    /// # Errors
+    /// [`Error::ApplyFailed`].
+    pub async fn apply<K>(&self, desired: &K, existing: Option<&K>) -> Result<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let api = Api::<K>::namespaced(self.ctx.client.clone(), self.namespace);
+        let (outcome, applied) =
+            apply(&api, desired, existing, &self.ctx.config.field_manager).await?;
+        let name = desired.meta().name.clone().unwrap_or_default();
+        self.publish::<K>(outcome, &name).await;
+        Ok(applied)
+    }
+
+    /// Publishes `Created`/`Updated` for a child object; nothing when unchanged.
+    async fn publish<K: Resource<DynamicType = ()>>(&self, outcome: Outcome, name: &str) {
+        let kind = K::kind(&());
+        let kind = kind.as_ref();
+        let api_version = K::api_version(&());
+        let reason = match outcome {
+            Outcome::Created => "Created",
+            Outcome::Updated => "Updated",
+            Outcome::Unchanged => return,
+        };
+        tracing::info!(kind, name, reason, "applied");
+        // The child as the Event's related object: it is what the Event is
+        // about, and it keeps the Recorder from folding different children
+        // into one series.
+        let related = ObjectReference {
+            api_version: Some(api_version.into_owned()),
+            kind: Some(kind.to_owned()),
+            name: Some(name.to_owned()),
+            namespace: Some(self.namespace.to_owned()),
+            ..ObjectReference::default()
+        };
+        self.ctx
+            .publish_related(
+                self.instance,
+                EventType::Normal,
+                reason,
+                "Apply",
+                format!("{reason} {kind} {name}"),
+                Some(related),
+            )
+            .await;
+    }
 }
 
 /// Whether every field of `desired` is in `existing` with the same value.

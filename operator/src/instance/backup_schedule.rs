@@ -132,10 +132,9 @@ where
 {
     let name = desired.meta().name.clone().unwrap_or_default();
     let existing: Option<K> = get(ctx, namespace, &name).await?;
-    let api = Api::<K>::namespaced(ctx.client.clone(), namespace);
-    let (outcome, _) =
-        apply::apply(&api, desired, existing.as_ref(), &ctx.config.field_manager).await?;
-    super::report::<K>(ctx, instance, outcome, &name).await;
+    apply::Applier::new(ctx, instance, namespace)
+        .apply(desired, existing.as_ref())
+        .await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use kube::runtime::events::EventType;
 use serde_json::json;
 
 use super::build::InstanceMeta;
+use crate::context::Context;
 use crate::error::{Error, Result};
 
 /// Reason of `Ready=True`.
@@ -244,6 +245,34 @@ pub(crate) fn without_nulls(fields: serde_json::Value) -> serde_json::Value {
         }
         other => other,
     }
+}
+
+/// The reconcile's one status write: the transition times of conditions
+/// that did not change are kept, an Event is published per condition that
+/// did, then the status is written ([`write`]).
+///
+/// # Errors
+/// [`Error::StatusFailed`].
+pub async fn publish_and_write(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    mut new: MySQLInstanceStatus,
+) -> Result<()> {
+    keep_transition_times(instance.status.as_ref(), &mut new);
+    for transition in transitions(instance.status.as_ref(), &new) {
+        ctx.publish(
+            instance,
+            transition.type_,
+            &transition.reason,
+            "Reconcile",
+            transition.note,
+        )
+        .await;
+    }
+    let namespace = instance.metadata.namespace.clone().unwrap_or_default();
+    let api = Api::<MySQLInstance>::namespaced(ctx.client.clone(), &namespace);
+    write(&api, instance, &new, &ctx.config.field_manager).await?;
+    Ok(())
 }
 
 /// Writes the operator's status fields with server-side apply, unless `new`

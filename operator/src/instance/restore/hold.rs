@@ -28,6 +28,8 @@
 //! A failed restore keeps the hold (the server may hold part of a backup);
 //! removing `spec.restoreFrom` gives it up and takes the server as it is.
 
+use std::time::Duration;
+
 use keeper_crds::instance::MYSQL_PORT;
 use keeper_crds::instance::{PASSWORD_KEY, USERNAME_KEY};
 use keeper_crds::{MySQLInstance, MySQLInstanceStatus};
@@ -128,6 +130,28 @@ fn target(
         instance: instance_key,
         cache_key: hex::encode(hasher.finalize()),
     })
+}
+
+/// Retry delay when the application account could not be unlocked.
+const ACCOUNT_RETRY: Duration = Duration::from_secs(30);
+
+/// The step after the restore's: with no restore holding the server and a
+/// server that is up, the application account is open. Returns when to try
+/// again after a failure (published as an Event by [`ensure_app_access`]).
+pub async fn release(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    observed: &Observed,
+    ready_replicas: i32,
+    holds_server: bool,
+) -> Option<Duration> {
+    if holds_server || ready_replicas < 1 {
+        return None;
+    }
+    ensure_app_access(ctx, instance, observed, AppAccess::Open)
+        .await
+        .err()
+        .map(|_| ACCOUNT_RETRY)
 }
 
 /// Ensures the application account is in state `access` when the operator
