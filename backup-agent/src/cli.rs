@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mysql_async::Opts;
 
-use crate::AgentContext;
+use crate::context::AgentContext;
 use crate::mysql::{ConnectionError, describe};
 
 #[derive(Debug, Parser)]

@@ -7,6 +7,7 @@
 //! in-process with the exact arguments and environment of a Job spec.
 
 pub mod cli;
+pub mod context;
 pub mod dump;
 pub mod manifest;
 pub mod message;
@@ -17,41 +18,12 @@ pub mod repository;
 pub mod restore;
 pub mod storage;
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 
 use clap::Parser;
 
 pub use cli::Cli;
-
-/// What the agent was given besides its arguments.
-#[derive(Clone, Default)]
-pub struct AgentContext {
-    /// The process environment (or a test's stand-in for it).
-    pub env: HashMap<String, String>,
-    /// Set inside Kubernetes: the agent reports into `MySQLBackup` and
-    /// `MySQLInstance` status. Outside, it only prints.
-    pub kube: Option<kube::Client>,
-}
-
-impl std::fmt::Debug for AgentContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The environment holds secrets (MYSQL_PWD, AWS keys): never print it.
-        f.debug_struct("AgentContext")
-            .field("env", &format_args!("<{} variables>", self.env.len()))
-            .field("kube", &self.kube.is_some())
-            .finish()
-    }
-}
-
-impl AgentContext {
-    pub fn var(&self, name: &str) -> Option<&str> {
-        self.env
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-}
+pub use context::AgentContext;
 
 /// Every way the agent can fail; each displays as one line that says what
 /// failed, on which object, and what to do.

@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::AgentContext;
+use crate::context::AgentContext;
 use keeper_crds::agent::{ENV_INSTANCE, ENV_NAMESPACE};
 
 /// An owner as recorded in a manifest or given on the command line.

@@ -67,8 +67,8 @@ use self::data::{Counters, DataUnit, Limits};
 use self::error::SqlContext;
 use self::member::EncodedMember;
 use self::writer::DumpWriter;
-use crate::AgentContext;
 use crate::cli::BackupArgs;
+use crate::context::AgentContext;
 use crate::manifest::{
     self, DUMP_FILE, DatabaseEntry, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE, Manifest,
     ServerInfo, TableKind,

@@ -16,7 +16,7 @@ use super::{
     ENV_BACKUP, FIELD_MANAGER, ReportError, ReportOutcome, RetryPolicy, Target, describe,
     destination_from_env, is_already_exists, is_not_found, one_line, rbac,
 };
-use crate::AgentContext;
+use crate::context::AgentContext;
 use crate::manifest::Manifest;
 
 /// Annotation the agent puts on a `MySQLBackup` it creates: the Job that

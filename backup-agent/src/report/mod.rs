@@ -56,7 +56,7 @@ use keeper_crds::{
     MySQLInstanceStatus, RestoreStatus,
 };
 
-use crate::AgentContext;
+use crate::context::AgentContext;
 
 pub use backup::{BackupReporter, CREATED_BY_JOB_ANNOTATION};
 pub use restore::{DEFAULT_PROGRESS_INTERVAL, RestoreProgressTask, RestoreReporter};

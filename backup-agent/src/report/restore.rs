@@ -10,7 +10,7 @@ use keeper_crds::agent::FailureCode;
 use keeper_crds::{RestorePhase, RestoreStatus};
 
 use super::{ENV_RESTORE_SOURCE, ReportError, ReportOutcome, RetryPolicy, Target, one_line};
-use crate::AgentContext;
+use crate::context::AgentContext;
 
 /// Default time between two progress reports: often enough for `kubectl get
 /// -w` to look alive, rare enough not to load the API server.

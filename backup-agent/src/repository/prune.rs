@@ -28,8 +28,8 @@ use keeper_crds::retention::RetentionError;
 
 use super::keep_policy::{Candidate, DeleteReason, KeepPolicy, KeepReason, Verdict};
 use super::{BackupStatus, STALE_AFTER, folder_key, orphans};
-use crate::AgentContext;
 use crate::cli::{PinArgs, PruneArgs, RetentionArgs};
+use crate::context::AgentContext;
 use crate::manifest::{KEEP_FILE, MANIFEST_FILE, Pin, PinSource, REMOVING_FILE, Removing};
 use crate::owner::{Owner, OwnerError};
 use crate::storage::{Location, S3Settings, StorageError, Store};

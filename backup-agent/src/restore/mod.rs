@@ -24,8 +24,8 @@ use mysql_async::prelude::Queryable;
 
 use keeper_crds::agent::FailureCode;
 
-use crate::AgentContext;
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
+use crate::context::AgentContext;
 use crate::manifest::{ManifestError, MemberKind};
 use crate::mysql::{ConnectionError, Failure};
 use crate::repository::{self, BackupListing};

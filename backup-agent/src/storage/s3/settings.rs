@@ -13,8 +13,8 @@ use aws_sdk_s3::config::{
 };
 
 use super::error::S3Error;
-use crate::AgentContext;
 use crate::cli::S3Args;
+use crate::context::AgentContext;
 use crate::message::one_line;
 
 /// The region used when `AWS_REGION` is unset (what the AWS CLI assumes too).
