@@ -1,7 +1,7 @@
 //! What the agent was given besides its arguments: the environment and,
 //! inside Kubernetes, a client. Every module reads the environment through
-//! it (only `main` reads `std::env`), so tests run the agent in-process with a Job's
-//! exact environment.
+//! it (only `main` reads `std::env`), so tests run the agent in-process
+//! with a Job's exact environment.
 
 use std::collections::HashMap;
 
