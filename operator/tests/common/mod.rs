@@ -1,5 +1,7 @@
 //! Setup shared by the operator's integration tests (reconcile, backups,
-//! restore and the Job end-to-end tests): Secrets, an account manager without
+//! restore) and the cross-crate end-to-end tests of the operator's Jobs run
+//! by the agent (`tests/tests/*_e2e.rs`, which include this file with
+//! `#[path]`): Secrets, an account manager without
 //! a server, and the kubelet's part — a Job's arguments and environment as
 //! its pod would see them. The in-memory API itself is
 //! `keeper_tests::kube::FakeCluster`.

@@ -13,6 +13,8 @@
 //! `<name>-backup` Secret is not in the cluster and not needed.
 #![allow(clippy::unwrap_used)]
 
+// The operator tests' fixtures: one place for both crates' tests.
+#[path = "../../operator/tests/common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

@@ -11,6 +11,8 @@
 //! instance's `status.lastBackup` must show the run.
 #![allow(clippy::unwrap_used)]
 
+// The operator tests' fixtures: one place for both crates' tests.
+#[path = "../../operator/tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
