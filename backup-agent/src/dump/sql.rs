@@ -297,9 +297,12 @@ pub fn preamble(database: Option<&str>) -> String {
 
 /// `CREATE …` of a routine, trigger or event under its own `sql_mode`,
 /// wrapped in `DELIMITER ;;` so the `mysql` client keeps the body whole.
+/// The closing `;;` stands on a line of its own: a body may end in a `--`
+/// or `#` comment (the server keeps it), which would take in a delimiter
+/// on its line.
 pub fn stored_program(sql_mode: &str, create: &str) -> String {
     format!(
-        "SET SESSION sql_mode = {};\nDELIMITER ;;\n{create} ;;\nDELIMITER ;\nSET SESSION sql_mode = '{DATA_SQL_MODE}';\n",
+        "SET SESSION sql_mode = {};\nDELIMITER ;;\n{create}\n;;\nDELIMITER ;\nSET SESSION sql_mode = '{DATA_SQL_MODE}';\n",
         string_literal(sql_mode)
     )
 }
@@ -479,7 +482,7 @@ mod tests {
         let s = stored_program("STRICT_TRANS_TABLES", "CREATE PROCEDURE p() SELECT ';'");
         assert_eq!(
             s,
-            "SET SESSION sql_mode = 'STRICT_TRANS_TABLES';\nDELIMITER ;;\nCREATE PROCEDURE p() SELECT ';' ;;\nDELIMITER ;\nSET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES';\n"
+            "SET SESSION sql_mode = 'STRICT_TRANS_TABLES';\nDELIMITER ;;\nCREATE PROCEDURE p() SELECT ';'\n;;\nDELIMITER ;\nSET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES';\n"
         );
     }
 

@@ -23,8 +23,14 @@
 //! multi-byte character is ASCII, so scanning bytes for quotes and delimiters
 //! is exact.
 //!
-//! `NO_BACKSLASH_ESCAPES` is not tracked (the `mysql` client does not either):
-//! the dump writes literals that read the same under both modes' splitting.
+//! A backslash escapes the next byte in strings unless the session's
+//! `sql_mode` holds `NO_BACKSLASH_ESCAPES`, as in the server. The client
+//! learns the mode from the server's status flag after each statement; this
+//! scanner, which also runs without a server (`verify`), learns it from the
+//! text: a statement `SET [SESSION] sql_mode = '…'` with a literal mode
+//! (what a dump writes before every stored program and at every member's
+//! start) sets it for the statements after it. A member starts with
+//! escapes on: it sets its own mode before any string that could differ.
 
 /// Why a member's text cannot be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +55,8 @@ pub struct Statements<'a> {
     sql: &'a [u8],
     pos: usize,
     delimiter: Vec<u8>,
+    /// The session's `sql_mode` holds `NO_BACKSLASH_ESCAPES`.
+    no_backslash_escapes: bool,
     failed: bool,
 }
 
@@ -58,6 +66,7 @@ pub fn split(sql: &[u8]) -> Statements<'_> {
         sql,
         pos: 0,
         delimiter: b";".to_vec(),
+        no_backslash_escapes: false,
         failed: false,
     }
 }
@@ -95,6 +104,9 @@ impl<'a> Statements<'a> {
             let end = self.scan_statement()?;
             let text = trim_end(&self.sql[start..end]);
             if !text.is_empty() {
+                if let Some(no_escapes) = sets_no_backslash_escapes(text) {
+                    self.no_backslash_escapes = no_escapes;
+                }
                 return Ok(Some(Statement {
                     text,
                     offset: start,
@@ -158,7 +170,9 @@ impl<'a> Statements<'a> {
                 return Ok(i);
             }
             match sql[i] {
-                quote @ (b'\'' | b'"' | b'`') => i = quote_end(sql, i, quote)?,
+                quote @ (b'\'' | b'"' | b'`') => {
+                    i = quote_end(sql, i, quote, !self.no_backslash_escapes)?;
+                }
                 b'#' => i = line_end(sql, i),
                 b'-' if is_line_comment(&sql[i..]) => i = line_end(sql, i),
                 b'/' if sql[i..].starts_with(b"/*") => i = block_comment_end(sql, i)?,
@@ -203,12 +217,18 @@ fn block_comment_end(sql: &[u8], from: usize) -> Result<usize, SplitError> {
 }
 
 /// The position just past the quote closing the one at `from`. A doubled
-/// quote is a closing and an opening quote, which this handles by itself.
-fn quote_end(sql: &[u8], from: usize, quote: u8) -> Result<usize, SplitError> {
+/// quote is a closing and an opening quote, which this handles by itself;
+/// a backslash escapes the next byte in strings when `backslash_escapes`.
+fn quote_end(
+    sql: &[u8],
+    from: usize,
+    quote: u8,
+    backslash_escapes: bool,
+) -> Result<usize, SplitError> {
     let mut i = from + 1;
     while i < sql.len() {
         let b = sql[i];
-        if b == b'\\' && quote != b'`' {
+        if b == b'\\' && quote != b'`' && backslash_escapes {
             i += 2;
         } else if b == quote {
             return Ok(i + 1);
@@ -221,6 +241,37 @@ fn quote_end(sql: &[u8], from: usize, quote: u8) -> Result<usize, SplitError> {
         _ => "string literal",
     };
     Err(SplitError::Unterminated(what, from))
+}
+
+/// For `SET [SESSION] sql_mode = '…'` (also `@@sql_mode`,
+/// `@@SESSION.sql_mode`): whether the new mode holds
+/// `NO_BACKSLASH_ESCAPES`. `None` for any other statement, or a mode that
+/// is not a literal (the mode stays as it was).
+fn sets_no_backslash_escapes(statement: &[u8]) -> Option<bool> {
+    let text = std::str::from_utf8(statement).ok()?;
+    let lower = text.to_ascii_lowercase();
+    let rest = lower.strip_prefix("set")?;
+    if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix("session")
+        .filter(|r| r.starts_with(|c: char| c.is_ascii_whitespace()))
+        .map_or(rest, str::trim_start);
+    let rest = rest
+        .strip_prefix("@@session.")
+        .or_else(|| rest.strip_prefix("@@"))
+        .unwrap_or(rest);
+    let rest = rest.strip_prefix("sql_mode")?.trim_start();
+    let rest = rest.strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let value = rest[1..].split(quote).next()?;
+    Some(
+        value
+            .split(',')
+            .any(|mode| mode.trim() == "no_backslash_escapes"),
+    )
 }
 
 fn trim_end(text: &[u8]) -> &[u8] {
@@ -270,6 +321,51 @@ mod tests {
             .into_iter()
             .map(|t| String::from_utf8(t).expect("utf8"))
             .collect()
+    }
+
+    #[test]
+    fn strings_follow_the_sessions_no_backslash_escapes() {
+        let sql = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES';\n\
+                   DELIMITER ;;\n\
+                   CREATE FUNCTION f() RETURNS TEXT RETURN 'C:\\' -- a backslash ends it\n\
+                   ;;\n\
+                   DELIMITER ;\n\
+                   SELECT 'a\\', 'b;c\\';\n\
+                   SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';\n\
+                   SELECT 'it\\'s; fine';\n";
+        assert_eq!(
+            strs(sql),
+            [
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES'",
+                "CREATE FUNCTION f() RETURNS TEXT RETURN 'C:\\' -- a backslash ends it",
+                "SELECT 'a\\', 'b;c\\'",
+                "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'",
+                "SELECT 'it\\'s; fine'",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_literal_sql_mode_changes_the_escapes() {
+        for (statement, expected) in [
+            ("SET sql_mode = 'NO_BACKSLASH_ESCAPES'", Some(true)),
+            (
+                "set  session  sql_mode=\"ansi,no_backslash_escapes\"",
+                Some(true),
+            ),
+            ("SET @@SESSION.sql_mode = ''", Some(false)),
+            ("SET @@sql_mode = 'NO_BACKSLASH_ESCAPES_X'", Some(false)),
+            ("SET sql_mode = @saved", None),
+            ("SET NAMES utf8mb4", None),
+            ("SETTLE sql_mode = 'NO_BACKSLASH_ESCAPES'", None),
+            ("SELECT 'SET sql_mode = 1'", None),
+        ] {
+            assert_eq!(
+                sets_no_backslash_escapes(statement.as_bytes()),
+                expected,
+                "{statement}"
+            );
+        }
     }
 
     #[test]
