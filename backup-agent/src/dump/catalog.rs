@@ -255,18 +255,16 @@ impl Catalog<'_> {
                     .await?;
                 let Some(row) = rows.first() else { continue };
                 let create_seq = strict_text(row, 1, &format!("SHOW CREATE SEQUENCE {qualified}"))?;
-                let next = self
+                let state = self
                     .rows(
-                        format!("SELECT next_not_cached_value FROM {qualified}"),
+                        format!("SELECT next_not_cached_value, cycle_count FROM {qualified}"),
                         &during,
                     )
                     .await?;
-                let next = next.first().and_then(|r| text(r, 0)).unwrap_or_default();
+                let next = state.first().and_then(|r| text(r, 0)).unwrap_or_default();
+                let round = state.first().and_then(|r| text(r, 1)).unwrap_or_default();
                 let mut create = format!("{create_seq};\n");
-                if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-                    // is_used = 0: the next value handed out is exactly `next`.
-                    create.push_str(&format!("SELECT SETVAL({}, {next}, 0);\n", ident(&tname)));
-                }
+                create.push_str(&sql::sequence_state(&ident(&tname), &next, &round));
                 tables.push(Table {
                     database: name.to_owned(),
                     name: tname,

@@ -295,6 +295,26 @@ pub fn preamble(database: Option<&str>) -> String {
     s
 }
 
+/// The statement that puts a new sequence `name` in the state read from
+/// its source: the next value it hands out (`is_used = 0`: exactly `next`)
+/// and, for a sequence that has cycled, its cycle count (`SETVAL`'s
+/// `round`; without it a cycled sequence comes back as if it never had).
+/// Empty when the values are not plain integers.
+pub fn sequence_state(name: &str, next: &str, round: &str) -> String {
+    let integer = |v: &str| {
+        let digits = v.strip_prefix('-').unwrap_or(v);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !integer(next) {
+        return String::new();
+    }
+    match round {
+        "" | "0" => format!("SELECT SETVAL({name}, {next}, 0);\n"),
+        round if integer(round) => format!("SELECT SETVAL({name}, {next}, 0, {round});\n"),
+        _ => format!("SELECT SETVAL({name}, {next}, 0);\n"),
+    }
+}
+
 /// `CREATE …` of a routine, trigger or event under its own `sql_mode`,
 /// wrapped in `DELIMITER ;;` so the `mysql` client keeps the body whole.
 /// The closing `;;` stands on a line of its own: a body may end in a `--`
@@ -475,6 +495,24 @@ mod tests {
         // A set this agent does not know: a binary hex string, stored as is.
         assert_eq!(lit(stored("text", "newcs9"), Some(b"abc")), b"X'616263'");
         assert_eq!(lit(stored("text", "sjis"), None), b"NULL");
+    }
+
+    #[test]
+    fn a_sequences_state_keeps_its_cycle_count() {
+        assert_eq!(
+            sequence_state("`s`", "5", "0"),
+            "SELECT SETVAL(`s`, 5, 0);\n"
+        );
+        assert_eq!(
+            sequence_state("`s`", "-2", "3"),
+            "SELECT SETVAL(`s`, -2, 0, 3);\n"
+        );
+        assert_eq!(sequence_state("`s`", "", "0"), "");
+        assert_eq!(sequence_state("`s`", "1e3", "0"), "");
+        assert_eq!(
+            sequence_state("`s`", "7", "x"),
+            "SELECT SETVAL(`s`, 7, 0);\n"
+        );
     }
 
     #[test]
