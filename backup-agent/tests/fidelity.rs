@@ -161,7 +161,9 @@ async fn fingerprint(server: &MariaDb, databases: &[&str]) -> BTreeMap<String, S
             match kind.as_str() {
                 "VIEW" => {
                     let create = rows(&mut conn, &format!("SHOW CREATE VIEW {q}")).await;
-                    out.insert(format!("{key} view"), create[0][1].clone());
+                    // The definition and its creation context (client
+                    // character set, connection collation).
+                    out.insert(format!("{key} view"), create[0][1..=3].join(" | "));
                     let data = rows(&mut conn, &format!("SELECT * FROM {q}")).await;
                     out.insert(format!("{key} view rows"), format!("{data:?}"));
                 }
@@ -209,10 +211,17 @@ async fn fingerprint(server: &MariaDb, databases: &[&str]) -> BTreeMap<String, S
                     &format!("SHOW CREATE {kind} {}.{}", ident(db), ident(&r[0])),
                 )
                 .await;
-                // sql_mode and the statement.
+                // sql_mode, the statement, and its creation context: the
+                // client character set, the connection collation and the
+                // database's collation when it was created.
                 out.insert(
                     format!("{db}.{} {kind}", r[0]),
-                    format!("{} {}", create[0][1], create[0][body]),
+                    format!(
+                        "{} {} | {}",
+                        create[0][1],
+                        create[0][body],
+                        create[0][body + 1..=body + 3].join(" | ")
+                    ),
                 );
             }
         }
@@ -547,4 +556,41 @@ async fn a_cycled_sequence_keeps_its_round() {
     let mut conn = rt.target.connect().await.unwrap();
     let next = rows(&mut conn, "SELECT NEXTVAL(fid_cycle.s)").await;
     assert_eq!(next[0][0], "2");
+}
+
+/// Stored programs and views keep their creation context: the client
+/// character set and connection collation they were created under (which
+/// give their string literals a character set and a collation), and the
+/// database collation of the time (which gives parameters and variables
+/// without one their character set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_keep_their_creation_context() {
+    let source = MariaDb::start().unwrap();
+    let mut conn = source.connect().await.unwrap();
+    for statement in [
+        "CREATE DATABASE fid_context CHARACTER SET latin1 COLLATE latin1_swedish_ci",
+        "CREATE TABLE fid_context.t (id INT PRIMARY KEY, note VARCHAR(20))",
+        "INSERT INTO fid_context.t VALUES (1, 'a')",
+        // Created while the database is latin1: `p` and `v` are latin1.
+        "CREATE FUNCTION fid_context.f_param(p VARCHAR(10)) RETURNS VARCHAR(10) DETERMINISTIC RETURN p",
+        "SET NAMES latin1 COLLATE latin1_german1_ci",
+        "CREATE PROCEDURE fid_context.p_literal() SELECT COLLATION('x') AS c",
+        "CREATE TRIGGER fid_context.t_bi BEFORE INSERT ON fid_context.t FOR EACH ROW SET NEW.note = CONCAT(NEW.note, 'x')",
+        "CREATE EVENT fid_context.e_noop ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO DELETE FROM fid_context.t WHERE id < 0",
+        "CREATE VIEW fid_context.v AS SELECT COLLATION('x') AS c",
+        "SET NAMES utf8mb4",
+        "ALTER DATABASE fid_context CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+    ] {
+        conn.query_drop(statement).await.unwrap();
+    }
+    let parameters = "SELECT PARAMETER_NAME, CHARACTER_SET_NAME FROM information_schema.PARAMETERS \
+                      WHERE SPECIFIC_SCHEMA = 'fid_context' ORDER BY SPECIFIC_NAME, ORDINAL_POSITION";
+    let want = rows(&mut conn, parameters).await;
+    assert!(want.iter().all(|r| r[1] == "latin1"), "{want:?}");
+    conn.disconnect().await.unwrap();
+    let rt = round_trip_loaded(source, &["fid_context"], "").await;
+    let mut conn = rt.target.connect().await.unwrap();
+    assert_eq!(rows(&mut conn, parameters).await, want);
+    let literal = rows(&mut conn, "SELECT c FROM fid_context.v").await;
+    assert_eq!(literal[0][0], "latin1_german1_ci");
 }

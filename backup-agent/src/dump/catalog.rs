@@ -44,6 +44,8 @@ pub struct View {
     pub database: String,
     pub name: String,
     pub create: String,
+    /// The client character set and connection collation it was created under.
+    pub context: sql::CreationContext,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,22 @@ fn text(row: &Row, i: usize) -> Option<String> {
         Value::NULL => None,
         Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
         other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+    }
+}
+
+/// The creation context in the columns of a `SHOW CREATE` row from `first`
+/// on: `character_set_client`, `collation_connection` and (for stored
+/// programs, `with_database`) `Database Collation`.
+fn creation_context(row: &Row, first: usize, with_database: bool) -> sql::CreationContext {
+    // Names of character sets and collations: anything else is not used.
+    let name = |i| {
+        text(row, i)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    };
+    sql::CreationContext {
+        client: name(first),
+        connection: name(first + 1),
+        database: if with_database { name(first + 2) } else { None },
     }
 }
 
@@ -245,6 +263,7 @@ impl Catalog<'_> {
                     database: name.to_owned(),
                     name: tname,
                     create: strict_text(row, 1, &format!("SHOW CREATE VIEW {qualified}"))?,
+                    context: creation_context(row, 2, false),
                 });
                 continue;
             }
@@ -338,7 +357,12 @@ impl Catalog<'_> {
             let rows = self.rows(stmt.clone(), &during).await?;
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
-            routines.push(sql::stored_program(&mode, &strict_text(row, 2, &stmt)?));
+            routines.push(sql::stored_program(
+                &mode,
+                &creation_context(row, 3, true),
+                (name, &collation),
+                &strict_text(row, 2, &stmt)?,
+            ));
         }
 
         let mut triggers = Vec::new();
@@ -357,7 +381,12 @@ impl Catalog<'_> {
             let rows = self.rows(stmt.clone(), &during).await?;
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
-            triggers.push(sql::stored_program(&mode, &strict_text(row, 2, &stmt)?));
+            triggers.push(sql::stored_program(
+                &mode,
+                &creation_context(row, 3, true),
+                (name, &collation),
+                &strict_text(row, 2, &stmt)?,
+            ));
         }
 
         let mut events = Vec::new();
@@ -380,7 +409,12 @@ impl Catalog<'_> {
             events.push(format!(
                 "SET SESSION time_zone = {};\n{}SET SESSION time_zone = '+00:00';\n",
                 string_literal(&tz),
-                sql::stored_program(&mode, &strict_text(row, 3, &stmt)?)
+                sql::stored_program(
+                    &mode,
+                    &creation_context(row, 4, true),
+                    (name, &collation),
+                    &strict_text(row, 3, &stmt)?
+                )
             ));
         }
 
@@ -472,6 +506,7 @@ mod tests {
             create: format!(
                 "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `{name}` AS {body}"
             ),
+            context: sql::CreationContext::default(),
         }
     }
 

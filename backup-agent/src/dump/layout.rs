@@ -104,8 +104,7 @@ pub fn trailing_members(
             .map_or(views.len(), |p| run_start + p);
         let mut text = sql::preamble(Some(db));
         for v in &views[run_start..run_end] {
-            text.push_str(&v.create);
-            text.push_str(";\n");
+            text.push_str(&sql::view(&v.context, &v.create));
         }
         members.push(member(MemberKind::Views, Some(db), &text, level)?);
         run_start = run_end;
@@ -189,6 +188,7 @@ mod tests {
             database: database.into(),
             name: name.into(),
             create: format!("CREATE VIEW `{database}`.`{name}` AS {body}"),
+            context: sql::CreationContext::default(),
         }
     }
 

@@ -33,7 +33,8 @@
 //! members replay alone on separate connections or in sequence through
 //! `gunzip -c | mysql`. Statements end with `;\n`; stored programs are
 //! wrapped in `DELIMITER ;;` … `;;` / `DELIMITER ;`, each under its own
-//! `sql_mode`. In data members each statement is exactly one line. Binary
+//! `sql_mode` and creation context (client character set, connection
+//! collation, database collation; views too: see [`sql::CreationContext`]). In data members each statement is exactly one line. Binary
 //! values are `_binary'…'` literals holding raw bytes, and text in character
 //! sets other than utf8mb4, utf8mb3 and latin1 is written as its stored bytes
 //! in hex with the set's introducer (see [`sql`]), so readers treat the SQL

@@ -315,16 +315,101 @@ pub fn sequence_state(name: &str, next: &str, round: &str) -> String {
     }
 }
 
-/// `CREATE …` of a routine, trigger or event under its own `sql_mode`,
-/// wrapped in `DELIMITER ;;` so the `mysql` client keeps the body whole.
-/// The closing `;;` stands on a line of its own: a body may end in a `--`
-/// or `#` comment (the server keeps it), which would take in a delimiter
-/// on its line.
-pub fn stored_program(sql_mode: &str, create: &str) -> String {
+/// What a definition was created under, as `SHOW CREATE` reports it: the
+/// client character set (the character set of its string literals), the
+/// connection collation (their collation), and for stored programs the
+/// database's collation of the time (the character set of parameters and
+/// variables declared without one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreationContext {
+    pub client: Option<String>,
+    pub connection: Option<String>,
+    pub database: Option<String>,
+}
+
+impl CreationContext {
+    /// The `SET` statement that puts a session in this context for
+    /// `create`; empty when nothing is known. The text of a dump is UTF-8,
+    /// so a client character set other than UTF-8 is only taken for a
+    /// definition that is all ASCII (the same bytes in every such set);
+    /// otherwise the definition is sent as utf8mb4, which the server
+    /// converts exactly for every character a non-UTF-8 set can hold.
+    fn enter(&self, create: &str) -> String {
+        let utf8 = |cs: &str| matches!(cs, "utf8mb4" | "utf8mb3" | "utf8");
+        let mut set = Vec::new();
+        if let Some(client) = &self.client {
+            let client = if create.is_ascii() || utf8(client) {
+                client.as_str()
+            } else {
+                "utf8mb4"
+            };
+            set.push(format!("character_set_client = {}", string_literal(client)));
+        }
+        if let Some(connection) = &self.connection {
+            set.push(format!(
+                "collation_connection = {}",
+                string_literal(connection)
+            ));
+        }
+        if set.is_empty() {
+            String::new()
+        } else {
+            format!("SET SESSION {};\n", set.join(", "))
+        }
+    }
+}
+
+/// `CREATE …` of a routine, trigger or event under its own `sql_mode` and
+/// creation context, wrapped in `DELIMITER ;;` so the `mysql` client keeps
+/// the body whole. The closing `;;` stands on a line of its own: a body may
+/// end in a `--` or `#` comment (the server keeps it), which would take in
+/// a delimiter on its line. When the database's collation was another one
+/// when the program was created, the database has that collation while it
+/// is created again (as `mysqldump` does), and its own after.
+pub fn stored_program(
+    sql_mode: &str,
+    context: &CreationContext,
+    database: (&str, &str),
+    create: &str,
+) -> String {
+    let (name, collation_now) = database;
+    let (switch, switch_back) = match &context.database {
+        Some(then) if !collation_now.is_empty() && then != collation_now => (
+            format!(
+                "ALTER DATABASE {} COLLATE {};\n",
+                ident(name),
+                string_literal(then)
+            ),
+            format!(
+                "ALTER DATABASE {} COLLATE {};\n",
+                ident(name),
+                string_literal(collation_now)
+            ),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    let enter = context.enter(create);
+    let leave = if enter.is_empty() {
+        ""
+    } else {
+        "SET NAMES utf8mb4;\n"
+    };
     format!(
-        "SET SESSION sql_mode = {};\nDELIMITER ;;\n{create}\n;;\nDELIMITER ;\nSET SESSION sql_mode = '{DATA_SQL_MODE}';\n",
+        "SET SESSION sql_mode = {};\n{enter}{switch}DELIMITER ;;\n{create}\n;;\nDELIMITER ;\n{switch_back}{leave}SET SESSION sql_mode = '{DATA_SQL_MODE}';\n",
         string_literal(sql_mode)
     )
+}
+
+/// `CREATE VIEW …` under its creation context (the member's own context
+/// after it).
+pub fn view(context: &CreationContext, create: &str) -> String {
+    let enter = context.enter(create);
+    let leave = if enter.is_empty() {
+        ""
+    } else {
+        "SET NAMES utf8mb4;\n"
+    };
+    format!("{enter}{create};\n{leave}")
 }
 
 #[cfg(test)]
@@ -517,10 +602,70 @@ mod tests {
 
     #[test]
     fn stored_programs_run_under_their_mode_and_restore_the_data_mode() {
-        let s = stored_program("STRICT_TRANS_TABLES", "CREATE PROCEDURE p() SELECT ';'");
+        let s = stored_program(
+            "STRICT_TRANS_TABLES",
+            &CreationContext::default(),
+            ("shop", "utf8mb4_general_ci"),
+            "CREATE PROCEDURE p() SELECT ';'",
+        );
         assert_eq!(
             s,
             "SET SESSION sql_mode = 'STRICT_TRANS_TABLES';\nDELIMITER ;;\nCREATE PROCEDURE p() SELECT ';'\n;;\nDELIMITER ;\nSET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES';\n"
+        );
+    }
+
+    fn latin1() -> CreationContext {
+        CreationContext {
+            client: Some("latin1".into()),
+            connection: Some("latin1_german1_ci".into()),
+            database: Some("latin1_swedish_ci".into()),
+        }
+    }
+
+    #[test]
+    fn stored_programs_are_created_again_in_their_creation_context() {
+        let s = stored_program(
+            "",
+            &latin1(),
+            ("shop", "utf8mb4_general_ci"),
+            "CREATE FUNCTION f(p TEXT) RETURNS INT RETURN 1",
+        );
+        assert_eq!(
+            s,
+            "SET SESSION sql_mode = '';\n\
+             SET SESSION character_set_client = 'latin1', collation_connection = 'latin1_german1_ci';\n\
+             ALTER DATABASE `shop` COLLATE 'latin1_swedish_ci';\n\
+             DELIMITER ;;\nCREATE FUNCTION f(p TEXT) RETURNS INT RETURN 1\n;;\nDELIMITER ;\n\
+             ALTER DATABASE `shop` COLLATE 'utf8mb4_general_ci';\n\
+             SET NAMES utf8mb4;\n\
+             SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES';\n"
+        );
+        // The database's collation is the same: no switch.
+        let same = stored_program(
+            "",
+            &latin1(),
+            ("shop", "latin1_swedish_ci"),
+            "CREATE PROCEDURE p() SELECT 1",
+        );
+        assert!(!same.contains("ALTER DATABASE"), "{same}");
+    }
+
+    #[test]
+    fn utf8_text_is_never_sent_as_another_character_set() {
+        let v = view(&latin1(), "CREATE VIEW v AS SELECT 'é' AS e");
+        assert_eq!(
+            v,
+            "SET SESSION character_set_client = 'utf8mb4', collation_connection = 'latin1_german1_ci';\n\
+             CREATE VIEW v AS SELECT 'é' AS e;\nSET NAMES utf8mb4;\n"
+        );
+        let v = view(&latin1(), "CREATE VIEW v AS SELECT 'e' AS e");
+        assert!(
+            v.starts_with("SET SESSION character_set_client = 'latin1',"),
+            "{v}"
+        );
+        assert_eq!(
+            view(&CreationContext::default(), "CREATE VIEW v AS SELECT 1"),
+            "CREATE VIEW v AS SELECT 1;\n"
         );
     }
 
