@@ -315,6 +315,18 @@ async fn round_trip_loaded(source: MariaDb, databases: &[&str], install: &str) -
     }
 }
 
+/// A fresh source loaded statement by statement over the protocol (the
+/// text reaches the server as written: the `mariadb` client would strip
+/// comments), with the connection that loaded it.
+async fn loaded_over_protocol(statements: &[&str]) -> (MariaDb, mysql_async::Conn) {
+    let source = MariaDb::start().unwrap();
+    let mut conn = source.connect().await.unwrap();
+    for statement in statements {
+        conn.query_drop(*statement).await.unwrap();
+    }
+    (source, conn)
+}
+
 struct RoundTrip {
     manifest: Manifest,
     source: MariaDb,
@@ -478,9 +490,7 @@ async fn views_follow_views_and_functions_of_other_databases() {
 /// protocol, since the `mariadb` client strips comments from what it sends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_programs_ending_in_a_comment_keep_it_and_their_delimiter() {
-    let source = MariaDb::start().unwrap();
-    let mut conn = source.connect().await.unwrap();
-    for statement in [
+    let (source, conn) = loaded_over_protocol(&[
         "CREATE DATABASE fid_comments",
         "CREATE TABLE fid_comments.t (id INT PRIMARY KEY, note VARCHAR(20))",
         "INSERT INTO fid_comments.t VALUES (1, 'a')",
@@ -488,9 +498,8 @@ async fn stored_programs_ending_in_a_comment_keep_it_and_their_delimiter() {
         "CREATE FUNCTION fid_comments.f_hash() RETURNS INT DETERMINISTIC RETURN 1 # ends in a hash comment",
         "CREATE TRIGGER fid_comments.t_bi BEFORE INSERT ON fid_comments.t FOR EACH ROW SET NEW.note = UPPER(NEW.note) -- upper case",
         "CREATE EVENT fid_comments.e_prune ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO DELETE FROM fid_comments.t WHERE id < 0 # prune",
-    ] {
-        conn.query_drop(statement).await.unwrap();
-    }
+    ])
+    .await;
     conn.disconnect().await.unwrap();
     let rt = round_trip_loaded(source, &["fid_comments"], "").await;
     // The restored trigger still runs, and the comment is still there.
@@ -514,9 +523,7 @@ async fn stored_programs_ending_in_a_comment_keep_it_and_their_delimiter() {
 /// backup for a corrupt one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routines_under_no_backslash_escapes_split_as_the_server_reads_them() {
-    let source = MariaDb::start().unwrap();
-    let mut conn = source.connect().await.unwrap();
-    for statement in [
+    let (source, conn) = loaded_over_protocol(&[
         "CREATE DATABASE fid_escapes",
         "CREATE TABLE fid_escapes.t (id INT PRIMARY KEY, path VARCHAR(20))",
         "INSERT INTO fid_escapes.t VALUES (1, 'C:\\\\dir\\\\')",
@@ -524,9 +531,8 @@ async fn routines_under_no_backslash_escapes_split_as_the_server_reads_them() {
         "CREATE FUNCTION fid_escapes.f_root() RETURNS VARCHAR(10) DETERMINISTIC RETURN 'C:\\'",
         "CREATE PROCEDURE fid_escapes.p_pair() SELECT 'a\\', 'b;c\\'",
         "CREATE VIEW fid_escapes.v_paths AS SELECT path, 'x\\' AS tail FROM fid_escapes.t",
-    ] {
-        conn.query_drop(statement).await.unwrap();
-    }
+    ])
+    .await;
     conn.disconnect().await.unwrap();
     let rt = round_trip_loaded(source, &["fid_escapes"], "").await;
     let mut conn = rt.target.connect().await.unwrap();
@@ -539,15 +545,12 @@ async fn routines_under_no_backslash_escapes_split_as_the_server_reads_them() {
 /// A sequence that has cycled keeps its cycle count and its next value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycled_sequence_keeps_its_round() {
-    let source = MariaDb::start().unwrap();
-    let mut conn = source.connect().await.unwrap();
-    for statement in [
+    let (source, mut conn) = loaded_over_protocol(&[
         "CREATE DATABASE fid_cycle",
         "CREATE SEQUENCE fid_cycle.s START WITH 1 MINVALUE 1 MAXVALUE 3 INCREMENT BY 1 NOCACHE CYCLE",
         "SELECT NEXTVAL(fid_cycle.s), NEXTVAL(fid_cycle.s), NEXTVAL(fid_cycle.s), NEXTVAL(fid_cycle.s), NEXTVAL(fid_cycle.s), NEXTVAL(fid_cycle.s), NEXTVAL(fid_cycle.s)",
-    ] {
-        conn.query_drop(statement).await.unwrap();
-    }
+    ])
+    .await;
     let state = rows(&mut conn, "SELECT cycle_count FROM fid_cycle.s").await;
     assert_eq!(state[0][0], "2", "the fixture cycles twice");
     conn.disconnect().await.unwrap();
@@ -565,9 +568,7 @@ async fn a_cycled_sequence_keeps_its_round() {
 /// without one their character set).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn definitions_keep_their_creation_context() {
-    let source = MariaDb::start().unwrap();
-    let mut conn = source.connect().await.unwrap();
-    for statement in [
+    let (source, mut conn) = loaded_over_protocol(&[
         "CREATE DATABASE fid_context CHARACTER SET latin1 COLLATE latin1_swedish_ci",
         "CREATE TABLE fid_context.t (id INT PRIMARY KEY, note VARCHAR(20))",
         "INSERT INTO fid_context.t VALUES (1, 'a')",
@@ -580,9 +581,8 @@ async fn definitions_keep_their_creation_context() {
         "CREATE VIEW fid_context.v AS SELECT COLLATION('x') AS c",
         "SET NAMES utf8mb4",
         "ALTER DATABASE fid_context CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
-    ] {
-        conn.query_drop(statement).await.unwrap();
-    }
+    ])
+    .await;
     let parameters = "SELECT PARAMETER_NAME, CHARACTER_SET_NAME FROM information_schema.PARAMETERS \
                       WHERE SPECIFIC_SCHEMA = 'fid_context' ORDER BY SPECIFIC_NAME, ORDINAL_POSITION";
     let want = rows(&mut conn, parameters).await;
