@@ -594,3 +594,27 @@ async fn definitions_keep_their_creation_context() {
     let literal = rows(&mut conn, "SELECT c FROM fid_context.v").await;
     assert_eq!(literal[0][0], "latin1_german1_ci");
 }
+
+/// An ENUM that has `''` as a member holds two values that read as `''`:
+/// the member, and the error value (index 0) that a non-strict insert of
+/// an invalid value stores. Both come back as they were (CHECKSUM TABLE
+/// sees the index), and so do SET values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enum_values_that_read_alike_come_back_apart() {
+    let (source, mut conn) = loaded_over_protocol(&[
+        "CREATE DATABASE fid_enum",
+        "CREATE TABLE fid_enum.t (id INT PRIMARY KEY, e ENUM('', 'a', 'it''s') NULL, plain ENUM('x', 'y'), s SET('p', 'q', 'r'))",
+        "SET SESSION sql_mode = ''",
+        // id 1: the member ''; id 2: the error value; id 3: NULL.
+        "INSERT INTO fid_enum.t VALUES (1, '', 'x', ''), (2, 'nope', 'nope', 'p,r'), (3, NULL, 'y', 'q'), (4, 'it''s', 'x', 'r,p,q')",
+    ])
+    .await;
+    let indexes = "SELECT id, e + 0, plain + 0, s + 0 FROM fid_enum.t ORDER BY id";
+    let want = rows(&mut conn, indexes).await;
+    assert_eq!(want[0][1], "1");
+    assert_eq!(want[1][1], "0");
+    conn.disconnect().await.unwrap();
+    let rt = round_trip_loaded(source, &["fid_enum"], "").await;
+    let mut conn = rt.target.connect().await.unwrap();
+    assert_eq!(rows(&mut conn, indexes).await, want);
+}

@@ -179,7 +179,7 @@ impl Catalog<'_> {
         for r in self
             .rows(
                 format!(
-                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, CHARACTER_SET_NAME \
+                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, CHARACTER_SET_NAME, COLUMN_TYPE \
                      FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {lit} ORDER BY TABLE_NAME, ORDINAL_POSITION"
                 ),
                 &during,
@@ -205,7 +205,11 @@ impl Catalog<'_> {
             }
             columns.entry(table).or_default().push(Column {
                 name: column,
-                class: ColumnClass::of(&data_type, charset.as_deref()),
+                class: ColumnClass::of_column(
+                    &data_type,
+                    &text(&r, 6).unwrap_or_default(),
+                    charset.as_deref(),
+                ),
             });
         }
 

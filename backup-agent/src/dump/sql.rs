@@ -93,6 +93,12 @@ pub enum ColumnClass {
     /// Character strings (CHAR, VARCHAR, TEXT, ENUM, SET) in any other
     /// character set: read as their stored bytes, written in that set.
     StoredText(Charset),
+    /// An ENUM that has `''` as a member: read and written as its index.
+    /// By name, the member `''` and the error value (index 0, what a
+    /// non-strict insert of an invalid value stores) are the same `''`;
+    /// inserting index 0 under the data members' non-strict `sql_mode`
+    /// stores the error value again.
+    EnumIndex,
 }
 
 /// The character set of a [`ColumnClass::StoredText`] column.
@@ -157,6 +163,17 @@ const STORED_CHARSETS: &[(&str, bool)] = &[
 impl ColumnClass {
     /// From `information_schema.COLUMNS.DATA_TYPE` (lower case on both
     /// servers) and `CHARACTER_SET_NAME` (NULL for types without one).
+    /// The class of a column of `data_type` whose full type is
+    /// `column_type` (`information_schema.COLUMNS`).
+    pub fn of_column(data_type: &str, column_type: &str, charset: Option<&str>) -> ColumnClass {
+        if data_type.eq_ignore_ascii_case("enum")
+            && enum_members(column_type).is_some_and(|m| m.iter().any(String::is_empty))
+        {
+            return ColumnClass::EnumIndex;
+        }
+        ColumnClass::of(data_type, charset)
+    }
+
     pub fn of(data_type: &str, charset: Option<&str>) -> ColumnClass {
         let data_type = data_type.to_ascii_lowercase();
         let character_string = matches!(
@@ -196,7 +213,41 @@ impl ColumnClass {
             ColumnClass::Float => format!("({} + 0e0)", ident(column)),
             // The stored bytes, not their conversion to the connection's utf8mb4.
             ColumnClass::StoredText(_) => format!("CAST({} AS BINARY)", ident(column)),
+            ColumnClass::EnumIndex => format!("({} + 0)", ident(column)),
             _ => ident(column),
+        }
+    }
+}
+
+/// The members of an `enum('a','b')` type as `information_schema` writes
+/// it (quotes inside doubled); `None` when it is not that form.
+pub fn enum_members(column_type: &str) -> Option<Vec<String>> {
+    let inner = column_type
+        .strip_prefix("enum(")
+        .or_else(|| column_type.strip_prefix("ENUM("))?
+        .strip_suffix(')')?;
+    let mut members = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        if chars.next()? != '\'' {
+            return None;
+        }
+        let mut member = String::new();
+        loop {
+            match chars.next()? {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    member.push('\'');
+                }
+                '\'' => break,
+                c => member.push(c),
+            }
+        }
+        members.push(member);
+        match chars.next() {
+            None => return Some(members),
+            Some(',') => {}
+            Some(_) => return None,
         }
     }
 }
@@ -208,7 +259,7 @@ pub fn push_value(out: &mut Vec<u8>, class: ColumnClass, value: Option<&[u8]>) {
         return;
     };
     match class {
-        ColumnClass::Number | ColumnClass::Float => {
+        ColumnClass::Number | ColumnClass::Float | ColumnClass::EnumIndex => {
             // The server prints numbers in ASCII; anything else would be a
             // protocol surprise, so keep it a literal rather than raw SQL.
             if !bytes.is_empty()
@@ -512,6 +563,18 @@ mod tests {
         assert_eq!(ColumnClass::of("point", None), ColumnClass::Binary);
         assert_eq!(ColumnClass::of("json", Some("utf8mb4")), ColumnClass::Text);
         assert_eq!(ColumnClass::of("enum", Some("utf8mb4")), ColumnClass::Text);
+        assert_eq!(
+            ColumnClass::of_column("enum", "enum('a','b')", Some("utf8mb4")),
+            ColumnClass::Text
+        );
+        assert_eq!(
+            ColumnClass::of_column("enum", "enum('','a')", Some("utf8mb4")),
+            ColumnClass::EnumIndex
+        );
+        assert_eq!(
+            ColumnClass::of_column("set", "set('','a')", Some("utf8mb4")),
+            ColumnClass::Text
+        );
         assert_eq!(ColumnClass::of("datetime", None), ColumnClass::Text);
     }
 
@@ -580,6 +643,23 @@ mod tests {
         // A set this agent does not know: a binary hex string, stored as is.
         assert_eq!(lit(stored("text", "newcs9"), Some(b"abc")), b"X'616263'");
         assert_eq!(lit(stored("text", "sjis"), None), b"NULL");
+    }
+
+    #[test]
+    fn enum_members_are_read_as_the_catalog_writes_them() {
+        assert_eq!(
+            enum_members("enum('','a','it''s','x,y')"),
+            Some(vec!["".into(), "a".into(), "it's".into(), "x,y".into()])
+        );
+        assert_eq!(enum_members("enum('a')"), Some(vec!["a".into()]));
+        assert_eq!(enum_members("set('a')"), None);
+        assert_eq!(enum_members("enum('a"), None);
+        assert_eq!(enum_members("enum('a'x)"), None);
+        // An index is written as the number it is.
+        let mut out = Vec::new();
+        push_value(&mut out, ColumnClass::EnumIndex, Some(b"0"));
+        assert_eq!(out, b"0");
+        assert_eq!(ColumnClass::EnumIndex.select_expr("e"), "(`e` + 0)");
     }
 
     #[test]
