@@ -35,6 +35,10 @@ pub struct Table {
     /// ranges that workers dump in parallel.
     pub int_pk: Option<String>,
     pub estimated_bytes: u64,
+    /// A system-versioned table (MariaDB): its rows are read with their
+    /// history (`FOR SYSTEM_TIME ALL`), its row start and end among the
+    /// columns, and written back with `system_versioning_insert_history`.
+    pub history: bool,
     /// `CREATE TABLE`/`CREATE SEQUENCE`, plus a sequence's `SETVAL`.
     pub create: String,
 }
@@ -176,6 +180,8 @@ impl Catalog<'_> {
         let create = create_db.replacen("CREATE DATABASE ", "CREATE DATABASE IF NOT EXISTS ", 1);
 
         let mut columns: HashMap<String, Vec<Column>> = HashMap::new();
+        // The row start and end columns of system-versioned tables that name them.
+        let mut periods: HashMap<String, [Option<String>; 2]> = HashMap::new();
         for r in self
             .rows(
                 format!(
@@ -200,6 +206,13 @@ impl Catalog<'_> {
                 || extra.contains("STORED GENERATED")
                 || extra.contains("PERSISTENT GENERATED");
             if generated {
+                // A system-versioned table's explicit row start and end:
+                // written back as the history's own times, not computed.
+                let period = generation.to_ascii_uppercase();
+                if period == "ROW START" || period == "ROW END" {
+                    let slot = usize::from(period == "ROW END");
+                    periods.entry(table.clone()).or_default()[slot] = Some(column);
+                }
                 columns.entry(table).or_default();
                 continue;
             }
@@ -298,6 +311,7 @@ impl Catalog<'_> {
                     columns: Vec::new(),
                     int_pk: None,
                     estimated_bytes: 0,
+                    history: false,
                     create,
                 });
                 continue;
@@ -322,9 +336,22 @@ impl Catalog<'_> {
                     .map(|_| only.clone()),
                 _ => None,
             };
+            let history = ttype == "SYSTEM VERSIONED";
+            let mut table_columns = columns.remove(&tname).unwrap_or_default();
+            if history {
+                // Implicit ones are the hidden ROW_START and ROW_END.
+                let [start, end] = periods.remove(&tname).unwrap_or_default();
+                for (column, implicit) in [(start, "ROW_START"), (end, "ROW_END")] {
+                    table_columns.push(Column {
+                        name: column.unwrap_or_else(|| implicit.to_owned()),
+                        class: ColumnClass::Text,
+                    });
+                }
+            }
             tables.push(Table {
                 database: name.to_owned(),
-                columns: columns.remove(&tname).unwrap_or_default(),
+                columns: table_columns,
+                history,
                 name: tname,
                 kind: TableKind::Table,
                 transactional: is_transactional(&engine),

@@ -92,10 +92,15 @@ pub fn select_sql(unit: &DataUnit) -> String {
         .map(|c| c.class.select_expr(&c.name))
         .collect();
     let mut q = format!(
-        "SELECT {} FROM {}.{}",
+        "SELECT {} FROM {}.{}{}",
         cols.join(", "),
         ident(&t.database),
-        ident(&t.name)
+        ident(&t.name),
+        if t.history {
+            " FOR SYSTEM_TIME ALL"
+        } else {
+            ""
+        }
     );
     if let (Some(range), Some(pk)) = (unit.range, t.int_pk.as_deref()) {
         let pk = ident(pk);
@@ -159,6 +164,11 @@ impl Chunker<'_> {
                 );
                 enc.write(sql::preamble(Some(&self.table.database)).as_bytes())
                     .map_err(|e| self.io(e))?;
+                if self.table.history {
+                    // MariaDB 10.11+: the history's own row start and end.
+                    enc.write(b"SET SESSION system_versioning_insert_history = 1;\n")
+                        .map_err(|e| self.io(e))?;
+                }
                 enc
             }
         };
@@ -320,6 +330,7 @@ mod tests {
             ],
             int_pk: Some("id".into()),
             estimated_bytes: 0,
+            history: false,
             create: String::new(),
         })
     }
@@ -365,6 +376,23 @@ mod tests {
         assert_eq!(
             String::from_utf8(insert_prefix(&table())).unwrap(),
             "INSERT INTO `or``ders` (`id`,`note`) VALUES "
+        );
+    }
+
+    #[test]
+    fn a_system_versioned_table_is_read_with_its_history() {
+        let mut versioned = (*table()).clone();
+        versioned.history = true;
+        let unit = DataUnit {
+            table: Arc::new(versioned),
+            range: Some(KeyRange {
+                from: Some(10),
+                to: None,
+            }),
+        };
+        assert_eq!(
+            select_sql(&unit),
+            "SELECT `id`, `note` FROM `shop`.`or``ders` FOR SYSTEM_TIME ALL WHERE `id` >= 10 ORDER BY `id`"
         );
     }
 }

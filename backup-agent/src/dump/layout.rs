@@ -165,6 +165,7 @@ mod tests {
             columns: vec![],
             int_pk: None,
             estimated_bytes: 0,
+            history: false,
             create: format!("CREATE TABLE `{name}` (id INT);\n"),
         }
     }
