@@ -97,6 +97,35 @@ fn text(row: &Row, i: usize) -> Option<String> {
     }
 }
 
+/// A definition from a `SHOW CREATE` row (`statement`): its text (column
+/// `text_at`) and its creation context (columns from `context_at`), with
+/// [`warn_if_client_changes`].
+fn definition(
+    row: &Row,
+    statement: &str,
+    text_at: usize,
+    context_at: usize,
+    with_database: bool,
+) -> Result<(String, sql::CreationContext), BackupError> {
+    let create = strict_text(row, text_at, statement)?;
+    let context = creation_context(row, context_at, with_database);
+    warn_if_client_changes(statement, &context, &create);
+    Ok((create, context))
+}
+
+/// Logs a definition that cannot be created again under its own client
+/// character set (its text is not ASCII and the set is not UTF-8): it comes
+/// back with utf8mb4 as that set, the rest of its context kept.
+fn warn_if_client_changes(what: &str, context: &sql::CreationContext, create: &str) {
+    if !context.keeps_client(create) {
+        tracing::warn!(
+            object = what,
+            character_set_client = context.client.as_deref().unwrap_or_default(),
+            "its definition is not ASCII and was created under a character set other than UTF-8: it is restored with character_set_client utf8mb4 (connection and database collations kept)"
+        );
+    }
+}
+
 /// The creation context in the columns of a `SHOW CREATE` row from `first`
 /// on: `character_set_client`, `collation_connection` and (for stored
 /// programs, `with_database`) `Database Collation`.
@@ -276,11 +305,13 @@ impl Catalog<'_> {
                     .rows(format!("SHOW CREATE VIEW {qualified}"), &during)
                     .await?;
                 let Some(row) = rows.first() else { continue };
+                let statement = format!("SHOW CREATE VIEW {qualified}");
+                let (create, context) = definition(row, &statement, 1, 2, false)?;
                 views.push(View {
                     database: name.to_owned(),
                     name: tname,
-                    create: strict_text(row, 1, &format!("SHOW CREATE VIEW {qualified}"))?,
-                    context: creation_context(row, 2, false),
+                    create,
+                    context,
                 });
                 continue;
             }
@@ -388,11 +419,12 @@ impl Catalog<'_> {
             let rows = self.rows(stmt.clone(), &during).await?;
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
+            let (create, context) = definition(row, &stmt, 2, 3, true)?;
             routines.push(sql::stored_program(
                 &mode,
-                &creation_context(row, 3, true),
+                &context,
                 (name, &collation),
-                &strict_text(row, 2, &stmt)?,
+                &create,
             ));
         }
 
@@ -412,11 +444,12 @@ impl Catalog<'_> {
             let rows = self.rows(stmt.clone(), &during).await?;
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
+            let (create, context) = definition(row, &stmt, 2, 3, true)?;
             triggers.push(sql::stored_program(
                 &mode,
-                &creation_context(row, 3, true),
+                &context,
                 (name, &collation),
-                &strict_text(row, 2, &stmt)?,
+                &create,
             ));
         }
 
@@ -436,16 +469,12 @@ impl Catalog<'_> {
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
             let tz = text(row, 2).unwrap_or_else(|| "SYSTEM".into());
+            let (create, context) = definition(row, &stmt, 3, 4, true)?;
             // An event's schedule is read in its own time zone.
             events.push(format!(
                 "SET SESSION time_zone = {};\n{}SET SESSION time_zone = '+00:00';\n",
                 string_literal(&tz),
-                sql::stored_program(
-                    &mode,
-                    &creation_context(row, 4, true),
-                    (name, &collation),
-                    &strict_text(row, 3, &stmt)?
-                )
+                sql::stored_program(&mode, &context, (name, &collation), &create)
             ));
         }
 

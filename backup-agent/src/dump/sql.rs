@@ -386,10 +386,9 @@ impl CreationContext {
     /// otherwise the definition is sent as utf8mb4, which the server
     /// converts exactly for every character a non-UTF-8 set can hold.
     fn enter(&self, create: &str) -> String {
-        let utf8 = |cs: &str| matches!(cs, "utf8mb4" | "utf8mb3" | "utf8");
         let mut set = Vec::new();
         if let Some(client) = &self.client {
-            let client = if create.is_ascii() || utf8(client) {
+            let client = if self.keeps_client(create) {
                 client.as_str()
             } else {
                 "utf8mb4"
@@ -407,6 +406,15 @@ impl CreationContext {
         } else {
             format!("SET SESSION {};\n", set.join(", "))
         }
+    }
+}
+
+impl CreationContext {
+    /// Whether `create` is sent under its own client character set (see
+    /// [`CreationContext::enter`]); when not, the dump says so in its log.
+    pub fn keeps_client(&self, create: &str) -> bool {
+        let utf8 = |cs: &str| matches!(cs, "utf8mb4" | "utf8mb3" | "utf8");
+        create.is_ascii() || self.client.as_deref().is_none_or(utf8)
     }
 }
 
