@@ -165,8 +165,7 @@ impl Chunker<'_> {
                 enc.write(sql::preamble(Some(&self.table.database)).as_bytes())
                     .map_err(|e| self.io(e))?;
                 if self.table.history {
-                    // MariaDB 10.11+: the history's own row start and end.
-                    enc.write(b"SET SESSION system_versioning_insert_history = 1;\n")
+                    enc.write(sql::INSERT_HISTORY.as_bytes())
                         .map_err(|e| self.io(e))?;
                 }
                 enc

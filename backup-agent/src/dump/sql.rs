@@ -161,10 +161,9 @@ const STORED_CHARSETS: &[(&str, bool)] = &[
 ];
 
 impl ColumnClass {
-    /// From `information_schema.COLUMNS.DATA_TYPE` (lower case on both
-    /// servers) and `CHARACTER_SET_NAME` (NULL for types without one).
     /// The class of a column of `data_type` whose full type is
-    /// `column_type` (`information_schema.COLUMNS`).
+    /// `column_type` (`information_schema.COLUMNS`): [`ColumnClass::of`],
+    /// except an ENUM that has `''` as a member.
     pub fn of_column(data_type: &str, column_type: &str, charset: Option<&str>) -> ColumnClass {
         if data_type.eq_ignore_ascii_case("enum")
             && enum_members(column_type).is_some_and(|m| m.iter().any(String::is_empty))
@@ -174,6 +173,8 @@ impl ColumnClass {
         ColumnClass::of(data_type, charset)
     }
 
+    /// From `information_schema.COLUMNS.DATA_TYPE` (lower case on both
+    /// servers) and `CHARACTER_SET_NAME` (NULL for types without one).
     pub fn of(data_type: &str, charset: Option<&str>) -> ColumnClass {
         let data_type = data_type.to_ascii_lowercase();
         let character_string = matches!(
@@ -359,10 +360,10 @@ pub fn sequence_state(name: &str, next: &str, round: &str) -> String {
     if !integer(next) {
         return String::new();
     }
-    match round {
-        "" | "0" => format!("SELECT SETVAL({name}, {next}, 0);\n"),
-        round if integer(round) => format!("SELECT SETVAL({name}, {next}, 0, {round});\n"),
-        _ => format!("SELECT SETVAL({name}, {next}, 0);\n"),
+    if round != "0" && integer(round) {
+        format!("SELECT SETVAL({name}, {next}, 0, {round});\n")
+    } else {
+        format!("SELECT SETVAL({name}, {next}, 0);\n")
     }
 }
 
@@ -379,13 +380,21 @@ pub struct CreationContext {
 }
 
 impl CreationContext {
-    /// The `SET` statement that puts a session in this context for
-    /// `create`; empty when nothing is known. The text of a dump is UTF-8,
-    /// so a client character set other than UTF-8 is only taken for a
-    /// definition that is all ASCII (the same bytes in every such set);
-    /// otherwise the definition is sent as utf8mb4, which the server
-    /// converts exactly for every character a non-UTF-8 set can hold.
-    fn enter(&self, create: &str) -> String {
+    /// Whether `create` is sent under its own client character set: the
+    /// text of a dump is UTF-8, so a client character set other than UTF-8
+    /// is only taken for a definition that is all ASCII (the same bytes in
+    /// every such set); otherwise the definition is sent as utf8mb4, which
+    /// the server converts exactly for every character a non-UTF-8 set can
+    /// hold (the dump logs it).
+    pub fn keeps_client(&self, create: &str) -> bool {
+        let utf8 = |cs: &str| matches!(cs, "utf8mb4" | "utf8mb3" | "utf8");
+        create.is_ascii() || self.client.as_deref().is_none_or(utf8)
+    }
+
+    /// The statements that put a session in this context for `create`,
+    /// and back in a member's own (`SET NAMES utf8mb4`); both empty when
+    /// nothing is known.
+    fn enter_and_leave(&self, create: &str) -> (String, &'static str) {
         let mut set = Vec::new();
         if let Some(client) = &self.client {
             let client = if self.keeps_client(create) {
@@ -402,21 +411,20 @@ impl CreationContext {
             ));
         }
         if set.is_empty() {
-            String::new()
+            (String::new(), "")
         } else {
-            format!("SET SESSION {};\n", set.join(", "))
+            (
+                format!("SET SESSION {};\n", set.join(", ")),
+                "SET NAMES utf8mb4;\n",
+            )
         }
     }
 }
 
-impl CreationContext {
-    /// Whether `create` is sent under its own client character set (see
-    /// [`CreationContext::enter`]); when not, the dump says so in its log.
-    pub fn keeps_client(&self, create: &str) -> bool {
-        let utf8 = |cs: &str| matches!(cs, "utf8mb4" | "utf8mb3" | "utf8");
-        create.is_ascii() || self.client.as_deref().is_none_or(utf8)
-    }
-}
+/// What a data member of a system-versioned table sets after the preamble
+/// (MariaDB 10.11+): its rows are inserted with the history's own row start
+/// and end.
+pub const INSERT_HISTORY: &str = "SET SESSION system_versioning_insert_history = 1;\n";
 
 /// `CREATE …` of a routine, trigger or event under its own `sql_mode` and
 /// creation context, wrapped in `DELIMITER ;;` so the `mysql` client keeps
@@ -447,12 +455,7 @@ pub fn stored_program(
         ),
         _ => (String::new(), String::new()),
     };
-    let enter = context.enter(create);
-    let leave = if enter.is_empty() {
-        ""
-    } else {
-        "SET NAMES utf8mb4;\n"
-    };
+    let (enter, leave) = context.enter_and_leave(create);
     format!(
         "SET SESSION sql_mode = {};\n{enter}{switch}DELIMITER ;;\n{create}\n;;\nDELIMITER ;\n{switch_back}{leave}SET SESSION sql_mode = '{DATA_SQL_MODE}';\n",
         string_literal(sql_mode)
@@ -462,12 +465,7 @@ pub fn stored_program(
 /// `CREATE VIEW …` under its creation context (the member's own context
 /// after it).
 pub fn view(context: &CreationContext, create: &str) -> String {
-    let enter = context.enter(create);
-    let leave = if enter.is_empty() {
-        ""
-    } else {
-        "SET NAMES utf8mb4;\n"
-    };
+    let (enter, leave) = context.enter_and_leave(create);
     format!("{enter}{create};\n{leave}")
 }
 

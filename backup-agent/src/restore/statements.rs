@@ -248,6 +248,15 @@ fn quote_end(
 /// `NO_BACKSLASH_ESCAPES`. `None` for any other statement, or a mode that
 /// is not a literal (the mode stays as it was).
 fn sets_no_backslash_escapes(statement: &[u8]) -> Option<bool> {
+    // Every statement of a restore passes here, data INSERTs of megabytes
+    // among them: anything not starting with SET is answered before the
+    // text is copied.
+    if !statement
+        .get(..3)
+        .is_some_and(|head| head.eq_ignore_ascii_case(b"set"))
+    {
+        return None;
+    }
     let text = std::str::from_utf8(statement).ok()?;
     let lower = text.to_ascii_lowercase();
     let rest = lower.strip_prefix("set")?;

@@ -16,16 +16,15 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::ObjectReference;
+use keeper_crds::MySQLInstance;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-use k8s_openapi::api::core::v1::ObjectReference;
-use keeper_crds::MySQLInstance;
-use kube::runtime::events::EventType;
 
 use crate::context::Context;
 use crate::error::{Error, Result};

@@ -60,7 +60,7 @@ fn is_about(report: &RestoreStatus, name: &str) -> bool {
         return true;
     }
     let ended = matches!(report.phase, RestorePhase::Succeeded | RestorePhase::Failed);
-    ended && attempt_of(reported).is_some() && attempt_of(reported) == attempt_of(name)
+    ended && matches!(attempt_of(reported), Some(key) if attempt_of(name) == Some(key))
 }
 
 /// The state of the run of Job `name`: from the Job (`None` when absent),
