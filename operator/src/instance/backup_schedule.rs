@@ -69,6 +69,7 @@ use super::apply;
 use super::build::{COMPONENT_LABEL, InstanceMeta, agent_rbac, cronjob, secret};
 use super::fetch::{Observed, secret_value};
 use super::status::Readiness;
+use super::validate::Valid;
 use crate::accounts::AccountTarget;
 use crate::agent_job::COMPONENT_BACKUP;
 use crate::agent_job::start::{self, StartVerdict};
@@ -146,34 +147,26 @@ where
 pub async fn reconcile(
     ctx: &Context,
     instance: &MySQLInstance,
-    meta: &InstanceMeta,
+    valid: &Valid,
     observed: &Observed,
     readiness: &Readiness,
     status: &mut MySQLInstanceStatus,
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>> {
-    let namespace = meta
-        .namespace
-        .clone()
-        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
-    apply_child(
-        ctx,
-        instance,
-        &namespace,
-        &agent_rbac::service_account(meta),
-    )
-    .await?;
-    apply_child(ctx, instance, &namespace, &agent_rbac::role(meta)).await?;
-    apply_child(ctx, instance, &namespace, &agent_rbac::role_binding(meta)).await?;
+    let (meta, namespace) = (&valid.meta, valid.namespace.as_str());
+    apply_child(ctx, instance, namespace, &agent_rbac::service_account(meta)).await?;
+    apply_child(ctx, instance, namespace, &agent_rbac::role(meta)).await?;
+    apply_child(ctx, instance, namespace, &agent_rbac::role_binding(meta)).await?;
 
     let mut requeue = None;
     if readiness.ready_replicas >= 1
-        && !ensure_backup_user(ctx, instance, meta, &namespace, observed).await?
+        && !ensure_backup_user(ctx, instance, meta, namespace, observed).await?
     {
         requeue = Some(ACCOUNT_RETRY);
     }
 
-    let schedule_requeue = schedule(ctx, instance, meta, &namespace, status, now).await?;
+    let parsed = valid.schedule.as_ref();
+    let schedule_requeue = schedule(ctx, instance, meta, namespace, parsed, status, now).await?;
     Ok(min_duration(requeue, schedule_requeue))
 }
 
@@ -367,12 +360,13 @@ async fn schedule(
     instance: &MySQLInstance,
     meta: &InstanceMeta,
     namespace: &str,
+    parsed: Option<&Schedule>,
     status: &mut MySQLInstanceStatus,
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>> {
     let cron_name = cronjob::name(meta);
     let observed = observe_schedule(ctx, instance, namespace, &cron_name, status, now).await?;
-    let plan = decide_schedule(&ctx.config, instance, meta, status, &observed, now)?;
+    let plan = decide_schedule(&ctx.config, instance, meta, parsed, status, &observed, now)?;
     act_schedule(ctx, instance, namespace, &cron_name, status, plan).await
 }
 
@@ -473,17 +467,17 @@ pub struct SchedulePlan {
     pub requeue: Option<Duration>,
 }
 
-/// The schedule's decision, pure: from the instance, the status built so
-/// far (its conditions and `lastBackup`) and what was observed.
+/// The schedule's decision, pure: from the instance, its schedule as
+/// validation parsed it, the status built so far (its conditions and
+/// `lastBackup`) and what was observed.
 ///
 /// # Errors
-/// [`Error::InvalidSpec`] for a schedule that does not parse (validated
-/// before, so reported like an error rather than assumed away); as
-/// [`cronjob::build`].
+/// As [`cronjob::build`].
 pub fn decide_schedule(
     config: &OperatorConfig,
     instance: &MySQLInstance,
     meta: &InstanceMeta,
+    parsed: Option<&Schedule>,
     status: &MySQLInstanceStatus,
     observed: &ScheduleObserved,
     now: DateTime<Utc>,
@@ -500,13 +494,6 @@ pub fn decide_schedule(
             requeue: None,
         });
     };
-    let parsed = instance
-        .spec
-        .schedule()
-        .map_err(|error| Error::InvalidSpec {
-            reason: error.reason(),
-            message: error.to_string(),
-        })?;
     let Some(parsed) = parsed else {
         return Ok(SchedulePlan {
             cronjob: CronJobChange::Delete,
@@ -527,7 +514,7 @@ pub fn decide_schedule(
 
     let restoring = restore_in_progress(instance);
     let cronjob = CronJobChange::Apply(Box::new(scheduled_cronjob(
-        config, instance, meta, backup, &parsed,
+        config, instance, meta, backup, parsed,
     )?));
     if backup.suspend || restoring {
         let (reason, message, healthy_message) = if backup.suspend {
@@ -873,28 +860,6 @@ async fn delete_cronjob(
     Ok(())
 }
 
-/// Sets `BackupScheduled=False` for an invalid schedule or time zone (the
-/// reconcile stops there; the CronJob, if any, is left as it was).
-pub fn mark_invalid(
-    instance: &MySQLInstance,
-    status: &mut MySQLInstanceStatus,
-    now: DateTime<Utc>,
-) {
-    if let Err(error) = instance.spec.schedule() {
-        condition::set_condition(
-            &mut status.conditions,
-            condition::new_condition(
-                BACKUP_SCHEDULED,
-                false,
-                error.reason(),
-                error.to_string(),
-                instance.metadata.generation,
-                now,
-            ),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,10 +889,12 @@ mod tests {
         now: DateTime<Utc>,
     ) -> SchedulePlan {
         let meta = InstanceMeta::of(instance).expect("meta");
+        let parsed = instance.spec.schedule().expect("a valid schedule");
         decide_schedule(
             &OperatorConfig::default(),
             instance,
             &meta,
+            parsed.as_ref(),
             status,
             observed,
             now,

@@ -10,8 +10,9 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::build::{InstanceMeta, secret};
+use super::build::secret;
 use super::fetch::Observed;
+use super::validate::Valid;
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -24,11 +25,11 @@ use crate::error::{Error, Result};
 /// does not; [`Error::CredentialsFailed`] when the Secret cannot be written.
 pub async fn ensure(
     ctx: &Context,
-    namespace: &str,
-    meta: &InstanceMeta,
+    valid: &Valid,
     instance: &MySQLInstance,
     observed: &Observed,
 ) -> Result<()> {
+    let (meta, namespace) = (&valid.meta, valid.namespace.as_str());
     let name = instance.credentials_secret_name();
     let missing = secret::missing_entries(
         instance,

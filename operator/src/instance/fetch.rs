@@ -76,10 +76,13 @@ where
 /// [`Error::Kube`] when the API cannot be read.
 pub async fn observe(
     client: &Client,
-    namespace: &str,
     meta: &InstanceMeta,
     instance: &MySQLInstance,
 ) -> Result<Observed> {
+    let namespace = meta
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let root_secret = match &instance.spec.root_password_secret_ref {
         Some(reference) => get(client, namespace, &reference.name).await?,
         None => None,

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use keeper_crds::condition::{self, ConditionStatus, READY, STORAGE_READY, find_condition};
+use keeper_crds::condition::{
+    self, BACKUP_SCHEDULED, ConditionStatus, READY, STORAGE_READY, find_condition,
+};
 use keeper_crds::{API_GROUP_VERSION, InstancePhase, MySQLInstance, MySQLInstanceStatus};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -172,9 +174,44 @@ pub fn invalid(instance: &MySQLInstance, error: &Error, now: DateTime<Utc>) -> M
             now,
         ),
     );
+    // A schedule or time zone that does not parse is also the schedule's
+    // condition (the CronJob, if any, is left as it was).
+    if let Err(error) = instance.spec.schedule() {
+        condition::set_condition(
+            &mut status.conditions,
+            condition::new_condition(
+                BACKUP_SCHEDULED,
+                false,
+                error.reason(),
+                error.to_string(),
+                generation,
+                now,
+            ),
+        );
+    }
     status.phase = Some(InstancePhase::Failed);
     status.observed_generation = generation;
     status
+}
+
+/// Refuses an instance whose spec cannot be acted on: writes the
+/// [`invalid`] status and returns `error` for the caller to publish as an
+/// Event and retry with backoff (or the error of the status write).
+pub async fn refuse(
+    ctx: &Context,
+    instance: &MySQLInstance,
+    error: Error,
+    now: DateTime<Utc>,
+) -> Error {
+    let Some(namespace) = instance.metadata.namespace.as_deref() else {
+        return error;
+    };
+    let instances = Api::<MySQLInstance>::namespaced(ctx.client.clone(), namespace);
+    let new = invalid(instance, &error, now);
+    match write(&instances, instance, &new, &ctx.config.field_manager).await {
+        Ok(_) => error,
+        Err(write_error) => write_error,
+    }
 }
 
 /// An Event to publish for a change of status.

@@ -1,11 +1,62 @@
-//! Validate: what must hold before anything is created or changed. The spec
-//! rules come from `keeper-crds` (`MySQLInstanceSpec::validate`); the
-//! referenced root Secret is checked here because only a fetch can tell.
+//! Validate: what must hold before anything is created or changed, and the
+//! spec parsed once into [`Valid`], which the later steps take instead of
+//! parsing again. The spec rules come from `keeper-crds`
+//! (`MySQLInstanceSpec::validate`); the referenced root Secret is checked
+//! here because only a fetch can tell.
 
 use keeper_crds::MySQLInstance;
+use keeper_crds::schedule::Schedule;
 
+use super::build::InstanceMeta;
 use super::fetch::Observed;
 use crate::error::Error;
+
+/// An instance that passed validation, with what its spec says parsed.
+#[derive(Clone, Debug)]
+pub struct Valid {
+    /// Names, labels and the owner reference of its objects.
+    pub meta: InstanceMeta,
+    /// Its namespace.
+    pub namespace: String,
+    /// `spec.backup.schedule`, parsed; `None` without backups or without a
+    /// schedule.
+    pub schedule: Option<Schedule>,
+}
+
+/// Validates `instance` with what was observed: [`Valid`], or the error
+/// (the first problem's reason, every problem's message) that the status and
+/// an Event report.
+///
+/// # Errors
+/// [`Error::InvalidSpec`] for every problem [`problems`] finds;
+/// [`Error::MissingObjectKey`] for an object without a namespace.
+pub fn validate(
+    instance: &MySQLInstance,
+    meta: InstanceMeta,
+    observed: &Observed,
+) -> Result<Valid, Error> {
+    if let Some(error) = into_error(&problems(instance, observed)) {
+        return Err(error);
+    }
+    let namespace = meta
+        .namespace
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    // Checked by `problems`; an error here still says why rather than
+    // being assumed away.
+    let schedule = instance
+        .spec
+        .schedule()
+        .map_err(|error| Error::InvalidSpec {
+            reason: error.reason(),
+            message: error.to_string(),
+        })?;
+    Ok(Valid {
+        meta,
+        namespace,
+        schedule,
+    })
+}
 
 /// One reason the instance cannot be reconciled.
 #[derive(Clone, Debug, PartialEq, Eq)]

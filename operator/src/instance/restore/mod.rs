@@ -76,6 +76,7 @@
 //! Accounts and grants are not in a dump, so the instance's credentials
 //! Secrets still log in after a restore.
 
+pub mod decide;
 pub mod hold;
 pub mod run;
 pub mod source;
@@ -85,28 +86,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
-use keeper_crds::agent::{FailureCode, JOB_NAME_LABEL};
+use k8s_openapi::api::core::v1::ObjectReference;
 use keeper_crds::condition::{
     self, READY, RESTORED, find_condition, is_condition_true, remove_condition,
 };
 use keeper_crds::{
     API_GROUP_VERSION, INSTANCE_LABEL, InstancePhase, MySQLInstance, MySQLInstanceStatus,
-    RestorePhase, RestoreSource,
+    RestoreSource,
 };
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
-use serde::Serialize;
 
+use self::decide::{
+    Creation, Report, RestoreFields, RestorePlan, RestoreView, StartNote, decide, job_name_for,
+};
 use self::hold::ensure_app_access;
-use self::run::RunState;
 use self::source::{ResolvedSource, SourceProblem};
 use super::build::COMPONENT_LABEL;
-use super::fetch::Observed;
+use super::fetch::{Observed, get};
 use super::status::Readiness;
-use crate::accounts::AppAccess;
-use crate::agent_job::start::{self, StartVerdict};
 use crate::agent_job::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
 use crate::context::{Context, OperatorConfig};
 use crate::error::{Error, Result};
@@ -184,11 +183,10 @@ pub struct Outcome {
     pub holds_server: bool,
 }
 
-/// Runs the restore step of a reconcile: resolves `spec.restoreFrom`,
-/// locks the application account and creates or observes the Job, unlocks
-/// it once the Job succeeded, and sets phase, `Ready`, `Restored` and
-/// `restoredFrom` in `status` (computed by `status::healthy`). Publishes
-/// the restore's Events.
+/// Runs the restore step of a reconcile: [`observe`] → [`decide`] (pure) →
+/// [`act`], then the conditions for the step ([`apply_step`]) and their
+/// Events. Sets phase, `Ready`, `Restored` and `restoredFrom` in `status`
+/// (computed by `status::healthy`).
 ///
 /// # Errors
 /// [`Error::Kube`] when the API cannot be read; [`Error::ApplyFailed`] when
@@ -215,21 +213,10 @@ pub async fn reconcile(
     if already_restored(status, request) {
         return Ok(done);
     }
-    let namespace = instance
-        .metadata
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let now = Utc::now();
-    let step = match source::resolve(&ctx.client, namespace, request).await? {
-        Err(problem) => Step::Blocked(problem),
-        Ok(resolved) => {
-            advance(
-                ctx, instance, observed, namespace, readiness, &resolved, now,
-            )
-            .await?
-        }
-    };
+    let view = observe(ctx, instance, observed, readiness, request, now).await?;
+    let plan = decide(&ctx.config, instance, &view)?;
+    let step = act(ctx, instance, observed, plan).await?;
     let old = instance.status.as_ref().map(|s| s.conditions.as_slice());
     let requeue = apply_step(status, &step, instance.metadata.generation, now);
     publish(ctx, instance, old.unwrap_or_default(), status, &step).await;
@@ -246,18 +233,6 @@ pub fn already_restored(status: &MySQLInstanceStatus, request: &RestoreSource) -
         .as_deref()
         .and_then(source::restored_key)
         .is_some_and(|key| key == source::fingerprint(request))
-}
-
-/// The attempt's Job name for `resolved` on `instance`.
-pub fn job_name_for(instance: &MySQLInstance, resolved: &ResolvedSource) -> String {
-    let retry = instance
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(RETRY_ANNOTATION))
-        .map(String::as_str);
-    let attempt = source::attempt_key(&resolved.key, resolved.overwrite, retry);
-    run::job_name(instance.name(), &attempt)
 }
 
 /// The restore Job of `resolved` for `instance`, named `name`: the agent
@@ -292,247 +267,146 @@ pub fn restore_job(
     Ok(job)
 }
 
-async fn advance(
+/// Reads what the restore decides on, once: the source and what it names
+/// (the `MySQLBackup`, Secrets, claim), this attempt's Job and its pods,
+/// and, before a Job exists, the instance's other restore Jobs. The root
+/// Secret comes from the reconcile's own reads.
+async fn observe(
     ctx: &Context,
     instance: &MySQLInstance,
     observed: &Observed,
-    namespace: &str,
     readiness: &Readiness,
-    resolved: &ResolvedSource,
+    request: &RestoreSource,
     now: DateTime<Utc>,
-) -> Result<Step> {
-    let name = job_name_for(instance, resolved);
-    let jobs = Api::<Job>::namespaced(ctx.client.clone(), namespace);
-    let kube_error = |what: String| {
-        move |source| Error::Kube {
-            what,
-            source: Box::new(source),
-        }
+) -> Result<RestoreView> {
+    let namespace = instance
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let source = source::resolve(&ctx.client, &namespace, request).await?;
+    let job_name = source
+        .as_ref()
+        .map(|resolved| job_name_for(instance, resolved))
+        .unwrap_or_default();
+    let mut view = RestoreView {
+        source,
+        job_name,
+        job: None,
+        pods: Vec::new(),
+        reported: instance.status.as_ref().and_then(|s| s.restore.clone()),
+        other_running: None,
+        missing_root_secret: None,
+        server_ready: readiness.ready_replicas >= 1,
+        start_timeout: ctx.agent_start_timeout,
+        namespace,
+        now,
     };
-    let job = jobs
-        .get_opt(&name)
-        .await
-        .map_err(kube_error(format!("Job {namespace}/{name}")))?;
-    let pods = match &job {
-        Some(job)
-            if matches!(
-                agent_job::lifecycle::outcome(job),
-                agent_job::lifecycle::Outcome::Failed { .. }
-            ) =>
-        {
-            Api::<Pod>::namespaced(ctx.client.clone(), namespace)
-                .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}")))
-                .await
-                .map_err(kube_error(format!("Pods of Job {namespace}/{name}")))?
-                .items
-        }
-        _ => Vec::new(),
+    if view.source.is_err() {
+        return Ok(view);
+    }
+    let (root_secret, _) = instance.root_password_secret();
+    let root = if instance.spec.root_password_secret_ref.is_some() {
+        observed.root_secret.as_ref()
+    } else {
+        observed.credentials.as_ref()
     };
-    let reported = instance.status.as_ref().and_then(|s| s.restore.as_ref());
-    let state = run::state(&name, job.as_ref(), &pods, reported);
-    let reported = reported.filter(|r| r.job_name.as_deref() == Some(name.as_str()));
-    let description = describe(resolved);
-    Ok(match state {
-        RunState::NotStarted => {
-            if readiness.ready_replicas < 1 {
-                return Ok(Step::WaitingForServer(format!(
-                    "waiting for the server to become ready before restoring {description}"
-                )));
-            }
-            if let Some(other) = other_running_restore(&jobs, instance.name(), &name).await? {
-                return Ok(Step::Waiting(format!(
-                    "waiting for restore Job {other} to finish before restoring {description}"
-                )));
-            }
-            // The restore logs in as root (crate::accounts): its Secret, not
-            // the backup user's, must exist for the Job's secretKeyRef.
-            let (root_secret, _) = instance.root_password_secret();
-            let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-                .get_opt(&root_secret)
-                .await
-                .map_err(kube_error(format!("Secret {namespace}/{root_secret}")))?;
-            if secret.is_none() {
-                return Ok(Step::Waiting(format!(
-                    "waiting for Secret {root_secret} (the root password the restore logs in with) before restoring {description}"
-                )));
-            }
-            // Nothing but the restore reaches the server: the application
-            // account is locked before the Job can start.
-            if let Err(message) = ensure_app_access(ctx, instance, observed, AppAccess::Held).await
-            {
-                return Ok(Step::Waiting(format!(
-                    "{message}; restoring {description} waits until it is locked"
-                )));
-            }
-            let job = restore_job(&ctx.config, instance, resolved, &name)?;
-            let created = match jobs.create(&PostParams::default(), &job).await {
-                Ok(_) => true,
-                // Created meanwhile (an older cache): it is this attempt's Job.
-                Err(kube::Error::Api(status)) if status.code == 409 => false,
-                Err(source) => {
-                    return Err(Error::ApplyFailed {
-                        kind: "Job",
-                        name,
-                        source: Box::new(source),
-                    });
-                }
-            };
-            if created {
-                tracing::info!(job = %name, source = %resolved.description, "restore started");
-                report(ctx, instance, &started(resolved, &name, now), false).await;
-                publish_started(ctx, instance, &name, &description).await;
-            }
-            Step::Running {
-                job: name,
-                source: description,
-            }
+    view.missing_root_secret = root.is_none().then_some(root_secret);
+    view.job = get::<Job>(&ctx.client, &view.namespace, &view.job_name).await?;
+    match &view.job {
+        Some(_) => {
+            view.pods =
+                crate::backup_controller::job_pods(ctx, &view.namespace, &view.job_name).await?;
         }
-        RunState::Running => {
-            let agent_reported = reported.is_some_and(|r| r.phase != RestorePhase::Pending);
-            let failed = match job.as_ref().filter(|_| !agent_reported) {
-                Some(job) => watch_start(ctx, instance, namespace, resolved, job, now).await?,
-                None => None,
-            };
-            failed.unwrap_or(Step::Running {
-                job: name,
-                source: description,
-            })
+        // Only a Job about to be created waits for the others.
+        None if view.server_ready => {
+            view.other_running =
+                other_running_restore(ctx, &view.namespace, instance.name(), &view.job_name)
+                    .await?;
         }
-        RunState::Succeeded { at } => {
-            // Applications get the server back only once the restore is in.
-            if let Err(message) = ensure_app_access(ctx, instance, observed, AppAccess::Open).await
-            {
-                return Ok(Step::Waiting(format!(
-                    "restored {description} with Job {name}, but {message}; retrying"
-                )));
-            }
-            if reported.is_none_or(|r| r.phase != RestorePhase::Succeeded) {
-                let fields = ended(resolved, &name, RestorePhase::Succeeded, None);
-                report(ctx, instance, &fields, true).await;
-            }
-            // The agent says why when it changed nothing (already restored).
-            let note = reported
-                .filter(|r| r.phase == RestorePhase::Succeeded)
-                .and_then(|r| r.message.as_deref())
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            Step::Succeeded {
-                restored_from: source::restored_from(resolved, at.unwrap_or(now)),
-                message: format!("restored {description} with Job {name}{note}"),
-            }
-        }
-        RunState::Failed { message, code } => {
-            if reported.is_none_or(|r| !r.phase.is_final()) {
-                let fields = failed(resolved, &name, code, &message);
-                report(ctx, instance, &fields, true).await;
-            }
-            let reason = if code.changed_nothing() {
-                REASON_PREFLIGHT_FAILED
-            } else {
-                REASON_FAILED
-            };
-            Step::Failed {
-                reason,
-                message: failure_message(&description, &name, &message, code),
-            }
-        }
-    })
+        None => {}
+    }
+    Ok(view)
 }
 
-/// The start deadline of a restore Job the agent has not reported on yet
-/// ([`crate::agent_job::start`]): a Warning Event when its pod cannot start, and
-/// past the deadline the Job deleted and the restore failed. A pod that never
-/// started changed nothing, so it is reported as a preflight failure
-/// (`RestorePreflightFailed`), and like every failure it is not retried on
-/// its own. Returns the failed step, or `None` while the run may still start.
-async fn watch_start(
+/// Carries out `plan` and returns the step it ends on: `plan.step`, or
+/// [`Step::Waiting`] when the application account could not be set.
+async fn act(
     ctx: &Context,
     instance: &MySQLInstance,
-    namespace: &str,
-    resolved: &ResolvedSource,
-    job: &Job,
-    now: DateTime<Utc>,
-) -> Result<Option<Step>> {
-    let name = job.metadata.name.clone().unwrap_or_default();
-    let key = format!("{namespace}/{name}");
-    let pods = crate::backup_controller::job_pods(ctx, namespace, &name).await?;
-    match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
-        StartVerdict::Started => {
-            ctx.note_start_problem(&key, None);
-            Ok(None)
-        }
-        StartVerdict::Waiting { problem, deadline } => {
-            if let Some(problem) = problem
-                && ctx.note_start_problem(&key, Some(&problem.to_string()))
-            {
-                ctx.publish(
-                    instance,
-                    EventType::Warning,
-                    &problem.reason,
-                    "Restore",
-                    format!(
-                        "the agent's pod of restore Job {name} cannot start yet: {problem}; the restore fails at {} unless it starts",
-                        deadline.to_rfc3339()
-                    ),
-                )
-                .await;
+    observed: &Observed,
+    plan: RestorePlan,
+) -> Result<Step> {
+    let RestorePlan {
+        step,
+        access,
+        delete_job,
+        create,
+        report: fields,
+        start_note,
+    } = plan;
+    if let Some(access) = access
+        && let Err(error) = ensure_app_access(ctx, instance, observed, access.state()).await
+    {
+        return Ok(Step::Waiting(access.waiting(&error)));
+    }
+    let namespace = instance.metadata.namespace.as_deref().unwrap_or_default();
+    if let Some(name) = delete_job {
+        crate::backup_controller::delete_job(ctx, namespace, &name).await?;
+        tracing::warn!(job = %name, "restore could not start; its Job was deleted");
+    }
+    if let Some(Creation {
+        job,
+        started,
+        description,
+    }) = create
+    {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let jobs = Api::<Job>::namespaced(ctx.client.clone(), namespace);
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => {
+                tracing::info!(job = %name, source = %started.source, "restore started");
+                report(ctx, instance, &started, false).await;
+                publish_started(ctx, instance, &name, &description).await;
             }
-            Ok(None)
-        }
-        StartVerdict::TimedOut { problem } => {
-            crate::backup_controller::delete_job(ctx, namespace, &name).await?;
-            ctx.note_start_problem(&key, None);
-            // The agent's preflight wording: the pod never ran.
-            let agent = format!(
-                "{}; Job {name} was deleted; nothing was changed",
-                problem.message
-            );
-            tracing::warn!(job = %name, reason = %problem.reason, "restore could not start");
-            let code = FailureCode::PreflightFailed;
-            let fields = failed(resolved, &name, code, &agent);
-            report(ctx, instance, &fields, true).await;
-            Ok(Some(Step::Failed {
-                reason: REASON_PREFLIGHT_FAILED,
-                message: failure_message(&describe(resolved), &name, &agent, code),
-            }))
+            // Created meanwhile (an older cache): it is this attempt's Job.
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(source) => {
+                return Err(Error::ApplyFailed {
+                    kind: "Job",
+                    name,
+                    source: Box::new(source),
+                });
+            }
         }
     }
-}
-
-/// `MySQLBackup <name>` or the location's URL, for messages.
-fn describe(resolved: &ResolvedSource) -> String {
-    if resolved.url == resolved.description {
-        resolved.url.clone()
-    } else {
-        format!("MySQLBackup {} ({})", resolved.description, resolved.url)
+    if let Some(Report { fields, force }) = fields {
+        report(ctx, instance, &fields, force).await;
     }
-}
-
-fn failure_message(description: &str, job: &str, agent: &str, code: FailureCode) -> String {
-    let mut message = format!("restoring {description} failed (Job {job}): {agent}");
-    if code == FailureCode::TargetNotEmpty {
-        message.push_str(
-            "; to replace those databases set spec.restoreFrom.overwrite: true (they are dropped first)",
-        );
+    if let Some(StartNote {
+        key,
+        problem,
+        warning,
+    }) = start_note
+        && ctx.note_start_problem(&key, problem.as_deref())
+        && let Some((reason, note)) = warning
+    {
+        ctx.publish(instance, EventType::Warning, &reason, "Restore", note)
+            .await;
     }
-    if !code.changed_nothing() {
-        message.push_str("; the server may hold part of the backup");
-    }
-    message.push_str(&format!(
-        "; to retry, fix the cause and change spec.restoreFrom or set the annotation {RETRY_ANNOTATION} to a new value"
-    ));
-    message
+    Ok(step)
 }
 
 /// Another restore Job of the instance that has not ended: restores into
 /// one server never overlap.
 async fn other_running_restore(
-    jobs: &Api<Job>,
+    ctx: &Context,
+    namespace: &str,
     instance: &str,
     ours: &str,
 ) -> Result<Option<String>> {
     let selector = format!("{INSTANCE_LABEL}={instance},{COMPONENT_LABEL}={COMPONENT_RESTORE}");
-    let list = jobs
+    let list = Api::<Job>::namespaced(ctx.client.clone(), namespace)
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|source| Error::Kube {
@@ -545,56 +419,6 @@ async fn other_running_restore(
         .filter(|j| j.metadata.name.as_deref() != Some(ours))
         .filter(|j| j.metadata.deletion_timestamp.is_none() && !agent_job::lifecycle::ended(j))
         .find_map(|j| j.metadata.name.clone()))
-}
-
-/// The operator's part of `status.restore`.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RestoreFields {
-    phase: RestorePhase,
-    source: String,
-    job_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure_code: Option<FailureCode>,
-}
-
-fn started(resolved: &ResolvedSource, job: &str, now: DateTime<Utc>) -> RestoreFields {
-    RestoreFields {
-        phase: RestorePhase::Pending,
-        source: resolved.description.clone(),
-        job_name: job.to_owned(),
-        start_time: Some(now),
-        message: None,
-        failure_code: None,
-    }
-}
-
-fn ended(
-    resolved: &ResolvedSource,
-    job: &str,
-    phase: RestorePhase,
-    message: Option<&str>,
-) -> RestoreFields {
-    RestoreFields {
-        phase,
-        source: resolved.description.clone(),
-        job_name: job.to_owned(),
-        start_time: None,
-        message: message.map(str::to_owned),
-        failure_code: None,
-    }
-}
-
-/// The end of a failed run the agent could not report, with its kind.
-fn failed(resolved: &ResolvedSource, job: &str, code: FailureCode, message: &str) -> RestoreFields {
-    RestoreFields {
-        failure_code: Some(code),
-        ..ended(resolved, job, RestorePhase::Failed, Some(message))
-    }
 }
 
 /// Applies the operator's `status.restore` fields under
@@ -798,20 +622,5 @@ mod tests {
         assert!(is_condition_true(&status.conditions, RESTORED));
         assert_eq!(status.phase, Some(InstancePhase::Ready));
         assert_eq!(status.restored_from.as_deref(), Some("b [0123456789] at t"));
-    }
-
-    #[test]
-    fn failure_messages_say_how_to_retry() {
-        let message = failure_message(
-            "MySQLBackup b (s3://x/b)",
-            "j",
-            "t already has 2 objects of the backup's databases (a.b); restore into an empty server or pass --overwrite; nothing was changed",
-            FailureCode::TargetNotEmpty,
-        );
-        assert!(message.contains("overwrite: true"), "{message}");
-        assert!(message.contains(RETRY_ANNOTATION), "{message}");
-        assert!(!message.contains("part of the backup"), "{message}");
-        let message = failure_message("u", "j", "disk full", FailureCode::RunFailed);
-        assert!(message.contains("part of the backup"), "{message}");
     }
 }
