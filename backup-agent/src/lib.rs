@@ -184,12 +184,10 @@ async fn restore_and_report(args: cli::RestoreArgs, ctx: &AgentContext) -> Resul
         println!("{}", restored.line());
     }
     match restored {
-        Ok(restore::Restored::Loaded(_)) => {
-            task.finished(Ok(())).await;
-            Ok(())
-        }
-        Ok(restore::Restored::AlreadyApplied { line, .. }) => {
-            task.already_restored(&line).await;
+        Ok(restored) => {
+            // What differs from the source, or why nothing was changed,
+            // reaches the status the operator shows.
+            task.succeeded(restored.status_note().as_deref()).await;
             Ok(())
         }
         Err(e) => {

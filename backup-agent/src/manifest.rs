@@ -53,6 +53,29 @@ pub struct Manifest {
     /// Members in replay order.
     pub members: Vec<Member>,
     pub file: FileInfo,
+    /// What this backup cannot bring back exactly, by object: never a silent
+    /// difference. Empty (and absent from the JSON) when a restore gives
+    /// back everything as it was, and in manifests written before the field
+    /// existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
+}
+
+/// One thing a restore of the backup brings back differently from the
+/// source, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Difference {
+    /// The object, as `KIND `db`.`name`` (e.g. ``FUNCTION `shop`.`f` ``).
+    pub object: String,
+    /// What comes back differently, in words.
+    pub difference: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.difference)
+    }
 }
 
 /// The server's flavor: the API's own type, whose lower-case names
@@ -134,6 +157,13 @@ pub struct TableEntry {
     /// were not, with the reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_skipped: Option<DataSkipped>,
+    /// A system-versioned table (MariaDB) whose rows are dumped with their
+    /// history: restoring it needs `system_versioning_insert_history`
+    /// (MariaDB 10.11+), which the restore checks before it changes
+    /// anything. False (and absent) for other tables, and in manifests
+    /// written before the field existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 /// Why a table's rows are not in the dump: its engine does not own them, so
@@ -395,6 +425,7 @@ pub(crate) fn sample(server: ServerInfo, databases: Vec<DatabaseEntry>) -> Manif
             size: 0,
             sha256: "0".repeat(64),
         },
+        differences: vec![],
     }
 }
 
@@ -446,6 +477,7 @@ mod tests {
             transactional: true,
             read_under_lock: false,
             data_skipped: None,
+            history: false,
         };
         let manifest = sample(
             ServerInfo {
@@ -505,6 +537,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.data_skipped, None);
+        assert!(!old.history);
         let entry = TableEntry {
             data_skipped: Some(DataSkipped::UnderlyingTables),
             ..old
@@ -514,5 +547,53 @@ mod tests {
             json.contains(r#""dataSkipped":"underlyingTables""#),
             "{json}"
         );
+    }
+
+    /// A manifest written before `differences` and `history` existed still
+    /// reads (as a backup without differences or history), and a manifest
+    /// without them writes neither field, so older agents read it as before.
+    #[test]
+    fn differences_and_history_are_optional() {
+        let server = ServerInfo {
+            flavor: Flavor::Mariadb,
+            version: "10.11.6-MariaDB".into(),
+        };
+        let mut manifest = sample(
+            server,
+            vec![DatabaseEntry {
+                name: "shop".into(),
+                charset: "utf8mb4".into(),
+                collation: "utf8mb4_general_ci".into(),
+                tables: vec![TableEntry {
+                    name: "t".into(),
+                    kind: TableKind::Table,
+                    engine: "InnoDB".into(),
+                    rows: 0,
+                    transactional: true,
+                    read_under_lock: false,
+                    data_skipped: None,
+                    history: false,
+                }],
+            }],
+        );
+        let json = String::from_utf8(manifest.to_json().unwrap()).unwrap();
+        assert!(!json.contains("differences"), "{json}");
+        assert!(!json.contains("history"), "{json}");
+        let old = Manifest::from_json(json.as_bytes()).unwrap();
+        assert!(old.differences.is_empty());
+        assert_eq!(old, manifest);
+
+        manifest.databases[0].tables[0].history = true;
+        manifest.differences.push(Difference {
+            object: "FUNCTION `shop`.`f`".into(),
+            difference: "created under character_set_client sjis; restored under utf8mb4".into(),
+        });
+        let json = String::from_utf8(manifest.to_json().unwrap()).unwrap();
+        assert!(json.contains(r#""history": true"#), "{json}");
+        assert!(
+            json.contains(r#""object": "FUNCTION `shop`.`f`""#),
+            "{json}"
+        );
+        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), manifest);
     }
 }

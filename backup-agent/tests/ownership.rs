@@ -289,6 +289,7 @@ fn owned_manifest(name: &str, days_old: i64) -> Bytes {
             size: 0,
             sha256: "0".repeat(64),
         },
+        differences: vec![],
     };
     Bytes::from(m.to_json().unwrap())
 }

@@ -60,6 +60,7 @@ fn manifest_of(name: &str, started: DateTime<Utc>, owner_text: Option<&str>) -> 
             size: 0,
             sha256: "0".repeat(64),
         },
+        differences: vec![],
     };
     Bytes::from(m.to_json().unwrap())
 }

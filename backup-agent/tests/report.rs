@@ -316,6 +316,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     transactional: true,
                     read_under_lock: false,
                     data_skipped: None,
+                    history: false,
                 },
                 TableEntry {
                     name: "orders".into(),
@@ -325,6 +326,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     transactional: true,
                     read_under_lock: false,
                     data_skipped: None,
+                    history: false,
                 },
             ],
         }],
@@ -337,6 +339,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
             size: 500,
             sha256: sha('a'),
         },
+        differences: vec![],
     }
 }
 

@@ -110,6 +110,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
                     transactional: true,
                     read_under_lock: false,
                     data_skipped: None,
+                    history: false,
                 }),
             }
         }
@@ -141,6 +142,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
             size: file.len() as u64,
             sha256: hex::encode(Sha256::digest(&file)),
         },
+        differences: vec![],
     };
     std::fs::write(folder.join("dump.sql.gz"), &file).unwrap();
     std::fs::write(folder.join("manifest.json"), manifest.to_json().unwrap()).unwrap();

@@ -9,7 +9,7 @@ use mysql_async::{Conn, Row, Value};
 
 use super::error::{BackupError, SqlContext};
 use super::sql::{self, ColumnClass, string_literal};
-use crate::manifest::{DataSkipped, TableKind};
+use crate::manifest::{DataSkipped, Difference, TableKind};
 use crate::mysql::ident;
 
 #[derive(Debug, Clone)]
@@ -64,6 +64,8 @@ pub struct Database {
     pub routines: Vec<String>,
     pub triggers: Vec<String>,
     pub events: Vec<String>,
+    /// What a restore cannot bring back exactly, for the manifest.
+    pub differences: Vec<Difference>,
 }
 
 /// Engines whose tables have no MVCC snapshot: read under the lock.
@@ -98,32 +100,51 @@ fn text(row: &Row, i: usize) -> Option<String> {
 }
 
 /// A definition from a `SHOW CREATE` row (`statement`): its text (column
-/// `text_at`) and its creation context (columns from `context_at`), with
-/// [`warn_if_client_changes`].
+/// `text_at`) and its creation context (columns from `context_at`). What
+/// cannot be created again exactly is logged and added to `differences`
+/// ([`client_difference`]).
 fn definition(
     row: &Row,
     statement: &str,
     text_at: usize,
     context_at: usize,
     with_database: bool,
+    differences: &mut Vec<Difference>,
 ) -> Result<(String, sql::CreationContext), BackupError> {
     let create = strict_text(row, text_at, statement)?;
     let context = creation_context(row, context_at, with_database);
-    warn_if_client_changes(statement, &context, &create);
+    if let Some(difference) = client_difference(statement, &context, &create) {
+        tracing::warn!(
+            object = %difference.object,
+            "{}", difference.difference
+        );
+        differences.push(difference);
+    }
     Ok((create, context))
 }
 
-/// Logs a definition that cannot be created again under its own client
-/// character set (its text is not ASCII and the set is not UTF-8): it comes
-/// back with utf8mb4 as that set, the rest of its context kept.
-fn warn_if_client_changes(what: &str, context: &sql::CreationContext, create: &str) {
-    if !context.keeps_client(create) {
-        tracing::warn!(
-            object = what,
-            character_set_client = context.client.as_deref().unwrap_or_default(),
-            "its definition is not ASCII and was created under a character set other than UTF-8: it is restored with character_set_client utf8mb4 (connection and database collations kept)"
-        );
+/// The difference of a definition that cannot be created again under its
+/// own client character set (its text is not ASCII and the set is not
+/// UTF-8): it comes back with utf8mb4 as that set, the rest of its context
+/// kept. `statement` is the `SHOW CREATE …` that read it.
+pub fn client_difference(
+    statement: &str,
+    context: &sql::CreationContext,
+    create: &str,
+) -> Option<Difference> {
+    if context.keeps_client(create) {
+        return None;
     }
+    Some(Difference {
+        object: statement
+            .strip_prefix("SHOW CREATE ")
+            .unwrap_or(statement)
+            .to_owned(),
+        difference: format!(
+            "created under character_set_client {}, restored under utf8mb4: its definition is not ASCII and the dump is UTF-8 (connection and database collations kept)",
+            context.client.as_deref().unwrap_or_default()
+        ),
+    })
 }
 
 /// The creation context in the columns of a `SHOW CREATE` row from `first`
@@ -208,6 +229,7 @@ impl Catalog<'_> {
         };
         let create = create_db.replacen("CREATE DATABASE ", "CREATE DATABASE IF NOT EXISTS ", 1);
 
+        let mut differences = Vec::new();
         let mut columns: HashMap<String, Vec<Column>> = HashMap::new();
         // The row start and end columns of system-versioned tables that name them.
         let mut periods: HashMap<String, [Option<String>; 2]> = HashMap::new();
@@ -306,7 +328,7 @@ impl Catalog<'_> {
                     .await?;
                 let Some(row) = rows.first() else { continue };
                 let statement = format!("SHOW CREATE VIEW {qualified}");
-                let (create, context) = definition(row, &statement, 1, 2, false)?;
+                let (create, context) = definition(row, &statement, 1, 2, false, &mut differences)?;
                 views.push(View {
                     database: name.to_owned(),
                     name: tname,
@@ -419,7 +441,7 @@ impl Catalog<'_> {
             let rows = self.rows(stmt.clone(), &during).await?;
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
-            let (create, context) = definition(row, &stmt, 2, 3, true)?;
+            let (create, context) = definition(row, &stmt, 2, 3, true, &mut differences)?;
             routines.push(sql::stored_program(
                 &mode,
                 &context,
@@ -444,7 +466,7 @@ impl Catalog<'_> {
             let rows = self.rows(stmt.clone(), &during).await?;
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
-            let (create, context) = definition(row, &stmt, 2, 3, true)?;
+            let (create, context) = definition(row, &stmt, 2, 3, true, &mut differences)?;
             triggers.push(sql::stored_program(
                 &mode,
                 &context,
@@ -469,7 +491,7 @@ impl Catalog<'_> {
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
             let tz = text(row, 2).unwrap_or_else(|| "SYSTEM".into());
-            let (create, context) = definition(row, &stmt, 3, 4, true)?;
+            let (create, context) = definition(row, &stmt, 3, 4, true, &mut differences)?;
             // An event's schedule is read in its own time zone.
             events.push(format!(
                 "SET SESSION time_zone = {};\n{}SET SESSION time_zone = '+00:00';\n",
@@ -488,6 +510,7 @@ impl Catalog<'_> {
             routines,
             triggers,
             events,
+            differences,
         })
     }
 }

@@ -142,6 +142,7 @@ pub fn database_entries(
                     transactional: t.transactional,
                     read_under_lock: !t.transactional && locked && t.data_skipped.is_none(),
                     data_skipped: t.data_skipped,
+                    history: t.history,
                 })
                 .collect(),
         })
@@ -181,6 +182,7 @@ mod tests {
             routines: vec![],
             triggers: vec![],
             events: vec![],
+            differences: vec![],
         }
     }
 

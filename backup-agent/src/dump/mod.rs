@@ -461,6 +461,7 @@ struct Parts {
     databases: Vec<DatabaseEntry>,
     members: Vec<manifest::Member>,
     largest_statement: u64,
+    differences: Vec<manifest::Difference>,
 }
 
 impl Parts {
@@ -486,6 +487,7 @@ impl Parts {
                 size: file.size,
                 sha256: file.sha256,
             },
+            differences: self.differences,
         }
     }
 }
@@ -739,6 +741,10 @@ async fn run(
     }
 
     let entries = layout::database_entries(&databases, &rows, locked);
+    let differences = databases
+        .iter()
+        .flat_map(|d| d.differences.iter().cloned())
+        .collect();
     let (members, largest_statement) = writer.members();
     Ok(Parts {
         server,
@@ -748,6 +754,7 @@ async fn run(
         databases: entries,
         members,
         largest_statement,
+        differences,
     })
 }
 

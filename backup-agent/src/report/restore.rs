@@ -170,7 +170,14 @@ impl RestoreReporter {
     /// the server: Succeeded, with `line` (what it found, and that nothing
     /// was changed) as the message.
     pub async fn already_restored(&mut self, line: &str) -> ReportOutcome {
-        self.finish(RestorePhase::Succeeded, Some(line)).await
+        self.succeeded(Some(line)).await
+    }
+
+    /// Reports a success with `note` as the message: why nothing was
+    /// changed, or what the restore could not bring back exactly (see
+    /// `Restored::status_note`); none for a plain success.
+    pub async fn succeeded(&mut self, note: Option<&str>) -> ReportOutcome {
+        self.finish(RestorePhase::Succeeded, note).await
     }
 
     async fn finish(&mut self, phase: RestorePhase, message: Option<&str>) -> ReportOutcome {
@@ -247,6 +254,15 @@ impl RestoreProgressTask {
     pub async fn already_restored(self, line: &str) -> ReportOutcome {
         match self.into_reporter().await {
             Some(mut reporter) => reporter.already_restored(line).await,
+            None => ReportOutcome::NotReported(Vec::new()),
+        }
+    }
+
+    /// Reports the last progress, then a success with `note` (see
+    /// [`RestoreReporter::succeeded`]).
+    pub async fn succeeded(self, note: Option<&str>) -> ReportOutcome {
+        match self.into_reporter().await {
+            Some(mut reporter) => reporter.succeeded(note).await,
             None => ReportOutcome::NotReported(Vec::new()),
         }
     }

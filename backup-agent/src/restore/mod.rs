@@ -26,7 +26,7 @@ use keeper_crds::agent::FailureCode;
 
 use crate::cli::{ListArgs, RestoreArgs, S3Args, VerifyArgs};
 use crate::context::AgentContext;
-use crate::manifest::{ManifestError, MemberKind};
+use crate::manifest::{Difference, ManifestError, MemberKind};
 use crate::mysql::{ConnectionError, Failure};
 use crate::repository::{self, BackupListing};
 use crate::storage::{Location, S3Settings, StorageError, Store};
@@ -117,6 +117,17 @@ pub enum RestoreError {
         target_server: String,
         wanted: &'static str,
     },
+    /// The backup holds system-versioned tables with their history and the
+    /// target cannot take history rows (MariaDB before 10.11 has no
+    /// `system_versioning_insert_history`).
+    #[error(
+        "the backup holds the history of system-versioned tables ({tables}), but {target} runs MariaDB {target_version}, which cannot insert history rows (system_versioning_insert_history needs MariaDB 10.11 or later): restore into MariaDB 10.11 or later; nothing was changed"
+    )]
+    HistoryUnsupported {
+        target: String,
+        target_version: String,
+        tables: String,
+    },
     /// The target's `max_allowed_packet` is smaller than the backup's largest statement.
     #[error(
         "{target} has max_allowed_packet={found} but the backup's largest statement is {largest} bytes: run SET GLOBAL max_allowed_packet={suggest} (or set it in the server's config) and retry; nothing was restored"
@@ -197,6 +208,7 @@ impl RestoreError {
             RestoreError::NoManifest { .. }
             | RestoreError::FileSize { .. }
             | RestoreError::WrongFlavor { .. }
+            | RestoreError::HistoryUnsupported { .. }
             | RestoreError::PacketTooSmall { .. } => FailureCode::PreflightFailed,
             RestoreError::NotEmpty { .. } => FailureCode::TargetNotEmpty,
             RestoreError::Password(_)
@@ -255,6 +267,8 @@ pub struct RestoreOutcome {
     pub dump_sha256: String,
     /// Server warnings on code objects (missing definers and the like) and preflight warnings.
     pub warnings: Vec<String>,
+    /// What the backup's manifest says it could not bring back exactly.
+    pub differences: Vec<Difference>,
     pub duration: Duration,
 }
 
@@ -294,22 +308,61 @@ pub async fn restore(
 }
 
 impl Restored {
-    /// What the command prints.
+    /// What the command prints: what was restored and, when the backup
+    /// could not bring everything back exactly, what differs.
     pub fn line(&self) -> String {
         match self {
-            Restored::Loaded(outcome) => format!(
-                "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
-                outcome.backup,
-                outcome.target,
-                outcome.tables,
-                outcome.rows,
-                outcome.members,
-                outcome.statements,
-                outcome.duration.as_secs_f64()
-            ),
+            Restored::Loaded(outcome) => {
+                let mut line = format!(
+                    "restored {} into {}: {} tables, {} rows, {} members, {} statements in {:.1}s",
+                    outcome.backup,
+                    outcome.target,
+                    outcome.tables,
+                    outcome.rows,
+                    outcome.members,
+                    outcome.statements,
+                    outcome.duration.as_secs_f64()
+                );
+                if let Some(note) = differences_note(&outcome.differences) {
+                    line.push_str("; ");
+                    line.push_str(&note);
+                }
+                line
+            }
             Restored::AlreadyApplied { line, .. } => line.clone(),
         }
     }
+
+    /// What a succeeded restore reports as its status message (the
+    /// operator shows it in the `Restored` condition): why nothing was
+    /// changed, or what the restore could not bring back exactly; `None`
+    /// when it is all there is to say that it succeeded.
+    pub fn status_note(&self) -> Option<String> {
+        match self {
+            Restored::Loaded(outcome) => differences_note(&outcome.differences),
+            Restored::AlreadyApplied { line, .. } => Some(line.clone()),
+        }
+    }
+}
+
+/// One line naming what a backup could not bring back exactly (from its
+/// manifest), `None` when it brings back everything.
+pub fn differences_note(differences: &[Difference]) -> Option<String> {
+    let (first, rest) = differences.split_first()?;
+    let others = match rest.len() {
+        0 => String::new(),
+        1 => "; and 1 more".to_owned(),
+        n => format!("; and {n} more"),
+    };
+    Some(format!(
+        "not exact: {} {} the source, listed in the backup's manifest (differences): {first}{others}",
+        differences.len(),
+        if differences.len() == 1 {
+            "object differs from"
+        } else {
+            "objects differ from"
+        },
+    ))
 }
 
 /// Restores `store` into `target` as the request `request_id`, at most once
@@ -381,6 +434,7 @@ pub async fn restore_backup(
         tracing::warn!("{w}");
         warnings.push(w);
     }
+    preflight::check_history(manifest, &info, &target_name)?;
     preflight::check_packet(manifest, &info, &target_name)?;
 
     let databases = preflight::databases(manifest);
@@ -467,8 +521,16 @@ pub async fn restore_backup(
         backup_name: manifest.name.clone(),
         dump_sha256: manifest.file.sha256.clone(),
         warnings,
+        differences: manifest.differences.clone(),
         duration: started.elapsed(),
     };
+    for difference in &outcome.differences {
+        tracing::warn!(
+            object = %difference.object,
+            "not restored exactly: {}",
+            difference.difference
+        );
+    }
     tracing::info!(
         backup = %outcome.backup,
         target = %outcome.target,
@@ -477,6 +539,7 @@ pub async fn restore_backup(
         members = outcome.members,
         statements = outcome.statements,
         seconds = format!("{:.1}", outcome.duration.as_secs_f64()),
+        differences = outcome.differences.len(),
         "restore complete"
     );
     Ok(outcome)
@@ -583,6 +646,11 @@ mod tests {
                 largest: 2,
                 suggest: 4,
             },
+            RestoreError::HistoryUnsupported {
+                target: target(),
+                target_version: "10.6.18-MariaDB".into(),
+                tables: "shop.prices".into(),
+            },
         ];
         for error in preflight {
             assert_eq!(
@@ -617,5 +685,49 @@ mod tests {
             // Words in a server's reason never make a failure look harmless.
             assert_eq!(error.failure_code(), FailureCode::RunFailed, "{error}");
         }
+    }
+
+    fn outcome(differences: Vec<Difference>) -> Restored {
+        Restored::Loaded(RestoreOutcome {
+            backup: "file:///b/x".into(),
+            target: "t:3306".into(),
+            members: 3,
+            statements: 9,
+            compressed_bytes: 1,
+            uncompressed_bytes: 2,
+            tables: 1,
+            rows: 4,
+            dropped_databases: vec![],
+            backup_name: "x".into(),
+            dump_sha256: "0".repeat(64),
+            warnings: vec![],
+            differences,
+            duration: Duration::from_secs(1),
+        })
+    }
+
+    /// Never a silent difference: a restore of a backup whose manifest
+    /// lists differences says so in its line and its status message.
+    #[test]
+    fn the_summary_names_what_is_not_exact() {
+        let exact = outcome(vec![]);
+        assert!(!exact.line().contains("not exact"), "{}", exact.line());
+        assert_eq!(exact.status_note(), None);
+
+        let difference = |name: &str| Difference {
+            object: format!("FUNCTION `shop`.`{name}`"),
+            difference: "created under character_set_client sjis, restored under utf8mb4".into(),
+        };
+        let one = outcome(vec![difference("f")]);
+        let note = one.status_note().expect("a note");
+        assert_eq!(
+            note,
+            "not exact: 1 object differs from the source, listed in the backup's manifest (differences): FUNCTION `shop`.`f`: created under character_set_client sjis, restored under utf8mb4"
+        );
+        assert!(one.line().ends_with(&note), "{}", one.line());
+        let three = outcome(vec![difference("f"), difference("g"), difference("h")]);
+        let note = three.status_note().expect("a note");
+        assert!(note.starts_with("not exact: 3 objects differ"), "{note}");
+        assert!(note.ends_with("; and 2 more"), "{note}");
     }
 }

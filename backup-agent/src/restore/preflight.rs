@@ -8,6 +8,10 @@
 //!   restore refuses it before touching the target. An older target version of
 //!   the same flavor is allowed with a warning (the dump's DDL may use newer
 //!   syntax, and then the failing statement is named).
+//! - History: a backup whose manifest marks system-versioned tables as
+//!   dumped with their history needs a MariaDB 10.11+ target
+//!   (`system_versioning_insert_history`); an older one is refused before
+//!   anything changes, rather than failing at the first history row.
 //! - `max_allowed_packet` of the target must hold the largest statement plus
 //!   a small allowance for the packet header.
 //! - Emptiness: the target must hold no table, view, sequence, routine or event
@@ -28,7 +32,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
 use super::RestoreError;
-use crate::manifest::Manifest;
+use crate::manifest::{Flavor, Manifest};
 use crate::mysql::{self, Failure, ServerFacts, ident};
 
 /// Room on top of the largest statement for the packet's own header.
@@ -88,6 +92,40 @@ pub fn check_server(
         ))),
         _ => Ok(None),
     }
+}
+
+/// Refuses a backup that holds the history of system-versioned tables
+/// (the manifest's `history`) when the target is a MariaDB that cannot
+/// insert history rows: `system_versioning_insert_history` came with
+/// MariaDB 10.11, and without it the first data member of such a table
+/// fails mid-restore. Refused before anything is changed, naming the
+/// tables. Manifests written before `history` existed say nothing, and
+/// keep the server's own error.
+pub fn check_history(
+    manifest: &Manifest,
+    target: &ServerFacts,
+    target_name: &str,
+) -> Result<(), RestoreError> {
+    let tables: Vec<String> = manifest
+        .databases
+        .iter()
+        .flat_map(|d| {
+            d.tables
+                .iter()
+                .filter(|t| t.history)
+                .map(move |t| format!("{}.{}", d.name, t.name))
+        })
+        .collect();
+    let server = &target.server;
+    // Another flavor is refused by check_server, with its own message.
+    if tables.is_empty() || server.flavor() != Flavor::Mariadb || server.release.at_least(10, 11) {
+        return Ok(());
+    }
+    Err(RestoreError::HistoryUnsupported {
+        target: target_name.to_owned(),
+        target_version: server.version.clone(),
+        tables: summarize(&tables, 5),
+    })
 }
 
 pub fn check_packet(
@@ -206,7 +244,7 @@ pub async fn drop_databases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{DatabaseEntry, Flavor, ServerInfo};
+    use crate::manifest::{DatabaseEntry, ServerInfo, TableEntry, TableKind};
 
     fn manifest(flavor: Flavor, version: &str, largest: u64) -> Manifest {
         let mut manifest = crate::manifest::sample(
@@ -309,5 +347,61 @@ mod tests {
         marker.name = mysql::MARKER_SCHEMA.into();
         with_marker.databases.push(marker);
         assert_eq!(databases(&with_marker), ["a`b"], "never dropped");
+    }
+
+    fn with_tables(m: &mut Manifest, history: &[bool]) {
+        m.databases[0].tables = history
+            .iter()
+            .enumerate()
+            .map(|(i, &history)| TableEntry {
+                name: format!("t{i}"),
+                kind: TableKind::Table,
+                engine: "InnoDB".into(),
+                rows: 1,
+                transactional: true,
+                read_under_lock: false,
+                data_skipped: None,
+                history,
+            })
+            .collect();
+    }
+
+    #[test]
+    fn history_needs_a_target_that_can_insert_it() {
+        let mut m = manifest(Flavor::Mariadb, "11.4.2-MariaDB", 100);
+        with_tables(&mut m, &[false, true, true]);
+        let old = target(Flavor::Mariadb, "10.6.18-MariaDB-log", 1 << 24);
+        let err = check_history(&m, &old, "t:3306").expect_err("refused");
+        assert!(
+            matches!(err, RestoreError::HistoryUnsupported { .. }),
+            "{err}"
+        );
+        assert_eq!(
+            err.failure_code(),
+            keeper_crds::agent::FailureCode::PreflightFailed
+        );
+        let msg = err.to_string();
+        for part in [
+            "a`b.t1, a`b.t2",
+            "10.6.18-MariaDB-log",
+            "10.11",
+            "nothing was changed",
+        ] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
+        // The compatibility prefix does not make 10.10 a 5.5.
+        let prefixed = target(Flavor::Mariadb, "5.5.5-10.10.2-MariaDB", 1 << 24);
+        assert!(check_history(&m, &prefixed, "t").is_err());
+        for fine in [
+            "10.11.0-MariaDB",
+            "10.11.14-MariaDB-0+deb12u2",
+            "11.4.2-MariaDB",
+        ] {
+            check_history(&m, &target(Flavor::Mariadb, fine, 1 << 24), "t").expect(fine);
+        }
+        // Without history (or from a manifest that predates the field),
+        // any release will do.
+        with_tables(&mut m, &[false]);
+        check_history(&m, &old, "t").expect("no history");
     }
 }
