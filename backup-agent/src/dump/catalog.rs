@@ -168,12 +168,18 @@ fn number(row: &Row, i: usize) -> u64 {
 }
 
 /// Reads catalog text strictly: DDL that is not valid UTF-8 would be
-/// corrupted by a lossy conversion, so it is an error.
+/// corrupted by a lossy conversion, so it is an error, unless only literals
+/// with a character set introducer are not UTF-8 (a view's definition holds
+/// them as raw bytes): those are written as hex
+/// ([`sql::introduced_literals_as_hex`]).
 fn strict_text(row: &Row, i: usize, what: &str) -> Result<String, BackupError> {
     match row.as_ref(i) {
-        Some(Value::Bytes(b)) => String::from_utf8(b.clone()).map_err(|_| BackupError::NotUtf8 {
-            what: what.to_owned(),
-        }),
+        Some(Value::Bytes(b)) => match std::str::from_utf8(b) {
+            Ok(text) => Ok(text.to_owned()),
+            Err(_) => sql::introduced_literals_as_hex(b).ok_or_else(|| BackupError::NotUtf8 {
+                what: what.to_owned(),
+            }),
+        },
         Some(Value::NULL) | None => Err(BackupError::NoDefinition {
             what: what.to_owned(),
         }),
@@ -476,25 +482,34 @@ impl Catalog<'_> {
         }
 
         let mut events = Vec::new();
+        // Whether an event's one time (AT) or end (ENDS) has passed, read in
+        // the event's own time zone (a zone the server cannot convert
+        // counts as passed), and the moment it was last created or altered.
         for r in self
             .rows(
                 format!(
-                    "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {lit} ORDER BY EVENT_NAME"
+                    "SELECT EVENT_NAME, UNIX_TIMESTAMP(LAST_ALTERED), \
+                     CASE WHEN COALESCE(EXECUTE_AT, ENDS) IS NULL THEN 0 \
+                     ELSE COALESCE(CONVERT_TZ(COALESCE(EXECUTE_AT, ENDS), TIME_ZONE, '+00:00') <= UTC_TIMESTAMP(), 1) END \
+                     FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {lit} ORDER BY EVENT_NAME"
                 ),
                 &during,
             )
             .await?
         {
             let Some(ename) = text(&r, 0) else { continue };
+            let altered = text(&r, 1);
+            let passed = text(&r, 2).is_some_and(|p| p != "0");
             let stmt = format!("SHOW CREATE EVENT {q}.{}", ident(&ename));
             let rows = self.rows(stmt.clone(), &during).await?;
             let Some(row) = rows.first() else { continue };
             let mode = text(row, 1).unwrap_or_default();
             let tz = text(row, 2).unwrap_or_else(|| "SYSTEM".into());
             let (create, context) = definition(row, &stmt, 3, 4, true, &mut differences)?;
+            let (clock, clock_back) = sql::event_clock(passed, altered.as_deref());
             // An event's schedule is read in its own time zone.
             events.push(format!(
-                "SET SESSION time_zone = {};\n{}SET SESSION time_zone = '+00:00';\n",
+                "SET SESSION time_zone = {};\n{clock}{}{clock_back}SET SESSION time_zone = '+00:00';\n",
                 string_literal(&tz),
                 sql::stored_program(&mode, &context, (name, &collation), &create)
             ));

@@ -319,6 +319,118 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'\'');
 }
 
+/// A definition whose text is not UTF-8 only because of string literals
+/// with a character set introducer (`_latin1'\xE9'`, `_sjis'\x83\\'`,
+/// `_binary'\xFF'`), written with those literals as hex (`_latin1
+/// X'e9'`): the same bytes in the same set, in ASCII. `None` when anything
+/// else is not UTF-8.
+///
+/// A server prints a view's definition canonically, each introduced literal
+/// as its raw bytes in its own set, backslash-escaped; the rest is UTF-8.
+/// Those bytes cannot travel in a UTF-8 dump, and read under a multi-byte
+/// client set a trailing 0x5C byte (sjis ソ is 0x83 0x5C) would escape the
+/// closing quote. As hex they read back as the same bytes whatever the
+/// client set, and the server prints them canonically again, so the
+/// definition comes back the same.
+pub fn introduced_literals_as_hex(text: &[u8]) -> Option<String> {
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            quote @ (b'`' | b'"') => {
+                // A quoted name (or an ANSI string): copied as it is.
+                let end = closing_quote(text, i, quote)?;
+                out.extend_from_slice(&text[i..end]);
+                i = end;
+            }
+            b'\'' => {
+                let end = closing_quote(text, i, b'\'')?;
+                let literal = &text[i..end];
+                if std::str::from_utf8(literal).is_ok() || !follows_introducer(&out) {
+                    out.extend_from_slice(literal);
+                } else {
+                    out.push(b' ');
+                    push_hex(&mut out, &unescape(&literal[1..literal.len() - 1]));
+                }
+                i = end;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The end (one past the closing quote) of the quoted text starting at
+/// `start`: a doubled quote stays inside, and in `'` strings a backslash
+/// escapes the next byte, as the server prints them.
+fn closing_quote(text: &[u8], start: usize, quote: u8) -> Option<usize> {
+    let mut i = start + 1;
+    while i < text.len() {
+        match text[i] {
+            b'\\' if quote == b'\'' => i += 2,
+            q if q == quote => {
+                if text.get(i + 1) == Some(&quote) {
+                    i += 2;
+                } else {
+                    return Some(i + 1);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether `before` ends in a character set introducer (`_latin1`, maybe
+/// followed by spaces): `_` and a name, not part of a longer word.
+fn follows_introducer(before: &[u8]) -> bool {
+    let trimmed = before.trim_ascii_end();
+    let name_len = trimmed
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    let word = &trimmed[trimmed.len() - name_len..];
+    word.len() > 1 && word[0] == b'_'
+}
+
+/// The bytes a quoted literal's body stands for (backslash escapes and
+/// doubled quotes undone).
+fn unescape(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        match (body[i], body.get(i + 1)) {
+            (b'\\', Some(&next)) => {
+                match next {
+                    b'0' => out.push(0),
+                    b'b' => out.push(8),
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'Z' => out.push(0x1a),
+                    // LIKE's escapes keep their backslash.
+                    b'%' | b'_' => out.extend_from_slice(&[b'\\', next]),
+                    other => out.push(other),
+                }
+                i += 2;
+            }
+            (b'\'', Some(b'\'')) => {
+                out.push(b'\'');
+                i += 2;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The `sql_mode` data and schema members run under: non-strict (stored
 /// values come back as they were, zero and invalid dates included), and
 /// explicit zeros in AUTO_INCREMENT columns stay zeros.
@@ -418,6 +530,27 @@ impl CreationContext {
                 "SET NAMES utf8mb4;\n",
             )
         }
+    }
+}
+
+/// The session clock an event is created under, and the statement that
+/// gives the session its own clock back; both empty unless `passed`.
+///
+/// A server that creates an event whose one time (`AT`) or end (`ENDS`)
+/// has passed drops it at once when it is `ON COMPLETION NOT PRESERVE`, and
+/// disables it otherwise. The source kept such an event (its scheduler was
+/// off, or the event disabled), so it is created again at the moment it was
+/// last created or altered (`last_altered`, seconds since the epoch), when
+/// its schedule was still to come, and comes back as it was, status
+/// included. Only then: setting the clock needs `secure_timestamp` to
+/// allow it.
+pub fn event_clock(passed: bool, last_altered: Option<&str>) -> (String, &'static str) {
+    match last_altered {
+        Some(at) if passed && !at.is_empty() && at.bytes().all(|b| b.is_ascii_digit()) => (
+            format!("SET TIMESTAMP = {at};\n"),
+            "SET TIMESTAMP = DEFAULT;\n",
+        ),
+        _ => (String::new(), ""),
     }
 }
 
@@ -753,6 +886,43 @@ mod tests {
             view(&CreationContext::default(), "CREATE VIEW v AS SELECT 1"),
             "CREATE VIEW v AS SELECT 1;\n"
         );
+    }
+
+    #[test]
+    fn introduced_literals_that_are_not_utf8_become_hex() {
+        // As MariaDB prints a view: raw bytes in their own set, escaped.
+        let view = b"select _latin1'\xe9' AS `l`,_sjis'\x83\\\\' AS `s`,_binary'\xff\\'\\0' AS `b`,'\xc3\xa9' AS `u`,_latin1'plain' AS `p`";
+        assert_eq!(
+            introduced_literals_as_hex(view).unwrap(),
+            "select _latin1 X'e9' AS `l`,_sjis X'835c' AS `s`,_binary X'ff2700' AS `b`,'\u{e9}' AS `u`,_latin1'plain' AS `p`"
+        );
+        // Quoted names and doubled quotes are not literals' ends.
+        assert_eq!(
+            introduced_literals_as_hex(b"select _latin1'a''\xe9' AS `x'y`").unwrap(),
+            "select _latin1 X'6127e9' AS `x'y`"
+        );
+        // Other non-UTF-8 text cannot be written: the backup says so.
+        assert_eq!(introduced_literals_as_hex(b"select '\xe9'"), None);
+        assert_eq!(introduced_literals_as_hex(b"select `\xe9`"), None);
+        assert_eq!(introduced_literals_as_hex(b"select x_latin1 '\xe9'"), None);
+        assert_eq!(introduced_literals_as_hex(b"select _latin1'\xe9"), None);
+    }
+
+    #[test]
+    fn an_event_whose_time_has_passed_is_created_at_its_own_moment() {
+        assert_eq!(
+            event_clock(true, Some("1561939200")),
+            (
+                "SET TIMESTAMP = 1561939200;\n".to_owned(),
+                "SET TIMESTAMP = DEFAULT;\n"
+            )
+        );
+        // Still to come: the session's own clock.
+        assert_eq!(event_clock(false, Some("1561939200")), (String::new(), ""));
+        // Nothing usable to set the clock to.
+        for odd in [None, Some(""), Some("1561939200.5"), Some("-1")] {
+            assert_eq!(event_clock(true, odd), (String::new(), ""), "{odd:?}");
+        }
     }
 
     #[test]
