@@ -396,6 +396,14 @@ impl Catalog<'_> {
                 _ => None,
             };
             let history = ttype == "SYSTEM VERSIONED";
+            if history && sql::history_partitions_by_limit(&create) {
+                let difference = Difference {
+                    object: format!("TABLE {qualified}"),
+                    difference: "its history is partitioned by SYSTEM_TIME LIMIT: every row version comes back, but the server files restored history rows in its history partitions itself, so each partition may hold other rows than the source's".to_owned(),
+                };
+                tracing::warn!(object = %difference.object, "{}", difference.difference);
+                differences.push(difference);
+            }
             let mut table_columns = columns.remove(&tname).unwrap_or_default();
             if history {
                 // Implicit ones are the hidden ROW_START and ROW_END.

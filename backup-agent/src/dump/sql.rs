@@ -554,6 +554,21 @@ pub fn event_clock(passed: bool, last_altered: Option<&str>) -> (String, &'stati
     }
 }
 
+/// Whether `create` (a system-versioned table's `SHOW CREATE TABLE`) puts
+/// its history in two or more partitions by `SYSTEM_TIME LIMIT`. Its rows
+/// come back whole, but not necessarily in the same history partitions:
+/// the server files an inserted history row in its current history
+/// partition and moves on to the next one only when an UPDATE or DELETE
+/// starts, never during an INSERT, and rows cannot be placed by hand (an
+/// `INSERT … PARTITION` naming another one is refused). So the backup
+/// records the difference.
+pub fn history_partitions_by_limit(create: &str) -> bool {
+    let upper = create.to_ascii_uppercase();
+    upper
+        .split_once("PARTITION BY SYSTEM_TIME LIMIT")
+        .is_some_and(|(_, partitions)| partitions.matches("` HISTORY").count() >= 2)
+}
+
 /// What a data member of a system-versioned table sets after the preamble
 /// (MariaDB 10.11+): its rows are inserted with the history's own row start
 /// and end.
@@ -906,6 +921,21 @@ mod tests {
         assert_eq!(introduced_literals_as_hex(b"select `\xe9`"), None);
         assert_eq!(introduced_literals_as_hex(b"select x_latin1 '\xe9'"), None);
         assert_eq!(introduced_literals_as_hex(b"select _latin1'\xe9"), None);
+    }
+
+    #[test]
+    fn history_filed_by_limit_in_several_partitions_is_told_apart() {
+        let limit = "CREATE TABLE `t` (\n  `x` int(11) DEFAULT NULL\n) ENGINE=InnoDB WITH SYSTEM VERSIONING\n PARTITION BY SYSTEM_TIME LIMIT 2\n(PARTITION `h1` HISTORY ENGINE = InnoDB,\n PARTITION `h2` HISTORY ENGINE = InnoDB,\n PARTITION `cur` CURRENT ENGINE = InnoDB)";
+        assert!(history_partitions_by_limit(limit));
+        // One history partition: every history row goes there anyway.
+        let one = limit.replace(" PARTITION `h2` HISTORY ENGINE = InnoDB,\n", "");
+        assert!(!history_partitions_by_limit(&one));
+        // By INTERVAL, a row's partition follows from its row end.
+        let interval = limit.replace(
+            "LIMIT 2",
+            "INTERVAL 1 MONTH STARTS TIMESTAMP'2024-01-01 00:00:00'",
+        );
+        assert!(!history_partitions_by_limit(&interval));
     }
 
     #[test]
