@@ -988,3 +988,50 @@ async fn history_by_transaction_id_is_a_recorded_difference() {
     let current = rows(&mut conn, "SELECT id, v FROM fid_trx.tv ORDER BY id").await;
     assert_eq!(current, [["1", "11"]]);
 }
+
+/// The restore's summary (its printed line and the status message the
+/// operator shows) says what is not exact: the differences the manifest
+/// lists and the warnings the target gave, here a definer account the
+/// target does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_summary_says_what_is_not_exact() {
+    let source = MariaDb::start().unwrap();
+    let mut conn = source.connect().await.unwrap();
+    for statement in [
+        "CREATE DATABASE fid_summary",
+        "CREATE TABLE fid_summary.t (id INT PRIMARY KEY)",
+        "CREATE USER 'ghost'@'%'",
+        "CREATE DEFINER = 'ghost'@'%' VIEW fid_summary.v AS SELECT id FROM fid_summary.t",
+        "SET NAMES latin1",
+    ] {
+        conn.query_drop(statement).await.unwrap();
+    }
+    conn.query_drop(&b"CREATE PROCEDURE fid_summary.p() SELECT '\xe9' AS e"[..])
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, manifest) = back_up(&source, dir.path()).await;
+    assert_eq!(manifest.differences.len(), 1, "{:?}", manifest.differences);
+
+    // The target has no account `ghost`: the view is created with a warning.
+    let target = MariaDb::start().unwrap();
+    let mut argv = vec!["keeper-agent".to_owned(), "restore".to_owned()];
+    argv.extend(connect_args(&target));
+    argv.extend(["--from".to_owned(), format!("file://{}", folder.display())]);
+    let cli = <keeper_agent::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+    let keeper_agent::cli::Command::Restore(args) = cli.command else {
+        panic!("parsed as another command");
+    };
+    let restored = keeper_agent::restore::restore(args, &ctx(&target), &|_| {})
+        .await
+        .unwrap();
+    let note = restored.status_note().expect("the summary has a note");
+    assert!(
+        note.starts_with("not exact: 1 object differs from the source, listed in the backup's manifest (differences): PROCEDURE `fid_summary`.`p`: created under character_set_client latin1"),
+        "{note}"
+    );
+    assert!(note.contains("1 warning (all in the log)"), "{note}");
+    assert!(note.contains("1449"), "{note}");
+    assert!(restored.line().ends_with(&note), "{}", restored.line());
+}

@@ -323,7 +323,7 @@ impl Restored {
                     outcome.statements,
                     outcome.duration.as_secs_f64()
                 );
-                if let Some(note) = differences_note(&outcome.differences) {
+                if let Some(note) = outcome.note() {
                     line.push_str("; ");
                     line.push_str(&note);
                 }
@@ -339,9 +339,34 @@ impl Restored {
     /// when it is all there is to say that it succeeded.
     pub fn status_note(&self) -> Option<String> {
         match self {
-            Restored::Loaded(outcome) => differences_note(&outcome.differences),
+            Restored::Loaded(outcome) => outcome.note(),
             Restored::AlreadyApplied { line, .. } => Some(line.clone()),
         }
+    }
+}
+
+impl RestoreOutcome {
+    /// What the summary adds to "restored …": what the backup could not
+    /// bring back exactly, and the warnings the target gave (a definer
+    /// account it does not have, an older server), each with its first
+    /// entry; `None` when there is neither.
+    pub fn note(&self) -> Option<String> {
+        let warnings = self.warnings.split_first().map(|(first, rest)| {
+            format!(
+                "{} {} (all in the log), the first: {first}",
+                self.warnings.len(),
+                if rest.is_empty() {
+                    "warning"
+                } else {
+                    "warnings"
+                }
+            )
+        });
+        let notes: Vec<String> = differences_note(&self.differences)
+            .into_iter()
+            .chain(warnings)
+            .collect();
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
 
@@ -725,6 +750,15 @@ mod tests {
             "not exact: 1 object differs from the source, listed in the backup's manifest (differences): FUNCTION `shop`.`f`: created under character_set_client sjis, restored under utf8mb4"
         );
         assert!(one.line().ends_with(&note), "{}", one.line());
+        let mut warned = outcome(vec![difference("f")]);
+        if let Restored::Loaded(o) = &mut warned {
+            o.warnings = vec!["views 5: the definer `ghost`@`%` does not exist".into()];
+        }
+        let note = warned.status_note().expect("a note");
+        assert!(
+            note.ends_with("; 1 warning (all in the log), the first: views 5: the definer `ghost`@`%` does not exist"),
+            "{note}"
+        );
         let three = outcome(vec![difference("f"), difference("g"), difference("h")]);
         let note = three.status_note().expect("a note");
         assert!(note.starts_with("not exact: 3 objects differ"), "{note}");
