@@ -2,7 +2,7 @@
 //! metrics, the Event recorder and per-object retry backoff.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -13,6 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::accounts::{AccountManager, SqlAccountManager};
+use crate::caches::Caches;
 use crate::metrics::Metrics;
 
 /// Field manager of every server-side apply (and of Events' reporter).
@@ -86,6 +87,8 @@ pub struct Context {
     account_failures: Mutex<HashMap<String, String>>,
     /// The last start problem reported per agent Job, so it is published once.
     start_problems: Mutex<HashMap<String, String>>,
+    /// The instance controller's watch caches, once it runs.
+    caches: OnceLock<Caches>,
 }
 
 /// Records `message` for `key` in `notes` (`None` clears it); returns whether
@@ -126,7 +129,20 @@ impl Context {
             backoff: Backoff::default(),
             account_failures: Mutex::default(),
             start_problems: Mutex::default(),
+            caches: OnceLock::new(),
         }
+    }
+
+    /// The watch caches reads go to first ([`crate::caches`]); `None` while
+    /// no controller runs.
+    pub fn caches(&self) -> Option<&Caches> {
+        self.caches.get()
+    }
+
+    /// Hands the controller's watch caches to the reconciles (once; a later
+    /// call is ignored: one controller runs per context).
+    pub fn use_caches(&self, caches: Caches) {
+        let _ = self.caches.set(caches);
     }
 
     /// Records the account error `message` of `instance` (`namespace/name`);

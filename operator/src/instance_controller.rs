@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -13,11 +13,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keeper_crds::{INSTANCE_LABEL, MySQLInstance};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use crate::caches::Caches;
 use crate::context::Context;
 use crate::error::Error;
 use crate::instance;
@@ -97,6 +98,32 @@ fn agent_pod_selector() -> String {
     )
 }
 
+/// A watch of `api` that fills a cache ([`crate::caches`]) and yields
+/// the changed objects as a controller trigger: one watch for both.
+fn cached_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (cache, writer) = reflector::store();
+    let changes = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (cache, changes)
+}
+
 /// Runs the controller for one namespace (`None`: all namespaces) until
 /// `shutdown` is cancelled; `synced` turns true once its caches are filled.
 pub async fn run(
@@ -119,34 +146,52 @@ pub async fn run(
     // Children are selected by the managed-by label, so the caches hold only
     // the operator's objects, not every Secret or Service of the cluster.
     let children = watcher::Config::default().labels(&managed_by_selector());
+    let (stateful_sets, stateful_set_changes) =
+        cached_watch(api::<StatefulSet>(&client, ns), children.clone());
+    let (services, service_changes) = cached_watch(api::<Service>(&client, ns), children.clone());
+    let (config_maps, config_map_changes) =
+        cached_watch(api::<ConfigMap>(&client, ns), children.clone());
+    // Restore Jobs: their end moves the instance from Restoring on.
+    let (jobs, job_changes) = cached_watch(api::<Job>(&client, ns), children.clone());
+    // The scheduled backups' CronJob: drift or deletion is undone.
+    let (cron_jobs, cron_job_changes) = cached_watch(api::<CronJob>(&client, ns), children.clone());
+    let (secrets, secret_changes) = cached_watch(api::<Secret>(&client, ns), children);
+    // The agent's pods (scheduled backups, restores): a pod that cannot
+    // start is seen as soon as the scheduler or the kubelet says so.
+    let (pods, pod_changes) = cached_watch(
+        api::<Pod>(&client, ns),
+        watcher::Config::default().labels(&agent_pod_selector()),
+    );
+    let (claims, claim_changes) = cached_watch(
+        api::<PersistentVolumeClaim>(&client, ns),
+        watcher::Config::default().labels(INSTANCE_LABEL),
+    );
+    ctx.use_caches(Caches {
+        stateful_sets,
+        services,
+        config_maps,
+        secrets,
+        claims,
+        jobs,
+        cron_jobs,
+        pods,
+    });
     let controller = Controller::new(
         api::<MySQLInstance>(&client, ns),
         watcher::Config::default(),
     )
-    .owns(api::<StatefulSet>(&client, ns), children.clone())
-    .owns(api::<Service>(&client, ns), children.clone())
-    .owns(api::<ConfigMap>(&client, ns), children.clone())
-    // Restore Jobs: their end moves the instance from Restoring on.
-    .owns(api::<Job>(&client, ns), children.clone())
-    // The scheduled backups' CronJob: drift or deletion is undone.
-    .owns(api::<CronJob>(&client, ns), children.clone())
-    .watches(
-        api::<Secret>(&client, ns),
-        children.clone(),
-        |secret: Secret| instance_for_labeled(&secret.metadata),
-    )
-    // The agent's pods (scheduled backups, restores): a pod that cannot
-    // start is seen as soon as the scheduler or the kubelet says so.
-    .watches(
-        api::<Pod>(&client, ns),
-        watcher::Config::default().labels(&agent_pod_selector()),
-        |pod: Pod| instance_for_labeled(&pod.metadata),
-    )
-    .watches(
-        api::<PersistentVolumeClaim>(&client, ns),
-        watcher::Config::default().labels(INSTANCE_LABEL),
-        |claim: PersistentVolumeClaim| instance_for_labeled(&claim.metadata),
-    );
+    .owns_stream(stateful_set_changes)
+    .owns_stream(service_changes)
+    .owns_stream(config_map_changes)
+    .owns_stream(job_changes)
+    .owns_stream(cron_job_changes)
+    .watches_stream(secret_changes, |secret: Secret| {
+        instance_for_labeled(&secret.metadata)
+    })
+    .watches_stream(pod_changes, |pod: Pod| instance_for_labeled(&pod.metadata))
+    .watches_stream(claim_changes, |claim: PersistentVolumeClaim| {
+        instance_for_labeled(&claim.metadata)
+    });
     let store = controller.store();
     let readiness = tokio::spawn(async move {
         if store.wait_until_ready().await.is_ok() {

@@ -765,3 +765,113 @@ async fn growing_the_volume_waits_for_binding_and_a_refusal_does_not_stop_the_re
         "{events:?}"
     );
 }
+
+/// A store filled with every `K` of the namespace, as a synced watch would.
+async fn cache_of<K>(client: &Client) -> kube::runtime::reflector::Store<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + 'static,
+{
+    use kube::runtime::watcher::Event as WatchEvent;
+    let (reader, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&WatchEvent::Init);
+    let objects = Api::<K>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    for object in objects.items {
+        writer.apply_watcher_event(&WatchEvent::InitApply(object));
+    }
+    writer.apply_watcher_event(&WatchEvent::InitDone);
+    reader
+}
+
+/// The operator's GETs since `from`, as `resource/name`.
+fn operator_gets(fake: &FakeCluster, from: usize) -> Vec<String> {
+    fake.calls_of(&keeper_tests::kube::Identity::Operator)
+        .into_iter()
+        .skip(from)
+        .filter(|c| c.request.verb == "get")
+        .map(|c| {
+            format!(
+                "{}/{}",
+                c.request.resource,
+                c.request.name.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reconcile_reads_what_the_controller_watches_from_its_caches() {
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    use k8s_openapi::api::core::v1::Pod;
+    let cluster = cluster(instance("orders", json!({"user": "app"})), vec![]).await;
+    cluster.reconcile("orders").await.expect("reconciles");
+
+    // Without caches every child is read from the API.
+    let before = cluster
+        .fake
+        .calls_of(&keeper_tests::kube::Identity::Operator)
+        .len();
+    cluster.reconcile("orders").await.expect("reconciles again");
+    let uncached = operator_gets(&cluster.fake, before);
+    for child in [
+        "statefulsets/orders",
+        "services/orders",
+        "services/orders-headless",
+        "configmaps/orders-config",
+        "secrets/orders-credentials",
+    ] {
+        assert!(
+            uncached.contains(&child.to_owned()),
+            "{child}: {uncached:?}"
+        );
+    }
+
+    // With the controller's caches, what exists is read from memory; what
+    // they do not hold (the data claim, which no StatefulSet controller
+    // made here) is still asked for, so an absent object is never assumed.
+    let admin = &cluster.client;
+    cluster.ctx.use_caches(keeper_operator::caches::Caches {
+        stateful_sets: cache_of::<StatefulSet>(admin).await,
+        services: cache_of::<Service>(admin).await,
+        config_maps: cache_of::<ConfigMap>(admin).await,
+        secrets: cache_of::<Secret>(admin).await,
+        claims: cache_of::<PersistentVolumeClaim>(admin).await,
+        jobs: cache_of::<Job>(admin).await,
+        cron_jobs: cache_of::<CronJob>(admin).await,
+        pods: cache_of::<Pod>(admin).await,
+    });
+    cluster.take_writes();
+    let before = cluster
+        .fake
+        .calls_of(&keeper_tests::kube::Identity::Operator)
+        .len();
+    cluster
+        .reconcile("orders")
+        .await
+        .expect("reconciles from the caches");
+    let cached = operator_gets(&cluster.fake, before);
+    for child in [
+        "statefulsets/orders",
+        "services/orders",
+        "services/orders-headless",
+        "configmaps/orders-config",
+        "secrets/orders-credentials",
+    ] {
+        assert!(!cached.contains(&child.to_owned()), "{child}: {cached:?}");
+    }
+    assert!(
+        cached.contains(&"persistentvolumeclaims/data-orders-0".to_owned()),
+        "{cached:?}"
+    );
+    assert_eq!(
+        cluster.take_writes(),
+        Vec::<String>::new(),
+        "the same decisions: an idle reconcile still writes nothing"
+    );
+}

@@ -67,7 +67,7 @@ use sha2::{Digest, Sha256};
 
 use super::apply;
 use super::build::{COMPONENT_LABEL, InstanceMeta, agent_rbac, cronjob, secret};
-use super::fetch::{Observed, secret_value};
+use super::fetch::{Observed, get, job_pods, read, secret_value};
 use super::status::Readiness;
 use super::validate::Valid;
 use crate::accounts::AccountTarget;
@@ -102,22 +102,6 @@ const AFTER_RUN_GRACE: Duration = Duration::from_secs(600);
 /// Retry delay when the backup user could not be ensured.
 const ACCOUNT_RETRY: Duration = Duration::from_secs(30);
 
-async fn get<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Option<K>>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::Kube {
-            what: format!("{} {namespace}/{name}", K::kind(&())),
-            source: Box::new(source),
-        })
-}
-
 async fn apply_child<K>(
     ctx: &Context,
     instance: &MySQLInstance,
@@ -132,7 +116,7 @@ where
         + std::fmt::Debug,
 {
     let name = desired.meta().name.clone().unwrap_or_default();
-    let existing: Option<K> = get(ctx, namespace, &name).await?;
+    let existing: Option<K> = get(&ctx.client, namespace, &name).await?;
     apply::Applier::new(ctx, instance, namespace)
         .apply(desired, existing.as_ref())
         .await?;
@@ -223,7 +207,7 @@ async fn ensure_backup_user(
     observed: &Observed,
 ) -> Result<bool> {
     let name = instance.backup_secret_name();
-    let existing = get::<Secret>(ctx, namespace, &name).await?;
+    let existing = read::<Secret>(ctx, namespace, &name).await?;
     let (backup_password, new_secret) = match secret_value(existing.as_ref(), BACKUP_PASSWORD_KEY) {
         Some(password) => (password, false),
         None if existing.is_some() => {
@@ -755,7 +739,7 @@ async fn stuck_runs(
     }) {
         let job_name = job.metadata.name.clone().unwrap_or_default();
         let key = format!("{namespace}/{job_name}");
-        let pods = crate::backup_controller::job_pods(ctx, namespace, &job_name).await?;
+        let pods = job_pods(ctx, namespace, &job_name).await?;
         match start::verdict(job, &pods, ctx.agent_start_timeout, now) {
             StartVerdict::Started => {
                 ctx.note_start_problem(&key, None);
@@ -833,7 +817,7 @@ async fn delete_cronjob(
     namespace: &str,
     name: &str,
 ) -> Result<()> {
-    if get::<CronJob>(ctx, namespace, name).await?.is_none() {
+    if read::<CronJob>(ctx, namespace, name).await?.is_none() {
         return Ok(());
     }
     let api = Api::<CronJob>::namespaced(ctx.client.clone(), namespace);

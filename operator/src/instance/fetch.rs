@@ -1,13 +1,15 @@
 //! Fetch: everything a reconcile looks at, read once at its start.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use keeper_crds::MySQLInstance;
 use keeper_crds::instance::DEFAULT_ROOT_PASSWORD_KEY;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use super::build::InstanceMeta;
+use crate::caches::Cached;
+use crate::context::Context;
 use crate::error::{Error, Result};
 
 /// The current state of an instance's objects (each `None` when absent).
@@ -70,12 +72,47 @@ where
         })
 }
 
-/// Reads the instance's objects.
+/// Reads one object the controller watches: from its watch cache
+/// ([`crate::caches`]), else from the API; `None` when it does not exist.
+///
+/// # Errors
+/// [`Error::Kube`] when the API cannot be read.
+pub(crate) async fn read<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Option<K>>
+where
+    K: Cached
+        + Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(cached) = ctx.caches().and_then(|c| c.get::<K>(namespace, name)) {
+        return Ok(Some(cached));
+    }
+    get(&ctx.client, namespace, name).await
+}
+
+/// The pods of the agent Job `job`: from the pod cache, else (none cached:
+/// none yet, or no cache) from the API.
+///
+/// # Errors
+/// [`Error::Kube`] when the API cannot be read.
+pub(crate) async fn job_pods(ctx: &Context, namespace: &str, job: &str) -> Result<Vec<Pod>> {
+    let cached = ctx
+        .caches()
+        .map(|c| c.pods_of_job(namespace, job))
+        .unwrap_or_default();
+    if cached.is_empty() {
+        crate::backup_controller::job_pods(ctx, namespace, job).await
+    } else {
+        Ok(cached)
+    }
+}
+
+/// Reads the instance's objects, each once ([`read`]).
 ///
 /// # Errors
 /// [`Error::Kube`] when the API cannot be read.
 pub async fn observe(
-    client: &Client,
+    ctx: &Context,
     meta: &InstanceMeta,
     instance: &MySQLInstance,
 ) -> Result<Observed> {
@@ -84,16 +121,16 @@ pub async fn observe(
         .as_deref()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let root_secret = match &instance.spec.root_password_secret_ref {
-        Some(reference) => get(client, namespace, &reference.name).await?,
+        Some(reference) => read(ctx, namespace, &reference.name).await?,
         None => None,
     };
     Ok(Observed {
         root_secret,
-        credentials: get(client, namespace, &instance.credentials_secret_name()).await?,
-        config_map: get(client, namespace, &meta.config_map_name()).await?,
-        headless_service: get(client, namespace, &meta.headless_service_name()).await?,
-        client_service: get(client, namespace, &meta.client_service_name()).await?,
-        stateful_set: get(client, namespace, &meta.name).await?,
-        data_claim: get(client, namespace, &meta.data_claim_name()).await?,
+        credentials: read(ctx, namespace, &instance.credentials_secret_name()).await?,
+        config_map: read(ctx, namespace, &meta.config_map_name()).await?,
+        headless_service: read(ctx, namespace, &meta.headless_service_name()).await?,
+        client_service: read(ctx, namespace, &meta.client_service_name()).await?,
+        stateful_set: read(ctx, namespace, &meta.name).await?,
+        data_claim: read(ctx, namespace, &meta.data_claim_name()).await?,
     })
 }

@@ -7,7 +7,7 @@
 //!
 //! | module | what it is |
 //! |---|---|
-//! | [`fetch`] | the reads: the instance's children as they are |
+//! | [`fetch`] | the reads, once each: the instance's children as they are, from the watch caches where there is one |
 //! | [`validate`] | the spec checked (with the Secrets it names) and parsed once into `Valid` |
 //! | [`build`] | pure builders of the server's objects, the CronJob and the agent's RBAC |
 //! | [`apply`] | the one applier: server-side apply with the field manager, the no-op check, Events naming the child |
@@ -62,7 +62,7 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     }
     let now = Utc::now();
     let meta = InstanceMeta::of(instance)?;
-    let observed = fetch::observe(&ctx.client, &meta, instance).await?;
+    let observed = fetch::observe(ctx, &meta, instance).await?;
     let valid = match validate::validate(instance, meta, &observed) {
         Ok(valid) => valid,
         Err(error) => return Err(status::refuse(ctx, instance, error, now).await),

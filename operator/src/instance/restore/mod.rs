@@ -104,7 +104,7 @@ use self::decide::{
 use self::hold::ensure_app_access;
 use self::source::{ResolvedSource, SourceProblem};
 use super::build::COMPONENT_LABEL;
-use super::fetch::{Observed, get};
+use super::fetch::{Observed, job_pods, read};
 use super::status::Readiness;
 use crate::agent_job::{self, AgentCommand, AgentRun, COMPONENT_RESTORE};
 use crate::context::{Context, OperatorConfig};
@@ -312,11 +312,10 @@ async fn observe(
         observed.credentials.as_ref()
     };
     view.missing_root_secret = root.is_none().then_some(root_secret);
-    view.job = get::<Job>(&ctx.client, &view.namespace, &view.job_name).await?;
+    view.job = read::<Job>(ctx, &view.namespace, &view.job_name).await?;
     match &view.job {
         Some(_) => {
-            view.pods =
-                crate::backup_controller::job_pods(ctx, &view.namespace, &view.job_name).await?;
+            view.pods = job_pods(ctx, &view.namespace, &view.job_name).await?;
         }
         // Only a Job about to be created waits for the others.
         None if view.server_ready => {
