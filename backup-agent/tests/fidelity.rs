@@ -809,7 +809,8 @@ async fn upstream_tables_come_back_exactly() {
 /// fingerprint compares every trigger's order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_programs_come_back_exactly() {
-    let rt = round_trip("upstream_programs.sql", &["fid_up_programs"]).await;
+    let odd = "fid_up `odd`.d/b ☃";
+    let rt = round_trip("upstream_programs.sql", &["fid_up_programs", odd]).await;
     let mut conn = rt.target.connect().await.unwrap();
     // The triggers fire in the source's order.
     conn.query_drop("INSERT INTO fid_up_programs.t1 VALUES (9, 'z')")
@@ -821,6 +822,13 @@ async fn upstream_programs_come_back_exactly() {
     )
     .await;
     assert_eq!(fired[0][0], "tr0 9,tr1 9,tr2 9,tr3 9");
+    // Across databases, and the odd name's function still answers.
+    let loud = rows(
+        &mut conn,
+        "SELECT GROUP_CONCAT(loud ORDER BY a) FROM fid_up_programs.v_other",
+    )
+    .await;
+    assert_eq!(loud[0][0], "one!,two!");
     // Events whose time has passed are still there, as they were.
     let events = rows(
         &mut conn,
