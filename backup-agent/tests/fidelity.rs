@@ -1043,3 +1043,30 @@ async fn the_restore_summary_says_what_is_not_exact() {
     assert!(note.contains("1449"), "{note}");
     assert!(restored.line().ends_with(&note), "{}", restored.line());
 }
+
+/// Bodies that hold what the splitters look for (sp.test, mysqldump.test):
+/// `;;` in names, strings and comments, a string with a line that reads
+/// `DELIMITER`, a `#` comment with a quote. Created over the protocol, so
+/// the text is exactly this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_with_delimiter_lookalikes_split_as_the_server_reads_them() {
+    let (source, conn) = loaded_over_protocol(&[
+        "CREATE DATABASE fid_split",
+        "CREATE TABLE fid_split.t (id INT PRIMARY KEY, note TEXT)",
+        "CREATE PROCEDURE fid_split.`p;;x`() SELECT ';;' AS `;;`, 'a\n;;\nb' AS multi",
+        "CREATE PROCEDURE fid_split.p_delim() BEGIN\n  SELECT 'line one\nDELIMITER //\nend' AS s;\n  /* ;; in a block comment */\n  SELECT 1; # it's a hash comment ;;\nEND",
+        "CREATE FUNCTION fid_split.f_nested() RETURNS TEXT DETERMINISTIC RETURN CONCAT('\\';;', \"\\\";;\", '--', '#')",
+        "CREATE TRIGGER fid_split.t_bi BEFORE INSERT ON fid_split.t FOR EACH ROW SET NEW.note = CONCAT(NEW.note, ';;\nDELIMITER ;\n')",
+    ])
+    .await;
+    conn.disconnect().await.unwrap();
+    let rt = round_trip_loaded(source, &["fid_split"], "").await;
+    let mut conn = rt.target.connect().await.unwrap();
+    let nested = rows(&mut conn, "SELECT fid_split.f_nested()").await;
+    assert_eq!(nested[0][0], "';;\";;--#");
+    conn.query_drop("INSERT INTO fid_split.t VALUES (1, 'x')")
+        .await
+        .unwrap();
+    let note = rows(&mut conn, "SELECT note FROM fid_split.t").await;
+    assert_eq!(note[0][0], "x;;\nDELIMITER ;\n");
+}
