@@ -1070,3 +1070,51 @@ async fn bodies_with_delimiter_lookalikes_split_as_the_server_reads_them() {
     let note = rows(&mut conn, "SELECT note FROM fid_split.t").await;
     assert_eq!(note[0][0], "x;;\nDELIMITER ;\n");
 }
+
+/// A target whose `secure_timestamp` forbids setting the session's clock
+/// cannot take history rows (system_versioning_insert_history needs it):
+/// a backup with history is refused there before anything changes, rather
+/// than failing at its first history row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_into_a_target_whose_clock_is_locked_is_refused_first() {
+    let (source, conn) = loaded_over_protocol(&[
+        "CREATE DATABASE fid_clock",
+        "CREATE TABLE fid_clock.v (id INT PRIMARY KEY, x INT) WITH SYSTEM VERSIONING",
+        "INSERT INTO fid_clock.v VALUES (1, 1)",
+        "UPDATE fid_clock.v SET x = 2",
+    ])
+    .await;
+    conn.disconnect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, manifest) = back_up(&source, dir.path()).await;
+    assert!(manifest.databases[0].tables[0].history);
+
+    let target = MariaDb::start_with(keeper_tests::MariaDbOptions {
+        extra_args: vec!["--secure-timestamp=YES".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut argv = vec!["keeper-agent".to_owned(), "restore".to_owned()];
+    argv.extend(connect_args(&target));
+    argv.extend(["--from".to_owned(), format!("file://{}", folder.display())]);
+    let err = keeper_agent::run(argv, ctx(&target)).await.unwrap_err();
+    let keeper_agent::AgentError::Restore(err) = err else {
+        panic!("not a restore error: {err}");
+    };
+    assert!(
+        matches!(
+            err,
+            keeper_agent::restore::RestoreError::HistoryClockLocked { .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("fid_clock.v"), "{err}");
+    // Nothing was changed.
+    let mut conn = target.connect().await.unwrap();
+    let there = rows(
+        &mut conn,
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'fid_clock'",
+    )
+    .await;
+    assert_eq!(there[0][0], "0");
+}

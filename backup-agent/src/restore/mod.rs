@@ -128,6 +128,13 @@ pub enum RestoreError {
         target_version: String,
         tables: String,
     },
+    /// The backup holds system-versioned history and the target does not
+    /// let the restoring user set the session's clock (`secure_timestamp`),
+    /// which writing history rows needs.
+    #[error(
+        "the backup holds the history of system-versioned tables ({tables}), but {target} does not let this user set the session's clock (secure_timestamp), which writing history rows needs: restart it with secure_timestamp=NO (or SUPER, restoring as a user with SUPER) or restore elsewhere; nothing was changed"
+    )]
+    HistoryClockLocked { target: String, tables: String },
     /// The target's `max_allowed_packet` is smaller than the backup's largest statement.
     #[error(
         "{target} has max_allowed_packet={found} but the backup's largest statement is {largest} bytes: run SET GLOBAL max_allowed_packet={suggest} (or set it in the server's config) and retry; nothing was restored"
@@ -209,6 +216,7 @@ impl RestoreError {
             | RestoreError::FileSize { .. }
             | RestoreError::WrongFlavor { .. }
             | RestoreError::HistoryUnsupported { .. }
+            | RestoreError::HistoryClockLocked { .. }
             | RestoreError::PacketTooSmall { .. } => FailureCode::PreflightFailed,
             RestoreError::NotEmpty { .. } => FailureCode::TargetNotEmpty,
             RestoreError::Password(_)
@@ -459,7 +467,10 @@ pub async fn restore_backup(
         tracing::warn!("{w}");
         warnings.push(w);
     }
-    preflight::check_history(manifest, &info, &target_name)?;
+    // Tried only when the backup needs it.
+    let clock = preflight::history_tables(manifest).is_empty()
+        || preflight::clock_settable(&mut conn).await;
+    preflight::check_history(manifest, &info, &target_name, clock)?;
     preflight::check_packet(manifest, &info, &target_name)?;
 
     let databases = preflight::databases(manifest);
@@ -674,6 +685,10 @@ mod tests {
             RestoreError::HistoryUnsupported {
                 target: target(),
                 target_version: "10.6.18-MariaDB".into(),
+                tables: "shop.prices".into(),
+            },
+            RestoreError::HistoryClockLocked {
+                target: target(),
                 tables: "shop.prices".into(),
             },
         ];

@@ -10,7 +10,8 @@
 //!   syntax, and then the failing statement is named).
 //! - History: a backup whose manifest marks system-versioned tables as
 //!   dumped with their history needs a MariaDB 10.11+ target
-//!   (`system_versioning_insert_history`); an older one is refused before
+//!   (`system_versioning_insert_history`) whose `secure_timestamp` lets the
+//!   restoring user set the session's clock; another is refused before
 //!   anything changes, rather than failing at the first history row.
 //! - `max_allowed_packet` of the target must hold the largest statement plus
 //!   a small allowance for the packet header.
@@ -101,12 +102,42 @@ pub fn check_server(
 /// fails mid-restore. Refused before anything is changed, naming the
 /// tables. Manifests written before `history` existed say nothing, and
 /// keep the server's own error.
+///
+/// History rows are written with their own row start and end, which the
+/// server takes only from a session that may set its clock: a target whose
+/// `secure_timestamp` forbids it to this user (`clock_settable` false, see
+/// [`clock_settable`]) is refused too, before anything changes.
 pub fn check_history(
     manifest: &Manifest,
     target: &ServerFacts,
     target_name: &str,
+    clock_settable: bool,
 ) -> Result<(), RestoreError> {
-    let tables: Vec<String> = manifest
+    let tables = history_tables(manifest);
+    let server = &target.server;
+    // Another flavor is refused by check_server, with its own message.
+    if tables.is_empty() || server.flavor() != Flavor::Mariadb {
+        return Ok(());
+    }
+    if !server.release.at_least(10, 11) {
+        return Err(RestoreError::HistoryUnsupported {
+            target: target_name.to_owned(),
+            target_version: server.version.clone(),
+            tables: summarize(&tables, 5),
+        });
+    }
+    if !clock_settable {
+        return Err(RestoreError::HistoryClockLocked {
+            target: target_name.to_owned(),
+            tables: summarize(&tables, 5),
+        });
+    }
+    Ok(())
+}
+
+/// `db.table` of every table the manifest says was dumped with its history.
+pub fn history_tables(manifest: &Manifest) -> Vec<String> {
+    manifest
         .databases
         .iter()
         .flat_map(|d| {
@@ -115,17 +146,21 @@ pub fn check_history(
                 .filter(|t| t.history)
                 .map(move |t| format!("{}.{}", d.name, t.name))
         })
-        .collect();
-    let server = &target.server;
-    // Another flavor is refused by check_server, with its own message.
-    if tables.is_empty() || server.flavor() != Flavor::Mariadb || server.release.at_least(10, 11) {
-        return Ok(());
-    }
-    Err(RestoreError::HistoryUnsupported {
-        target: target_name.to_owned(),
-        target_version: server.version.clone(),
-        tables: summarize(&tables, 5),
-    })
+        .collect()
+}
+
+/// Whether this session may set its clock (`SET TIMESTAMP`), which
+/// `secure_timestamp` may forbid: tried, not inferred from the setting, so
+/// the answer is the server's own for this user. The clock is given back
+/// at once; nothing else changes.
+pub async fn clock_settable(conn: &mut Conn) -> bool {
+    let settable = conn
+        .query_drop("SET TIMESTAMP = UNIX_TIMESTAMP()")
+        .await
+        .is_ok();
+    // A session whose clock could not be set has its own clock still.
+    let _ = conn.query_drop("SET TIMESTAMP = DEFAULT").await;
+    settable
 }
 
 pub fn check_packet(
@@ -371,7 +406,7 @@ mod tests {
         let mut m = manifest(Flavor::Mariadb, "11.4.2-MariaDB", 100);
         with_tables(&mut m, &[false, true, true]);
         let old = target(Flavor::Mariadb, "10.6.18-MariaDB-log", 1 << 24);
-        let err = check_history(&m, &old, "t:3306").expect_err("refused");
+        let err = check_history(&m, &old, "t:3306", true).expect_err("refused");
         assert!(
             matches!(err, RestoreError::HistoryUnsupported { .. }),
             "{err}"
@@ -391,17 +426,38 @@ mod tests {
         }
         // The compatibility prefix does not make 10.10 a 5.5.
         let prefixed = target(Flavor::Mariadb, "5.5.5-10.10.2-MariaDB", 1 << 24);
-        assert!(check_history(&m, &prefixed, "t").is_err());
+        assert!(check_history(&m, &prefixed, "t", true).is_err());
         for fine in [
             "10.11.0-MariaDB",
             "10.11.14-MariaDB-0+deb12u2",
             "11.4.2-MariaDB",
         ] {
-            check_history(&m, &target(Flavor::Mariadb, fine, 1 << 24), "t").expect(fine);
+            check_history(&m, &target(Flavor::Mariadb, fine, 1 << 24), "t", true).expect(fine);
+        }
+        // A release that could, with a clock this user may not set.
+        let locked = check_history(
+            &m,
+            &target(Flavor::Mariadb, "11.4.2-MariaDB", 1 << 24),
+            "t",
+            false,
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(locked, RestoreError::HistoryClockLocked { .. }),
+            "{locked}"
+        );
+        assert_eq!(
+            locked.failure_code(),
+            keeper_crds::agent::FailureCode::PreflightFailed
+        );
+        let msg = locked.to_string();
+        for part in ["a`b.t1, a`b.t2", "secure_timestamp", "nothing was changed"] {
+            assert!(msg.contains(part), "{part}: {msg}");
         }
         // Without history (or from a manifest that predates the field),
-        // any release will do.
+        // any release and any clock will do.
         with_tables(&mut m, &[false]);
-        check_history(&m, &old, "t").expect("no history");
+        check_history(&m, &old, "t", false).expect("no history");
+        assert!(history_tables(&m).is_empty());
     }
 }
