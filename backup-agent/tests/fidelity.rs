@@ -1118,3 +1118,30 @@ async fn history_into_a_target_whose_clock_is_locked_is_refused_first() {
     .await;
     assert_eq!(there[0][0], "0");
 }
+
+/// Names the splitters must read as the server does: a database named
+/// with a newline, a backslash before a backtick and a client command on a
+/// line of its own (mysqldump-nl.test: the dump must not let the `mariadb`
+/// client run `\!`), and a routine under ANSI_QUOTES whose double-quoted
+/// name ends in a backslash (no escape inside it, as the server reads it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_newlines_and_ansi_quotes_split_as_the_server_reads_them() {
+    let odd = "fid_nl\n1\\`\n\\! echo injected\n#";
+    let (source, conn) = loaded_over_protocol(&[
+        "CREATE DATABASE `fid_nl\n1\\``\n\\! echo injected\n#`",
+        "CREATE TABLE `fid_nl\n1\\``\n\\! echo injected\n#`.`t\n1` (`a\nb` INT PRIMARY KEY)",
+        "INSERT INTO `fid_nl\n1\\``\n\\! echo injected\n#`.`t\n1` VALUES (1)",
+        "CREATE VIEW `fid_nl\n1\\``\n\\! echo injected\n#`.`v\n1` AS SELECT * FROM `fid_nl\n1\\``\n\\! echo injected\n#`.`t\n1`",
+        "CREATE DATABASE fid_ansi",
+        "CREATE TABLE fid_ansi.t (id INT PRIMARY KEY)",
+        "SET SESSION sql_mode = 'ANSI_QUOTES'",
+        "CREATE PROCEDURE fid_ansi.p() SELECT 1 AS \"a\\\", 'b\"' AS \"c\"\"d\"",
+        "CREATE VIEW fid_ansi.v AS SELECT 1 AS \"x\\\"",
+    ])
+    .await;
+    conn.disconnect().await.unwrap();
+    let rt = round_trip_loaded(source, &[odd, "fid_ansi"], "").await;
+    let mut conn = rt.target.connect().await.unwrap();
+    let names = rows(&mut conn, "SELECT `x\\` FROM fid_ansi.v").await;
+    assert_eq!(names, [["1"]]);
+}

@@ -24,7 +24,10 @@
 //! is exact.
 //!
 //! A backslash escapes the next byte in strings unless the session's
-//! `sql_mode` holds `NO_BACKSLASH_ESCAPES`, as in the server. The client
+//! `sql_mode` holds `NO_BACKSLASH_ESCAPES`, as in the server; under
+//! `ANSI_QUOTES` (also implied by ANSI, ORACLE and the other composite
+//! modes that hold it) `"…"` is a quoted name, where a backslash is text,
+//! as the `mariadb` client also reads it. The client
 //! learns the mode from the server's status flag after each statement; this
 //! scanner, which also runs without a server (`verify`), learns it from the
 //! text: a statement `SET [SESSION] sql_mode = '…'` with a literal mode
@@ -57,6 +60,8 @@ pub struct Statements<'a> {
     delimiter: Vec<u8>,
     /// The session's `sql_mode` holds `NO_BACKSLASH_ESCAPES`.
     no_backslash_escapes: bool,
+    /// The session's `sql_mode` holds `ANSI_QUOTES`: `"` quotes names.
+    ansi_quotes: bool,
     failed: bool,
 }
 
@@ -67,6 +72,7 @@ pub fn split(sql: &[u8]) -> Statements<'_> {
         pos: 0,
         delimiter: b";".to_vec(),
         no_backslash_escapes: false,
+        ansi_quotes: false,
         failed: false,
     }
 }
@@ -104,8 +110,9 @@ impl<'a> Statements<'a> {
             let end = self.scan_statement()?;
             let text = trim_end(&self.sql[start..end]);
             if !text.is_empty() {
-                if let Some(no_escapes) = sets_no_backslash_escapes(text) {
-                    self.no_backslash_escapes = no_escapes;
+                if let Some(mode) = sets_sql_mode(text) {
+                    self.no_backslash_escapes = mode.no_backslash_escapes;
+                    self.ansi_quotes = mode.ansi_quotes;
                 }
                 return Ok(Some(Statement {
                     text,
@@ -171,7 +178,10 @@ impl<'a> Statements<'a> {
             }
             match sql[i] {
                 quote @ (b'\'' | b'"' | b'`') => {
-                    i = quote_end(sql, i, quote, !self.no_backslash_escapes)?;
+                    // A name in `"…"` (ANSI_QUOTES) has no escapes.
+                    let name = quote == b'"' && self.ansi_quotes;
+                    let escapes = !(self.no_backslash_escapes || name);
+                    i = quote_end(sql, i, quote, escapes)?;
                 }
                 b'#' => i = line_end(sql, i),
                 b'-' if is_line_comment(&sql[i..]) => i = line_end(sql, i),
@@ -243,11 +253,29 @@ fn quote_end(
     Err(SplitError::Unterminated(what, from))
 }
 
+/// What of a session's `sql_mode` changes how text splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QuoteMode {
+    no_backslash_escapes: bool,
+    ansi_quotes: bool,
+}
+
+/// Modes that hold `ANSI_QUOTES` (MariaDB's composite modes among them).
+const ANSI_QUOTES_MODES: &[&str] = &[
+    "ansi_quotes",
+    "ansi",
+    "db2",
+    "maxdb",
+    "mssql",
+    "oracle",
+    "postgresql",
+];
+
 /// For `SET [SESSION] sql_mode = '…'` (also `@@sql_mode`,
 /// `@@SESSION.sql_mode`): whether the new mode holds
-/// `NO_BACKSLASH_ESCAPES`. `None` for any other statement, or a mode that
-/// is not a literal (the mode stays as it was).
-fn sets_no_backslash_escapes(statement: &[u8]) -> Option<bool> {
+/// `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES`. `None` for any other
+/// statement, or a mode that is not a literal (the mode stays as it was).
+fn sets_sql_mode(statement: &[u8]) -> Option<QuoteMode> {
     // Every statement of a restore passes here, data INSERTs of megabytes
     // among them: anything not starting with SET is answered before the
     // text is copied.
@@ -276,11 +304,11 @@ fn sets_no_backslash_escapes(statement: &[u8]) -> Option<bool> {
     let rest = rest.strip_prefix('=')?.trim_start();
     let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
     let value = rest[1..].split(quote).next()?;
-    Some(
-        value
-            .split(',')
-            .any(|mode| mode.trim() == "no_backslash_escapes"),
-    )
+    let holds = |names: &[&str]| value.split(',').any(|mode| names.contains(&mode.trim()));
+    Some(QuoteMode {
+        no_backslash_escapes: holds(&["no_backslash_escapes"]),
+        ansi_quotes: holds(ANSI_QUOTES_MODES),
+    })
 }
 
 fn trim_end(text: &[u8]) -> &[u8] {
@@ -370,9 +398,44 @@ mod tests {
             ("SELECT 'SET sql_mode = 1'", None),
         ] {
             assert_eq!(
-                sets_no_backslash_escapes(statement.as_bytes()),
+                sets_sql_mode(statement.as_bytes()).map(|m| m.no_backslash_escapes),
                 expected,
                 "{statement}"
+            );
+        }
+    }
+
+    #[test]
+    fn double_quotes_quote_names_under_ansi_quotes() {
+        // As the server reads it: `"a\"` is the name `a\`, no escape.
+        let sql = "SET SESSION sql_mode = 'PIPES_AS_CONCAT,ANSI_QUOTES';\n\
+                   DELIMITER ;;\n\
+                   CREATE PROCEDURE p() SELECT 1 AS \"a\\\", 'b\"' AS \"c\"\"d;\"\n\
+                   ;;\n\
+                   DELIMITER ;\n\
+                   SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';\n\
+                   SELECT \"it\\\"s; a string\";\n";
+        assert_eq!(
+            strs(sql),
+            [
+                "SET SESSION sql_mode = 'PIPES_AS_CONCAT,ANSI_QUOTES'",
+                "CREATE PROCEDURE p() SELECT 1 AS \"a\\\", 'b\"' AS \"c\"\"d;\"",
+                "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'",
+                "SELECT \"it\\\"s; a string\"",
+            ]
+        );
+        for (mode, ansi) in [
+            ("ANSI_QUOTES", true),
+            ("oracle", true),
+            ("REAL_AS_FLOAT,ANSI", true),
+            ("ANSI_QUOTES_X,STRICT_ALL_TABLES", false),
+            ("", false),
+        ] {
+            let set = format!("SET sql_mode = '{mode}'");
+            assert_eq!(
+                sets_sql_mode(set.as_bytes()).map(|m| m.ansi_quotes),
+                Some(ansi),
+                "{mode}"
             );
         }
     }
