@@ -176,8 +176,48 @@ pub struct VerifyArgs {
     /// The backup folder to check.
     #[arg(long)]
     pub from: String,
+    /// Also prove it restorable: restore it into the server given by
+    /// --host/--port or --socket and --user (which must hold no user
+    /// database: a throwaway one), then compare every table's rows and every
+    /// definition with the digests the backup recorded. Exit 0 only when all
+    /// match; otherwise one line per difference.
+    #[arg(long, requires = "user")]
+    pub restore: bool,
+    /// With --restore: the server's host name or address.
+    #[arg(long, requires = "restore")]
+    pub host: Option<String>,
+    #[arg(long, default_value_t = 3306, requires = "restore")]
+    pub port: u16,
+    /// With --restore: a Unix socket of the server, instead of --host.
+    #[arg(long, conflicts_with = "host", requires = "restore")]
+    pub socket: Option<PathBuf>,
+    /// With --restore: the account it restores with.
+    #[arg(long, requires = "restore")]
+    pub user: Option<String>,
+    /// A file holding the password (its first line); otherwise `MYSQL_PWD`.
+    #[arg(long, requires = "restore")]
+    pub password_file: Option<PathBuf>,
+    /// With --restore: connections that replay data members in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+impl VerifyArgs {
+    /// The server to restore into, when --restore names one.
+    pub fn connect(&self) -> Option<ConnectArgs> {
+        if !self.restore || (self.host.is_none() && self.socket.is_none()) {
+            return None;
+        }
+        Some(ConnectArgs {
+            host: self.host.clone(),
+            port: self.port,
+            socket: self.socket.clone(),
+            user: self.user.clone()?,
+            password_file: self.password_file.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

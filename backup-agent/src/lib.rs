@@ -8,11 +8,13 @@
 
 pub mod cli;
 pub mod context;
+pub mod digest;
 pub mod dump;
 pub mod manifest;
 pub mod message;
 pub mod mysql;
 pub mod owner;
+pub mod proof;
 pub mod report;
 pub mod repository;
 pub mod restore;
@@ -50,6 +52,9 @@ pub enum AgentError {
     /// Reporting into Kubernetes could not start.
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    /// `verify --restore` could not prove the backup restorable.
+    #[error(transparent)]
+    Proof(#[from] proof::ProofError),
 }
 
 impl AgentError {
@@ -58,7 +63,12 @@ impl AgentError {
     pub fn failure_code(&self) -> keeper_crds::agent::FailureCode {
         match self {
             AgentError::Restore(e) => e.failure_code(),
+            AgentError::Proof(proof::ProofError::Restore(e)) => e.failure_code(),
+            AgentError::Proof(proof::ProofError::TargetNotEmpty { .. }) => {
+                keeper_crds::agent::FailureCode::TargetNotEmpty
+            }
             AgentError::Usage(_)
+            | AgentError::Proof(_)
             | AgentError::Connection(_)
             | AgentError::Storage(_)
             | AgentError::Backup(_)
@@ -87,6 +97,9 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
     match cli.command {
         cli::Command::Backup(args) => backup_and_report(args, &ctx).await?,
         cli::Command::Restore(args) => restore_and_report(args, &ctx).await?,
+        cli::Command::Verify(args) if args.restore => {
+            proof::run(&args, &ctx).await?;
+        }
         cli::Command::Verify(args) => {
             println!("{}", restore::verify(args, &ctx).await?);
         }

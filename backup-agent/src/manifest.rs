@@ -130,6 +130,22 @@ pub struct DatabaseEntry {
     pub charset: String,
     pub collation: String,
     pub tables: Vec<TableEntry>,
+    /// The digest of every table's, view's, routine's, trigger's and
+    /// event's definition ([`crate::digest`]), for `verify --restore`.
+    /// Empty in manifests written before digests existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub definitions: Vec<DefinitionDigest>,
+}
+
+/// The digest of one object's definition, as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionDigest {
+    /// `table`, `view`, `procedure`, `function`, `trigger` or `event`.
+    pub kind: String,
+    pub name: String,
+    /// `xxh3-128:<hex>`.
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +180,12 @@ pub struct TableEntry {
     /// written before the field existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub history: bool,
+    /// The digest of the rows as read from the snapshot
+    /// (`xxh3-128:<hex>`, [`crate::digest`]), for `verify --restore`;
+    /// absent for tables whose data is skipped and in manifests written
+    /// before digests existed (those verify by row counts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Why a table's rows are not in the dump: its engine does not own them, so
@@ -478,6 +500,7 @@ mod tests {
             read_under_lock: false,
             data_skipped: None,
             history: false,
+            digest: None,
         };
         let manifest = sample(
             ServerInfo {
@@ -492,6 +515,7 @@ mod tests {
                     entry("orders", TableKind::Table),
                     entry("order_no", TableKind::Sequence),
                 ],
+                definitions: Vec::new(),
             }],
         );
         assert_eq!(manifest.table_count(), 1);
@@ -538,6 +562,13 @@ mod tests {
         .unwrap();
         assert_eq!(old.data_skipped, None);
         assert!(!old.history);
+        // Manifests before digests: no digest, no definitions.
+        assert_eq!(old.digest, None);
+        let database: DatabaseEntry = serde_json::from_str(
+            r#"{"name":"d","charset":"utf8mb4","collation":"utf8mb4_general_ci","tables":[]}"#,
+        )
+        .unwrap();
+        assert!(database.definitions.is_empty());
         let entry = TableEntry {
             data_skipped: Some(DataSkipped::UnderlyingTables),
             ..old
@@ -573,7 +604,9 @@ mod tests {
                     read_under_lock: false,
                     data_skipped: None,
                     history: false,
+                    digest: None,
                 }],
+                definitions: Vec::new(),
             }],
         );
         let json = String::from_utf8(manifest.to_json().unwrap()).unwrap();

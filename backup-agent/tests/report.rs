@@ -317,6 +317,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     read_under_lock: false,
                     data_skipped: None,
                     history: false,
+                    digest: None,
                 },
                 TableEntry {
                     name: "orders".into(),
@@ -327,8 +328,10 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     read_under_lock: false,
                     data_skipped: None,
                     history: false,
+                    digest: None,
                 },
             ],
+            definitions: Vec::new(),
         }],
         members: vec![
             member(MemberKind::Header, 0, 100, 300, 0),

@@ -96,6 +96,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
                 charset: "utf8mb4".into(),
                 collation: "utf8mb4_general_ci".into(),
                 tables: vec![],
+                definitions: Vec::new(),
             });
         }
         if let (Some(t), MemberKind::Data) = (p.table, p.kind) {
@@ -111,6 +112,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
                     read_under_lock: false,
                     data_skipped: None,
                     history: false,
+                    digest: None,
                 }),
             }
         }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Value};
+use mysql_async::{Conn, Row, Value};
 use tokio::sync::mpsc;
 
 use super::catalog::Table;
 use super::error::{BackupError, SqlContext};
 use super::member::{EncodedMember, MemberEncoder};
-use super::sql;
+use super::sql::{self, ColumnClass};
+use crate::digest::RowsDigest;
 use crate::manifest::MemberKind;
 use crate::mysql::ident;
 
@@ -139,6 +140,9 @@ struct Chunker<'a> {
     prefix: Vec<u8>,
     stmt: Vec<u8>,
     stmt_rows: u64,
+    /// The rows of `stmt`, then of the member being built.
+    stmt_digest: RowsDigest,
+    member_digest: RowsDigest,
 }
 
 /// The writer has gone (it failed or was cancelled): stop quietly.
@@ -188,6 +192,7 @@ impl Chunker<'_> {
         }
         self.stmt.extend_from_slice(row);
         self.stmt_rows += 1;
+        self.stmt_digest.add_row(row);
         Ok(Ok(()))
     }
 
@@ -207,6 +212,8 @@ impl Chunker<'_> {
         }
         let stmt = std::mem::take(&mut self.stmt);
         let rows = std::mem::take(&mut self.stmt_rows);
+        self.member_digest
+            .merge(std::mem::take(&mut self.stmt_digest));
         self.encoder()?
             .statement(&stmt, rows)
             .map_err(|e| self.io(e))?;
@@ -232,9 +239,31 @@ impl Chunker<'_> {
         if enc.rows() == 0 {
             return Ok(Ok(()));
         }
-        let member = enc.finish().map_err(|e| self.io(e))?;
+        let mut member = enc.finish().map_err(|e| self.io(e))?;
+        member.digest = std::mem::take(&mut self.member_digest);
         Ok(self.tx.send(Ok(member)).await.map_err(|_| Closed))
     }
+}
+
+/// Encodes `row` (read with [`select_sql`]) as the tuple `(v1,v2,…)` the
+/// dump writes, into `buf`. The row digests ([`crate::digest`]) hash this
+/// same tuple, at backup time and when a restore is verified.
+pub fn encode_row(row: &Row, classes: &[ColumnClass], buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.push(b'(');
+    for (i, class) in classes.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        match row.as_ref(i) {
+            Some(Value::Bytes(b)) => sql::push_value(buf, *class, Some(b)),
+            Some(Value::NULL) | None => sql::push_value(buf, *class, None),
+            // The text protocol only returns bytes; anything else is
+            // rendered by the driver as a literal of its own.
+            Some(other) => buf.extend_from_slice(other.as_sql(false).as_bytes()),
+        }
+    }
+    buf.push(b')');
 }
 
 /// Dumps one unit on a worker connection inside its snapshot. Returns when
@@ -262,6 +291,8 @@ pub async fn dump_unit(
         prefix: insert_prefix(table),
         stmt: Vec::new(),
         stmt_rows: 0,
+        stmt_digest: RowsDigest::default(),
+        member_digest: RowsDigest::default(),
     };
     let mut result = conn
         .query_iter(select_sql(unit))
@@ -274,21 +305,7 @@ pub async fn dump_unit(
             Ok(None) => break,
             Err(e) => return Err(cx.err(during(), e)),
         };
-        row_buf.clear();
-        row_buf.push(b'(');
-        for (i, class) in classes.iter().enumerate() {
-            if i > 0 {
-                row_buf.push(b',');
-            }
-            match row.as_ref(i) {
-                Some(Value::Bytes(b)) => sql::push_value(&mut row_buf, *class, Some(b)),
-                Some(Value::NULL) | None => sql::push_value(&mut row_buf, *class, None),
-                // The text protocol only returns bytes; anything else is
-                // rendered by the driver as a literal of its own.
-                Some(other) => row_buf.extend_from_slice(other.as_sql(false).as_bytes()),
-            }
-        }
-        row_buf.push(b')');
+        encode_row(&row, &classes, &mut row_buf);
         if chunker.row(&row_buf).await?.is_err() {
             return Ok(());
         }

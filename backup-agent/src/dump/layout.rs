@@ -13,7 +13,8 @@ use super::catalog::{self, Database};
 use super::error::BackupError;
 use super::member::{EncodedMember, encode_text};
 use super::sql;
-use crate::manifest::{DatabaseEntry, MemberKind, TableEntry, TableKind};
+use crate::digest::RowsDigest;
+use crate::manifest::{DatabaseEntry, DefinitionDigest, MemberKind, TableEntry, TableKind};
 use crate::mysql::{self, Server};
 
 /// One catalog member: `text` compressed at `level`.
@@ -115,11 +116,13 @@ pub fn trailing_members(
 }
 
 /// The manifest's entries of `databases`: every table with the rows dumped
-/// (`rows`, by database and table) and how it was read (`locked`: the
-/// non-transactional tables were read under the global lock).
+/// and their digest (`rows`, by database and table), how it was read
+/// (`locked`: the non-transactional tables were read under the global
+/// lock), and each database's definition digests.
 pub fn database_entries(
     databases: &[Database],
-    rows: &HashMap<(String, String), u64>,
+    rows: &HashMap<(String, String), RowsDigest>,
+    definitions: &HashMap<String, Vec<DefinitionDigest>>,
     locked: bool,
 ) -> Vec<DatabaseEntry> {
     databases
@@ -131,20 +134,27 @@ pub fn database_entries(
             tables: db
                 .tables
                 .iter()
-                .map(|t| TableEntry {
-                    name: t.name.clone(),
-                    kind: t.kind,
-                    engine: t.engine.clone(),
-                    rows: rows
+                .map(|t| {
+                    let read = rows
                         .get(&(db.name.clone(), t.name.clone()))
                         .copied()
-                        .unwrap_or(0),
-                    transactional: t.transactional,
-                    read_under_lock: !t.transactional && locked && t.data_skipped.is_none(),
-                    data_skipped: t.data_skipped,
-                    history: t.history,
+                        .unwrap_or_default();
+                    TableEntry {
+                        name: t.name.clone(),
+                        kind: t.kind,
+                        engine: t.engine.clone(),
+                        rows: read.rows,
+                        transactional: t.transactional,
+                        read_under_lock: !t.transactional && locked && t.data_skipped.is_none(),
+                        data_skipped: t.data_skipped,
+                        history: t.history,
+                        // Rows are dumped (and digested) only for tables that own them.
+                        digest: (t.kind == TableKind::Table && t.data_skipped.is_none())
+                            .then(|| read.to_text()),
+                    }
                 })
                 .collect(),
+            definitions: definitions.get(&db.name).cloned().unwrap_or_default(),
         })
         .collect()
 }
@@ -266,10 +276,26 @@ mod tests {
             vec![table("shop", "orders", TableKind::Table), myisam],
             vec![],
         )];
-        let rows = HashMap::from([(("shop".to_owned(), "orders".to_owned()), 7)]);
-        let entries = database_entries(&databases, &rows, true);
+        let mut read = RowsDigest::default();
+        for id in 1..=7 {
+            read.add_row(format!("({id})").as_bytes());
+        }
+        let rows = HashMap::from([(("shop".to_owned(), "orders".to_owned()), read)]);
+        let definitions = HashMap::from([(
+            "shop".to_owned(),
+            vec![DefinitionDigest {
+                kind: "table".into(),
+                name: "orders".into(),
+                digest: "xxh3-128:0".into(),
+            }],
+        )]);
+        let entries = database_entries(&databases, &rows, &definitions, true);
         let tables = &entries[0].tables;
         assert_eq!((tables[0].rows, tables[0].read_under_lock), (7, false));
+        assert_eq!(tables[0].digest, Some(read.to_text()));
         assert_eq!((tables[1].rows, tables[1].read_under_lock), (0, true));
+        // An empty table has the digest of no rows, not none.
+        assert_eq!(tables[1].digest, Some(RowsDigest::default().to_text()));
+        assert_eq!(entries[0].definitions.len(), 1);
     }
 }

@@ -8,6 +8,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
+use crate::digest::RowsDigest;
 use crate::manifest::MemberKind;
 
 /// A finished member, ready to append to `dump.sql.gz`.
@@ -22,6 +23,8 @@ pub struct EncodedMember {
     pub sha256: String,
     /// Longest statement in the member, in bytes.
     pub largest_statement: u64,
+    /// The digest of its rows (data members; empty otherwise).
+    pub digest: RowsDigest,
 }
 
 /// Builds one member. Compressed output accumulates in memory: a member is
@@ -91,6 +94,7 @@ impl MemberEncoder {
             rows: self.rows,
             sha256,
             largest_statement: self.largest_statement,
+            digest: RowsDigest::default(),
         })
     }
 }

@@ -40,9 +40,10 @@
 //! in hex with the set's introducer (see [`sql`]), so readers treat the SQL
 //! as bytes, not UTF-8.
 
-mod catalog;
-mod data;
-mod error;
+pub(crate) mod catalog;
+pub(crate) mod data;
+pub(crate) mod definitions;
+pub(crate) mod error;
 mod layout;
 mod member;
 mod progress;
@@ -70,9 +71,10 @@ use self::member::EncodedMember;
 use self::writer::DumpWriter;
 use crate::cli::BackupArgs;
 use crate::context::AgentContext;
+use crate::digest::RowsDigest;
 use crate::manifest::{
-    self, DUMP_FILE, DatabaseEntry, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE, Manifest,
-    ServerInfo, TableKind,
+    self, DUMP_FILE, DatabaseEntry, DefinitionDigest, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE,
+    Manifest, ServerInfo, TableKind,
 };
 use crate::mysql::{self, Server};
 use crate::storage::{Location, S3Settings, StorageError, Store};
@@ -372,6 +374,8 @@ struct Prepared {
     server: Server,
     max_allowed_packet: u64,
     databases: Vec<Database>,
+    /// The definition digests of each database, by name.
+    definitions: HashMap<String, Vec<DefinitionDigest>>,
 }
 
 async fn prepare(options: &DumpOptions, cx: &SqlContext) -> Result<Prepared, BackupError> {
@@ -446,11 +450,18 @@ async fn prepare(options: &DumpOptions, cx: &SqlContext) -> Result<Prepared, Bac
     for d in &chosen {
         databases.push(catalog.database(d).await?);
     }
+    let mut definitions = HashMap::new();
+    for database in &databases {
+        let tables: Vec<String> = database.tables.iter().map(|t| t.name.clone()).collect();
+        let digests = definitions::digests(&mut control, cx, &database.name, &tables).await?;
+        definitions.insert(database.name.clone(), digests);
+    }
     Ok(Prepared {
         control,
         server,
         max_allowed_packet: packet,
         databases,
+        definitions,
     })
 }
 
@@ -530,6 +541,7 @@ async fn run(
         server,
         max_allowed_packet,
         databases,
+        definitions,
     } = prepared;
     let level = options.compression_level;
     let limits = Limits {
@@ -664,7 +676,7 @@ async fn run(
         writer.progress(),
         databases.iter().map(|d| d.tables.len()).sum(),
     );
-    let mut rows: HashMap<(String, String), u64> = HashMap::new();
+    let mut rows: HashMap<(String, String), RowsDigest> = HashMap::new();
     let outcome: Result<(), BackupError> = async {
         let mut data_slot = 0usize;
         for slot in slots {
@@ -704,7 +716,9 @@ async fn run(
                         Some(Err(e)) => return Err(e),
                         Some(Ok(m)) => {
                             if let (Some(d), Some(t)) = (&m.database, &m.table) {
-                                *rows.entry((d.clone(), t.clone())).or_default() += m.rows;
+                                rows.entry((d.clone(), t.clone()))
+                                    .or_default()
+                                    .merge(m.digest);
                             }
                             writer.append(m).await.map_err(storage(name))?;
                         }
@@ -742,7 +756,7 @@ async fn run(
         );
     }
 
-    let entries = layout::database_entries(&databases, &rows, locked);
+    let entries = layout::database_entries(&databases, &rows, &definitions, locked);
     let differences = databases
         .iter()
         .flat_map(|d| d.differences.iter().cloned())

@@ -611,7 +611,11 @@ fn phases(manifest: &crate::manifest::Manifest) -> (Vec<usize>, Vec<usize>, Vec<
     (first, data, last)
 }
 
-async fn open_store(url: &str, s3: &S3Args, ctx: &AgentContext) -> Result<Store, RestoreError> {
+pub(crate) async fn open_store(
+    url: &str,
+    s3: &S3Args,
+    ctx: &AgentContext,
+) -> Result<Store, RestoreError> {
     let storage = |source| RestoreError::Storage {
         backup: url.to_owned(),
         source,

@@ -292,6 +292,7 @@ mod tests {
                 charset: "utf8mb4".into(),
                 collation: "utf8mb4_general_ci".into(),
                 tables: vec![],
+                definitions: Vec::new(),
             }],
         );
         manifest.largest_statement = largest;
@@ -397,6 +398,7 @@ mod tests {
                 read_under_lock: false,
                 data_skipped: None,
                 history,
+                digest: None,
             })
             .collect();
     }
