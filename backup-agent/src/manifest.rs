@@ -26,6 +26,10 @@ pub const KEEP_FILE: &str = "keep.json";
 /// half-way leaves a folder whose owner is still known (and is finished by
 /// the owner's next retention run).
 pub const REMOVING_FILE: &str = "removing.json";
+/// Written by `verify --restore` beside the artifact: whether the backup
+/// was proven restorable, so that retention outside Kubernetes keeps the
+/// newest verified backup too.
+pub const VERIFICATION_FILE: &str = "verification.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -387,6 +391,34 @@ pub struct InProgress {
     /// alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+}
+
+/// `verification.json`: the last proof of a backup ([`crate::proof`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRecord {
+    /// `Verified` or `Failed`.
+    pub result: VerificationResult,
+    pub verified_at: DateTime<Utc>,
+    pub tables: usize,
+    pub rows: u64,
+    pub definitions: usize,
+    pub duration_seconds: f64,
+    /// False when the backup predates digests (counts only were compared).
+    pub complete: bool,
+    /// The first differences of a failed proof.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+    pub agent_version: String,
+}
+
+/// The outcome of a proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VerificationResult {
+    /// Restored, and every digest matched.
+    Verified,
+    /// Restored, and something differed.
+    Failed,
 }
 
 /// `keep.json`: the pin of a backup, beside its artifact, so that retention

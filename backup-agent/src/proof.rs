@@ -23,9 +23,12 @@ use crate::dump::catalog::{Catalog, Table};
 use crate::dump::data::{DataUnit, encode_row, select_sql};
 use crate::dump::definitions;
 use crate::dump::error::{BackupError, SqlContext};
-use crate::manifest::{DatabaseEntry, Difference, Manifest};
+use crate::manifest::{
+    DatabaseEntry, Difference, Manifest, VERIFICATION_FILE, VerificationRecord, VerificationResult,
+};
 use crate::mysql::{self, ConnectionError, ident};
 use crate::restore::{self, Backup, RestoreError, RestoreOptions};
+use crate::storage::Store;
 
 /// Why a backup could not be proven restorable.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +158,47 @@ pub async fn prove(args: &VerifyArgs, ctx: &AgentContext) -> Result<ProofReport,
     }
     let _ = conn.disconnect().await;
     report.duration = started.elapsed();
+    record(&store, &report).await;
     Ok(report)
+}
+
+/// How many differences `verification.json` keeps (the command prints all).
+const RECORDED_DIFFERENCES: usize = 20;
+
+/// Writes `verification.json` beside the artifact, so that retention outside
+/// Kubernetes knows which backups were proven. A failed write is logged:
+/// the proof itself stands, and the command's output and status say it.
+async fn record(store: &Store, report: &ProofReport) {
+    let record = VerificationRecord {
+        result: if report.differences.is_empty() {
+            VerificationResult::Verified
+        } else {
+            VerificationResult::Failed
+        },
+        verified_at: chrono::Utc::now(),
+        tables: report.tables,
+        rows: report.rows,
+        definitions: report.definitions,
+        duration_seconds: report.duration.as_secs_f64(),
+        complete: report.complete,
+        differences: report
+            .differences
+            .iter()
+            .take(RECORDED_DIFFERENCES)
+            .cloned()
+            .collect(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let written = match serde_json::to_vec_pretty(&record) {
+        Ok(json) => store
+            .put(VERIFICATION_FILE, bytes::Bytes::from(json))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = written {
+        tracing::warn!(backup = %store.location(), %error, "could not write {VERIFICATION_FILE}");
+    }
 }
 
 /// Runs [`prove`], prints its lines, and fails when anything differed.

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use keeper_agent::manifest::{Manifest, Member, MemberKind, TableKind};
+use keeper_agent::manifest::{
+    Manifest, Member, MemberKind, TableKind, VerificationRecord, VerificationResult,
+};
 use keeper_agent::proof::ProofError;
 use keeper_agent::{AgentContext, AgentError};
 use keeper_tests::MariaDb;
@@ -190,9 +192,15 @@ async fn the_sample_backup_is_proven_restorable_and_tampering_is_caught() {
         );
     }
 
-    // The real backup: restored into an empty server, every digest matches.
+    // The real backup: restored into an empty server, every digest matches,
+    // and the proof is recorded beside the artifact.
     let target = MariaDb::start().unwrap();
     verify(&folder, &target, true).await.unwrap();
+    let record: VerificationRecord =
+        serde_json::from_slice(&std::fs::read(folder.join("verification.json")).unwrap()).unwrap();
+    assert_eq!(record.result, VerificationResult::Verified);
+    assert!(record.complete);
+    assert_eq!(record.rows, shop.tables.iter().map(|t| t.rows).sum::<u64>());
 
     // A row changed inside a data member, checksums recomputed: the bytes
     // verify, the restore runs, the digest names the table.

@@ -553,3 +553,91 @@ async fn pins_by_hand_survive_prune_until_unpinned() {
     prune().await.unwrap();
     assert_eq!(folders(&store).await, ["c"]);
 }
+
+/// `verification.json` beside an artifact (written by `verify --restore`):
+/// the newest verified backup is kept although keep-last would drop it; a
+/// failed proof keeps nothing, and the record goes with its folder.
+#[tokio::test]
+async fn the_newest_verified_backup_survives_retention() {
+    use keeper_agent::manifest::{VerificationRecord, VerificationResult};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &Location::parse(&format!("file://{}", dir.path().display())).unwrap(),
+        &S3Settings::default(),
+    )
+    .await
+    .unwrap();
+    let now = Utc::now();
+    for (name, days) in [("b10", 10), ("b08", 8), ("b05", 5), ("b02", 2)] {
+        put(
+            &store,
+            &format!("{name}/dump.sql.gz"),
+            Bytes::from_static(b"dump"),
+        )
+        .await;
+        put(
+            &store,
+            &format!("{name}/manifest.json"),
+            manifest(name, now - Duration::days(days)),
+        )
+        .await;
+    }
+    let record = |result| {
+        Bytes::from(
+            serde_json::to_vec(&VerificationRecord {
+                result,
+                verified_at: now,
+                tables: 1,
+                rows: 1,
+                definitions: 1,
+                duration_seconds: 1.0,
+                complete: true,
+                differences: vec![],
+                agent_version: "test".into(),
+            })
+            .unwrap(),
+        )
+    };
+    put(
+        &store,
+        "b10/verification.json",
+        record(VerificationResult::Verified),
+    )
+    .await;
+    put(
+        &store,
+        "b08/verification.json",
+        record(VerificationResult::Verified),
+    )
+    .await;
+    put(
+        &store,
+        "b05/verification.json",
+        record(VerificationResult::Failed),
+    )
+    .await;
+
+    let outcome = apply_at(&store, &retention(Some(1), None, Some(OWNER)), now)
+        .await
+        .unwrap();
+    let kept = |name: &str| {
+        outcome
+            .kept
+            .iter()
+            .find(|k| k.name == name)
+            .map(|k| k.reasons.clone())
+    };
+    assert_eq!(
+        kept("b02"),
+        Some(vec![
+            KeepReason::NewestGood,
+            KeepReason::WithinCount {
+                rank: 1,
+                keep_last: 1
+            }
+        ])
+    );
+    assert_eq!(kept("b08"), Some(vec![KeepReason::NewestVerified]));
+    assert_eq!(folders(&store).await, ["b02", "b08"]);
+    assert!(!dir.path().join("b10/verification.json").exists());
+}

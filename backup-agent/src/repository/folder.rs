@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{folder_key, is_live, read_json};
 use crate::manifest::{
     DUMP_FILE, IN_PROGRESS_FILE, InProgress, KEEP_FILE, MANIFEST_FILE, Manifest, REMOVING_FILE,
-    Removing,
+    Removing, VERIFICATION_FILE, VerificationRecord, VerificationResult,
 };
 use crate::owner::Owner;
 use crate::storage::{StorageError, Store};
@@ -58,9 +58,19 @@ pub struct Folder {
     pub marker: Option<InProgress>,
     /// The `removing.json` of a removal that stopped half-way, when it parses.
     pub removing: Option<Removing>,
+    /// The last proof of a complete backup (`verification.json`), when it
+    /// parses.
+    pub verification: Option<VerificationRecord>,
 }
 
 impl Folder {
+    /// Whether the last proof of this backup succeeded.
+    pub fn is_verified(&self) -> bool {
+        self.verification
+            .as_ref()
+            .is_some_and(|v| v.result == VerificationResult::Verified)
+    }
+
     /// Whether the folder holds `file`.
     pub fn has(&self, file: &str) -> bool {
         self.files.iter().any(|f| f == file)
@@ -105,6 +115,7 @@ fn is_backup_file(file: &str) -> bool {
         || file == IN_PROGRESS_FILE
         || file == KEEP_FILE
         || file == REMOVING_FILE
+        || file == VERIFICATION_FILE
         || file == DUMP_FILE
         || file
             .strip_prefix(DUMP_FILE)
@@ -142,6 +153,7 @@ pub async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, Stor
             manifest: None,
             marker: None,
             removing: None,
+            verification: None,
         };
         if folder.has(MANIFEST_FILE) {
             let bytes = store.get(&folder_key(&folder.name, MANIFEST_FILE)).await?;
@@ -149,6 +161,10 @@ pub async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, Stor
                 Ok(manifest) => {
                     folder.status = BackupStatus::Complete;
                     folder.manifest = Some(manifest);
+                    if folder.has(VERIFICATION_FILE) {
+                        folder.verification =
+                            read_json(store, &folder.name, VERIFICATION_FILE).await?;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(backup = %folder.name, error = %e, "backup has an unusable manifest");

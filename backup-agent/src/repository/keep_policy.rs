@@ -40,6 +40,8 @@ pub struct Candidate {
     /// A pin (`keep.json` beside the artifact, or `spec.keep` on its
     /// `MySQLBackup`) protects it from every rule.
     pub pinned: bool,
+    /// Proven restorable (`verify --restore`, `verification.json`).
+    pub verified: bool,
 }
 
 /// Why a backup is kept. More than one may hold; all are reported.
@@ -52,6 +54,9 @@ pub enum KeepReason {
     Running,
     /// The newest good backup, kept whatever the rules say.
     NewestGood,
+    /// The newest backup proven restorable, kept whatever the rules say
+    /// (it may be older than the newest good one, which is not yet proven).
+    NewestVerified,
     /// Among the newest `keep_last` good backups (`rank` counts from 1).
     WithinCount { rank: usize, keep_last: u32 },
     /// Younger than `max_age`.
@@ -67,6 +72,7 @@ impl fmt::Display for KeepReason {
             KeepReason::Pinned => f.write_str("pinned"),
             KeepReason::Running => f.write_str("still running"),
             KeepReason::NewestGood => f.write_str("the newest good backup"),
+            KeepReason::NewestVerified => f.write_str("the newest verified backup"),
             KeepReason::WithinCount { rank, keep_last } => {
                 write!(f, "good backup {rank} of the {keep_last} kept by keep-last")
             }
@@ -117,6 +123,8 @@ struct Facts<'a> {
     good_rank: Option<usize>,
     /// Whether a good backup is newer than this one.
     newer_good_exists: bool,
+    /// Whether this is the newest good backup proven restorable.
+    newest_verified: bool,
 }
 
 type Reason = fn(&Facts<'_>) -> Option<KeepReason>;
@@ -126,6 +134,7 @@ const REASONS: &[Reason] = &[
     |f| f.backup.pinned.then_some(KeepReason::Pinned),
     |f| (f.backup.state == BackupStatus::InProgress).then_some(KeepReason::Running),
     |f| (f.good_rank == Some(1)).then_some(KeepReason::NewestGood),
+    |f| f.newest_verified.then_some(KeepReason::NewestVerified),
     |f| {
         let keep_last = f.policy.keep_last?;
         let rank = f.good_rank?;
@@ -157,6 +166,7 @@ impl KeepPolicy {
         let mut sorted: Vec<&Candidate> = candidates.iter().collect();
         sorted.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
         let mut goods_seen = 0usize;
+        let mut verified_seen = false;
         let mut decisions = Vec::with_capacity(sorted.len());
         for backup in sorted {
             let newer_good_exists = goods_seen > 0;
@@ -164,12 +174,16 @@ impl KeepPolicy {
                 goods_seen += 1;
                 goods_seen
             });
+            let newest_verified = good_rank.is_some()
+                && backup.verified
+                && !std::mem::replace(&mut verified_seen, true);
             let facts = Facts {
                 policy: self,
                 backup,
                 now,
                 good_rank,
                 newer_good_exists,
+                newest_verified,
             };
             let reasons: Vec<KeepReason> = REASONS.iter().filter_map(|r| r(&facts)).collect();
             let verdict = if !reasons.is_empty() {
@@ -209,6 +223,7 @@ mod tests {
             time: day(d),
             state,
             pinned: false,
+            verified: false,
         }
     }
 
@@ -421,5 +436,33 @@ mod tests {
             deleted(policy(Some(1), None), &backups[..3], day(28)),
             ["a", "b"]
         );
+    }
+
+    #[test]
+    fn the_newest_verified_backup_is_kept_beside_the_newest_good() {
+        let mut proven = ok("b2", 2);
+        proven.verified = true;
+        let mut older_proven = ok("b1", 1);
+        older_proven.verified = true;
+        let backups = [older_proven, proven, ok("b3", 3), ok("b4", 4)];
+        // keep-last 1 keeps only b4 by count; b2 is the newest verified.
+        assert_eq!(
+            deleted(policy(Some(1), None), &backups, day(10)),
+            ["b1", "b3"]
+        );
+        let decisions = policy(Some(1), None).decide(&backups, day(10));
+        let b2 = decisions.iter().find(|d| d.name == "b2").expect("b2");
+        assert_eq!(b2.verdict, Verdict::Keep(vec![KeepReason::NewestVerified]));
+        assert_eq!(
+            KeepReason::NewestVerified.to_string(),
+            "the newest verified backup"
+        );
+        // A verified record on a backup that is not good does not count.
+        let mut broken = failed("b5", 5);
+        broken.verified = true;
+        let decisions = policy(Some(1), None).decide(&[broken, ok("b6", 6)], day(10));
+        assert!(decisions.iter().all(
+            |d| !matches!(&d.verdict, Verdict::Keep(r) if r.contains(&KeepReason::NewestVerified))
+        ));
     }
 }

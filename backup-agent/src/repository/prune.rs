@@ -267,6 +267,8 @@ struct Folder {
     snapshot: Option<DateTime<Utc>>,
     attribution: Attribution,
     pin: Option<Pin>,
+    /// Proven restorable by its last `verify --restore`.
+    verified: bool,
 }
 
 impl Folder {
@@ -314,6 +316,7 @@ pub async fn apply_at(
                 time: folder.time().unwrap_or(now),
                 state: folder.state.clone(),
                 pinned: folder.pin.is_some(),
+                verified: folder.verified,
             }),
         }
     }
@@ -590,6 +593,7 @@ async fn scan(store: &Store, now: DateTime<Utc>) -> Result<Vec<Folder>, PruneErr
             None
         };
         folders.push(Folder {
+            verified: folder.is_verified(),
             attribution: folder
                 .owner()
                 .cloned()
