@@ -40,7 +40,9 @@ use crate::destination::BackupDestination;
     // clippy::duplicated_attributes rejects.
     printcolumn = r#"{"name": "Instance", "type": "string", "jsonPath": ".spec.instanceRef.name"}"#,
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
-    printcolumn = r#"{"name": "Size", "type": "integer", "jsonPath": ".status.compressedBytes", "description": "Compressed size in bytes"}"#,
+    printcolumn = r#"{"name": "Size", "type": "string", "jsonPath": ".status.size", "description": "Compressed size for people, e.g. 1.4 GiB"}"#,
+    // The exact figure stays one `-o wide` away.
+    printcolumn = r#"{"name": "Bytes", "type": "integer", "jsonPath": ".status.compressedBytes", "description": "Compressed size in bytes", "priority": 1}"#,
     printcolumn = r#"{"name": "Completed", "type": "date", "jsonPath": ".status.completionTime"}"#,
     printcolumn = r#"{"name": "Keep", "type": "boolean", "jsonPath": ".spec.keep", "description": "Pinned: retention never deletes it"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
@@ -118,6 +120,18 @@ pub struct MySQLBackupStatus {
     /// Size of `dump.sql.gz` in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compressed_bytes: Option<u64>,
+
+    /// `compressedBytes` for people, e.g. `1.4 GiB` (binary units), written
+    /// by the agent with the bytes: what `kubectl get myb` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub size: Option<String>,
+
+    /// How long the snapshot's global lock was held, in milliseconds (the
+    /// manifest's `snapshot.lockHeldMs`); absent without a lock (no
+    /// privilege for it: one connection, one snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_held_ms: Option<u64>,
 
     /// Size of the SQL before compression, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,5 +243,50 @@ impl MySQLBackup {
     /// The phase, `None` until the agent or operator reported one.
     pub fn phase(&self) -> Option<BackupPhase> {
         self.status.as_ref().and_then(|s| s.phase)
+    }
+}
+
+/// A byte count for people, in binary units with one decimal below 100
+/// (`999 B`, `1.5 KiB`, `12.3 MiB`, `512 GiB`): what `kubectl get myb` shows
+/// as the size (`status.size`). At most 9 characters.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    // f64 is exact enough for one decimal of any u64.
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Round before choosing the unit, so 1023.96 KiB reads `1.0 MiB`, not
+    // `1024.0 KiB`.
+    while unit + 1 < UNITS.len() && (value * 10.0).round() / 10.0 >= 1024.0 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if (value * 10.0).round() / 10.0 < 100.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        // Rounded up into the next unit rather than `1024.0 KiB`.
+        assert_eq!(human_size(1024 * 1024 - 1), "1.0 MiB");
+        assert_eq!(human_size(12_900_000), "12.3 MiB");
+        assert_eq!(human_size(150 * 1024 * 1024 * 1024), "150 GiB");
+        assert_eq!(human_size(u64::MAX), "16.0 EiB");
+        for bytes in [0, 1023, 1024, 99_999, u64::MAX / 3, u64::MAX] {
+            assert!(human_size(bytes).len() <= 9, "{bytes}");
+        }
     }
 }

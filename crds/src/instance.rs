@@ -57,7 +57,12 @@ pub const MYSQL_PORT: u16 = 3306;
     // clippy::duplicated_attributes rejects.
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Flavor", "type": "string", "jsonPath": ".spec.flavor"}"#,
+    // spec.version as written: blank means the flavor's default (8.4 for
+    // mysql, 11.4 for mariadb), which a schema default cannot express.
+    printcolumn = r#"{"name": "Version", "type": "string", "jsonPath": ".spec.version", "description": "Server version; blank: the flavor's default (mysql 8.4, mariadb 11.4)"}"#,
     printcolumn = r#"{"name": "Last Backup", "type": "date", "jsonPath": ".status.lastBackup.time"}"#,
+    printcolumn = r#"{"name": "Next Backup", "type": "date", "jsonPath": ".status.nextBackupTime", "description": "When the next scheduled backup is due"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -72,7 +72,10 @@ fn instance_crd_names_and_columns() {
             "string",
             ".status.conditions[?(@.type==\"Ready\")].status",
         ),
+        ("Flavor", "string", ".spec.flavor"),
+        ("Version", "string", ".spec.version"),
         ("Last Backup", "date", ".status.lastBackup.time"),
+        ("Next Backup", "date", ".status.nextBackupTime"),
         ("Age", "date", ".metadata.creationTimestamp"),
     ];
     assert_eq!(
@@ -103,12 +106,21 @@ fn backup_crd_names_and_columns() {
         .iter()
         .map(|c| (c["name"].as_str().unwrap(), c["jsonPath"].as_str().unwrap()))
         .collect();
+    // The exact byte count only with `-o wide`.
+    let bytes = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Bytes")
+        .unwrap();
+    assert_eq!(bytes["priority"], 1);
     assert_eq!(
         columns,
         [
             ("Instance", ".spec.instanceRef.name"),
             ("Phase", ".status.phase"),
-            ("Size", ".status.compressedBytes"),
+            ("Size", ".status.size"),
+            ("Bytes", ".status.compressedBytes"),
             ("Completed", ".status.completionTime"),
             ("Keep", ".spec.keep"),
             ("Age", ".metadata.creationTimestamp"),
