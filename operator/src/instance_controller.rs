@@ -193,6 +193,8 @@ pub async fn run(
         instance_for_labeled(&claim.metadata)
     });
     let store = controller.store();
+    // The backup metrics read this cache while the controller runs.
+    let _metrics = ctx.metrics.instance_backups.watch_instances(store.clone());
     let readiness = tokio::spawn(async move {
         if store.wait_until_ready().await.is_ok() {
             synced.store(true, Ordering::SeqCst);

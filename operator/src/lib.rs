@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod agent_job;
 pub mod backup_controller;
+pub mod backup_metrics;
 pub mod caches;
 pub mod cli;
 pub mod context;

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the operator, served on `/metrics`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::backup_metrics::BackupMetrics;
 
 /// Labels of `keeper_reconcile_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,6 +86,9 @@ pub struct Metrics {
     pub backups: ReconcileMetrics,
     /// 1 while this replica holds the leader lease (or runs without election).
     pub leader: Gauge,
+    /// Per instance, from the controllers' caches: `keeper_backup_last_success_*`,
+    /// `keeper_backup_consecutive_failures`, … ([`crate::backup_metrics`]).
+    pub instance_backups: Arc<BackupMetrics>,
 }
 
 impl Default for Metrics {
@@ -96,11 +102,14 @@ impl Default for Metrics {
             "1 while this replica is the leader and reconciles",
             leader.clone(),
         );
+        let instance_backups = Arc::new(BackupMetrics::default());
+        registry.register_collector(Box::new(instance_backups.clone()));
         Self {
             registry,
             instances,
             backups,
             leader,
+            instance_backups,
         }
     }
 }

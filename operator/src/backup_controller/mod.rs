@@ -592,7 +592,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
         namespace = namespace.as_deref().unwrap_or("<all>"),
         "starting MySQLBackup controller"
     );
-    Controller::new(backups, watcher::Config::default())
+    let controller = Controller::new(backups, watcher::Config::default());
+    // The backup metrics read this cache while the controller runs.
+    let _metrics = ctx
+        .metrics
+        .instance_backups
+        .watch_backups(controller.store());
+    controller
         .owns(jobs, watcher::Config::default().labels(&job_selector))
         .watches(
             pods,
