@@ -46,6 +46,8 @@ const APT: &[(&str, &str, &[Purpose])] = &[
     ("pigz", "pigz", &[Bench]),
     // GNU time, for the benchmarks' peak-RSS figures.
     ("time", "time", &[Bench]),
+    // promtool, to check and unit-test deploy/monitoring's alerts offline.
+    ("prometheus", "promtool", &[Manifests]),
 ];
 
 pub const GARAGE_VERSION: &str = "2.5.0";
@@ -223,6 +225,11 @@ mod tests {
     fn the_demo_installs_only_the_servers() {
         assert_eq!(packages(Demo), ["mariadb-server", "mariadb-client"]);
         assert!(!Demo.includes(&[Manifests]), "no linters for the demo");
+    }
+
+    #[test]
+    fn the_manifest_checks_install_promtool() {
+        assert_eq!(packages(Manifests), ["prometheus"]);
     }
 
     #[test]

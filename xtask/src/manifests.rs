@@ -1,9 +1,13 @@
 //! Offline checks of what a cluster admin installs: kustomize overlays build,
 //! every object validates against the Kubernetes schemas and our CRDs, the
-//! Dockerfiles pass hadolint, a policy scanner finds nothing in `deploy/`, and
-//! the release binaries the images contain build. The Python checkers run
-//! from the project's venv (`crate::deps`), which `deps::install` fills.
+//! alerts of `deploy/monitoring` pass `promtool check rules` and their unit
+//! tests (`promtool test rules`), the Dockerfiles pass hadolint, a policy
+//! scanner finds nothing in `deploy/`, and the release binaries the images
+//! contain build. The Python checkers run from the project's venv
+//! (`crate::deps`), which `deps::install` fills; promtool comes from
+//! Debian's `prometheus` package.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context;
@@ -11,7 +15,14 @@ use anyhow::Context;
 use crate::deps::venv_command;
 use crate::sh::{self, workspace_root};
 
-const OVERLAYS: &[&str] = &["crds", "rbac", "operator", "samples", "default"];
+const OVERLAYS: &[&str] = &[
+    "crds",
+    "rbac",
+    "operator",
+    "samples",
+    "default",
+    "monitoring",
+];
 /// The oldest Kubernetes minor we support (k8s-openapi's `v1_32` feature).
 const KUBERNETES_VERSION: &str = "1.32.0";
 
@@ -47,6 +58,7 @@ pub fn check() -> anyhow::Result<()> {
             .arg(out.path().join("samples.yaml")),
     )
     .context("validating deploy/samples against the CRDs")?;
+    check_alerts(out.path())?;
     sh::run(
         venv_command("hadolint")
             .current_dir(workspace_root())
@@ -69,4 +81,34 @@ pub fn check() -> anyhow::Result<()> {
         "keeper-agent",
     ]))
     .context("building the release binaries the images contain")
+}
+
+/// The rule file inside `deploy/monitoring`'s PrometheusRule, checked and
+/// unit-tested with promtool. The tests name the rule file
+/// `keeper-alerts.rules.yaml` beside them, so both are written to `out`.
+fn check_alerts(out: &Path) -> anyhow::Result<()> {
+    let monitoring = workspace_root().join("deploy/monitoring");
+    let dir = out.join("alerts");
+    std::fs::create_dir_all(&dir)?;
+    let rules = dir.join("keeper-alerts.rules.yaml");
+    sh::run(
+        venv_command("python3")
+            .arg(workspace_root().join("xtask/scripts/prometheus_rules.py"))
+            .arg(monitoring.join("prometheus_rule.yaml"))
+            .arg(&rules),
+    )
+    .context("extracting the rules of deploy/monitoring/prometheus_rule.yaml")?;
+    let tests = dir.join("keeper-alerts.test.yaml");
+    std::fs::copy(monitoring.join("tests/keeper-alerts.test.yaml"), &tests)?;
+    sh::run(
+        Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(&rules),
+    )
+    .context("promtool check rules (apt-get install prometheus)")?;
+    sh::run(Command::new("promtool").args(["test", "rules"]).arg(&tests)).context(
+        "promtool test rules: an alert of deploy/monitoring does not behave as its test says",
+    )?;
+    eprintln!("manifests: deploy/monitoring alerts pass promtool check and test");
+    Ok(())
 }
