@@ -117,6 +117,9 @@ pub struct DumpOptions {
     pub host: String,
     /// When the run started.
     pub started_at: DateTime<Utc>,
+    /// Record row and definition digests ([`crate::digest`]); off only to
+    /// measure their cost.
+    pub digests: bool,
 }
 
 impl std::fmt::Debug for DumpOptions {
@@ -132,6 +135,7 @@ impl std::fmt::Debug for DumpOptions {
             owner,
             host,
             started_at,
+            digests,
         } = self;
         f.debug_struct("DumpOptions")
             .field("server", &mysql::describe(server))
@@ -144,6 +148,7 @@ impl std::fmt::Debug for DumpOptions {
             .field("owner", owner)
             .field("host", host)
             .field("started_at", started_at)
+            .field("digests", digests)
             .finish()
     }
 }
@@ -191,6 +196,7 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         owner,
         host: ctx.var("HOSTNAME").map_or_else(hostname, str::to_owned),
         started_at,
+        digests: !args.no_digests,
     };
     let Dumped {
         manifest,
@@ -451,7 +457,7 @@ async fn prepare(options: &DumpOptions, cx: &SqlContext) -> Result<Prepared, Bac
         databases.push(catalog.database(d).await?);
     }
     let mut definitions = HashMap::new();
-    for database in &databases {
+    for database in databases.iter().filter(|_| options.digests) {
         let tables: Vec<String> = database.tables.iter().map(|t| t.name.clone()).collect();
         let digests = definitions::digests(&mut control, cx, &database.name, &tables).await?;
         definitions.insert(database.name.clone(), digests);
@@ -551,6 +557,7 @@ async fn run(
             .max(4096),
         max_allowed_packet,
         level,
+        digests: options.digests,
     };
     // Key ranges are planned before the snapshot: they are only boundaries
     // (open at both ends), so rows written meanwhile are still covered.
@@ -756,7 +763,12 @@ async fn run(
         );
     }
 
-    let entries = layout::database_entries(&databases, &rows, &definitions, locked);
+    let mut entries = layout::database_entries(&databases, &rows, &definitions, locked);
+    if !options.digests {
+        for table in entries.iter_mut().flat_map(|d| d.tables.iter_mut()) {
+            table.digest = None;
+        }
+    }
     let differences = databases
         .iter()
         .flat_map(|d| d.differences.iter().cloned())
@@ -955,6 +967,7 @@ mod tests {
             owner: None,
             host: "h".into(),
             started_at: DateTime::UNIX_EPOCH,
+            digests: true,
         };
         let printed = format!("{options:?}");
         assert!(!printed.contains("s3cr3t-pw"), "{printed}");
