@@ -560,6 +560,8 @@ async fn success_fills_every_field_and_moves_last_backup_forward() {
     assert!(status.destination.is_some(), "kept from the Running report");
     assert_eq!(status.location.as_deref(), Some(location.as_str()));
     assert_eq!(status.compressed_bytes, Some(500));
+    assert_eq!(status.size.as_deref(), Some("500 B"));
+    assert_eq!(status.lock_held_ms, Some(12));
     assert_eq!(status.uncompressed_bytes, Some(5300));
     assert_eq!(status.tables, Some(2));
     assert_eq!(status.rows, Some(42));

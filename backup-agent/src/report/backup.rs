@@ -262,6 +262,9 @@ impl BackupReporter {
         status.completion_time = Some(manifest.finished_at);
         status.location = Some(location.to_owned());
         status.compressed_bytes = Some(manifest.file.size);
+        // What `kubectl get myb` shows, and the lock time the metrics export.
+        status.size = Some(keeper_crds::backup::human_size(manifest.file.size));
+        status.lock_held_ms = manifest.snapshot.lock_held_ms;
         status.uncompressed_bytes = Some(manifest.uncompressed_bytes());
         status.tables = Some(manifest.table_count() as u64);
         status.rows = Some(manifest.row_count());
