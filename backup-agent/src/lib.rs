@@ -143,7 +143,17 @@ async fn backup_and_report(
         args.name = Some(name);
     }
     let args_s3 = args.s3.clone();
-    match dump::backup(args, ctx).await {
+    // Progress goes to the MySQLBackup while the dump runs.
+    let task = reporter.spawn();
+    let sink: dump::ProgressSink = {
+        let task = task.clone_sender();
+        std::sync::Arc::new(move |progress| task.update(progress))
+    };
+    let dumped = dump::backup_with_progress(args, ctx, Some(sink)).await;
+    let Some(mut reporter) = task.into_reporter().await else {
+        return dumped.map(|_| ()).map_err(AgentError::from);
+    };
+    match dumped {
         Ok(outcome) => {
             reporter
                 .succeeded(&outcome.manifest, &outcome.location.to_string())

@@ -529,6 +529,38 @@ async fn destination_falls_back_to_the_backup_then_the_instance() {
     fake.assert_within_role_and_secret_free();
 }
 
+/// While the dump runs its progress reaches the object (the Progress column
+/// of `kubectl get myb`), newest first; the end of the run replaces it with
+/// the whole backup's figures.
+#[tokio::test]
+async fn progress_is_reported_while_the_dump_runs() {
+    let fake = Fake::new(vec![instance(json!({"phase": "Ready"}))]).await;
+    let mut reporter = BackupReporter::from_context(&fake.ctx(&[])).unwrap();
+    let name = reporter
+        .started(Some("orders-20250309-030000"), BASE_URL)
+        .await
+        .unwrap()
+        .unwrap();
+    let task = reporter.spawn();
+    let sender = task.clone_sender();
+    sender.update(keeper_crds::BackupProgress::new(1, 2, 1000, 1 << 20));
+    // Let the task report it before the next one overtakes it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let status = fake.backup(&name).await.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Running));
+    let progress = status.progress.unwrap();
+    assert_eq!((progress.tables_done, progress.tables_total), (1, 2));
+    assert_eq!(progress.summary, "1/2 tables, 1,000 rows, 1.0 MiB");
+    drop(sender);
+    let mut reporter = task.into_reporter().await.expect("the reporter back");
+    let m = manifest(&name, t(3, 0, 0), 75);
+    reporter.succeeded(&m, &format!("{BASE_URL}/{name}")).await;
+    let progress = fake.backup(&name).await.status.unwrap().progress.unwrap();
+    assert_eq!((progress.tables_done, progress.tables_total), (2, 2));
+    assert_eq!(progress.rows_done, 42);
+    fake.assert_within_role_and_secret_free();
+}
+
 #[tokio::test]
 async fn success_fills_every_field_and_moves_last_backup_forward() {
     let old = json!({"name": "orders-20250308-030000", "time": "2025-03-08T03:00:00Z",

@@ -40,6 +40,7 @@ use crate::destination::BackupDestination;
     // clippy::duplicated_attributes rejects.
     printcolumn = r#"{"name": "Instance", "type": "string", "jsonPath": ".spec.instanceRef.name"}"#,
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary", "description": "While running: tables, rows and bytes done"}"#,
     printcolumn = r#"{"name": "Size", "type": "string", "jsonPath": ".status.size", "description": "Compressed size for people, e.g. 1.4 GiB"}"#,
     // The exact figure stays one `-o wide` away.
     printcolumn = r#"{"name": "Bytes", "type": "integer", "jsonPath": ".status.compressedBytes", "description": "Compressed size in bytes", "priority": 1}"#,
@@ -164,6 +165,59 @@ pub struct MySQLBackupStatus {
     /// One line on what went wrong (or a note on what went right).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+
+    /// How far the dump is, written by the agent while it runs (every few
+    /// seconds) and once more at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<BackupProgress>,
+}
+
+/// How far a running backup is.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupProgress {
+    /// Tables whose data is completely written.
+    pub tables_done: u64,
+    /// Tables in the backup.
+    pub tables_total: u64,
+    /// Rows written so far.
+    pub rows_done: u64,
+    /// SQL written so far, before compression, in bytes.
+    pub bytes_done: u64,
+    /// The same for people, e.g. `3/14 tables, 120,000 rows, 48.2 MiB`: what
+    /// `kubectl get myb` shows.
+    #[schemars(length(max = 128))]
+    pub summary: String,
+}
+
+impl BackupProgress {
+    /// The progress with its summary.
+    pub fn new(tables_done: u64, tables_total: u64, rows_done: u64, bytes_done: u64) -> Self {
+        Self {
+            summary: format!(
+                "{tables_done}/{tables_total} tables, {} rows, {}",
+                thousands(rows_done),
+                human_size(bytes_done)
+            ),
+            tables_done,
+            tables_total,
+            rows_done,
+            bytes_done,
+        }
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A binary log coordinate.
@@ -272,7 +326,30 @@ pub fn human_size(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use super::{BackupProgress, human_size};
+
+    #[test]
+    fn progress_reads_for_people() {
+        assert_eq!(
+            BackupProgress::new(3, 14, 1_234_567, 50_593_792).summary,
+            "3/14 tables, 1,234,567 rows, 48.2 MiB"
+        );
+        assert_eq!(
+            BackupProgress::new(0, 1, 0, 0).summary,
+            "0/1 tables, 0 rows, 0 B"
+        );
+        assert_eq!(
+            BackupProgress::new(0, 1, 999, 0).summary,
+            "0/1 tables, 999 rows, 0 B"
+        );
+        // Within the schema's bound at the extremes.
+        assert!(
+            BackupProgress::new(u64::MAX, u64::MAX, u64::MAX, u64::MAX)
+                .summary
+                .len()
+                <= 128
+        );
+    }
 
     #[test]
     fn sizes_read_in_binary_units() {

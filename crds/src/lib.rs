@@ -40,7 +40,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use backup::{
-    BackupPhase, BinlogPosition, InstanceRef, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus,
+    BackupPhase, BackupProgress, BinlogPosition, InstanceRef, MySQLBackup, MySQLBackupSpec,
+    MySQLBackupStatus,
 };
 pub use condition::{Condition, ConditionStatus};
 pub use destination::{

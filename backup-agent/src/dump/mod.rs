@@ -68,6 +68,7 @@ use self::catalog::{Catalog, Database};
 use self::data::{Counters, DataUnit, Limits};
 use self::error::SqlContext;
 use self::member::EncodedMember;
+pub use self::progress::ProgressSink;
 use self::writer::DumpWriter;
 use crate::cli::BackupArgs;
 use crate::context::AgentContext;
@@ -120,6 +121,8 @@ pub struct DumpOptions {
     /// Record row and definition digests ([`crate::digest`]); off only to
     /// measure their cost.
     pub digests: bool,
+    /// Where progress is reported besides the log.
+    pub progress: Option<ProgressSink>,
 }
 
 impl std::fmt::Debug for DumpOptions {
@@ -136,6 +139,7 @@ impl std::fmt::Debug for DumpOptions {
             host,
             started_at,
             digests,
+            progress,
         } = self;
         f.debug_struct("DumpOptions")
             .field("server", &mysql::describe(server))
@@ -149,6 +153,7 @@ impl std::fmt::Debug for DumpOptions {
             .field("host", host)
             .field("started_at", started_at)
             .field("digests", digests)
+            .field("progress", &progress.is_some())
             .finish()
     }
 }
@@ -168,6 +173,15 @@ pub struct Dumped {
 /// runs the dump engine, then (with `--keep-last`/`--max-age`) retention.
 /// Returns only when `dump.sql.gz` and its manifest are both in storage.
 pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcome, BackupError> {
+    backup_with_progress(args, ctx, None).await
+}
+
+/// [`backup`], reporting progress to `progress` every few seconds.
+pub async fn backup_with_progress(
+    args: BackupArgs,
+    ctx: &AgentContext,
+    progress: Option<ProgressSink>,
+) -> Result<BackupOutcome, BackupError> {
     let started_at = Utc::now();
     let name = backup_name(&args, ctx, started_at)?;
     let owner = crate::owner::Owner::of_run(args.owner.instance.as_deref(), ctx)?;
@@ -197,6 +211,7 @@ pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcom
         host: ctx.var("HOSTNAME").map_or_else(hostname, str::to_owned),
         started_at,
         digests: !args.no_digests,
+        progress,
     };
     let Dumped {
         manifest,
@@ -682,6 +697,7 @@ async fn run(
         counters.clone(),
         writer.progress(),
         databases.iter().map(|d| d.tables.len()).sum(),
+        options.progress.clone(),
     );
     let mut rows: HashMap<(String, String), RowsDigest> = HashMap::new();
     let outcome: Result<(), BackupError> = async {
@@ -968,6 +984,7 @@ mod tests {
             host: "h".into(),
             started_at: DateTime::UNIX_EPOCH,
             digests: true,
+            progress: None,
         };
         let printed = format!("{options:?}");
         assert!(!printed.contains("s3cr3t-pw"), "{printed}");

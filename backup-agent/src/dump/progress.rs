@@ -7,8 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use keeper_crds::BackupProgress;
+
 use super::data::Counters;
 use super::writer::WriterProgress;
+
+/// Where the dump's progress goes besides the log (the `MySQLBackup`'s
+/// status inside Kubernetes), every [`EVERY`].
+pub type ProgressSink = Arc<dyn Fn(BackupProgress) + Send + Sync>;
 
 const EVERY: Duration = Duration::from_secs(5);
 /// How often the terminal bar is redrawn.
@@ -21,8 +27,14 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    pub fn start(counters: Arc<Counters>, writer: Arc<WriterProgress>, tables: usize) -> Ticker {
+    pub fn start(
+        counters: Arc<Counters>,
+        writer: Arc<WriterProgress>,
+        tables: usize,
+        sink: Option<ProgressSink>,
+    ) -> Ticker {
         let started = Instant::now();
+        let mut reported = Instant::now();
         let tty = std::io::stderr().is_terminal();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(if tty { BAR_EVERY } else { EVERY });
@@ -33,6 +45,13 @@ impl Ticker {
                 let rows = counters.rows.load(Ordering::Relaxed);
                 let sql = counters.sql_bytes.load(Ordering::Relaxed);
                 let written = writer.compressed_bytes.load(Ordering::Relaxed);
+                if let Some(sink) = &sink
+                    && reported.elapsed() >= EVERY
+                {
+                    reported = Instant::now();
+                    let done = writer.tables_done.load(Ordering::Relaxed);
+                    sink(BackupProgress::new(done, tables as u64, rows, sql));
+                }
                 if tty {
                     let done = writer.tables_done.load(Ordering::Relaxed);
                     eprint!("\r{}", bar_line(done, tables, rows, sql, secs));

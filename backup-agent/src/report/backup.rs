@@ -8,8 +8,11 @@ use kube::api::{DeleteParams, PostParams};
 
 use keeper_crds::names::{backup_name, is_dns1123_label};
 use keeper_crds::{
-    BackupDestination, BackupPhase, BinlogPosition, LastBackup, MySQLBackup, MySQLBackupStatus,
+    BackupDestination, BackupPhase, BackupProgress, BinlogPosition, LastBackup, MySQLBackup,
+    MySQLBackupStatus,
 };
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::retry::retry;
 use super::{
@@ -32,6 +35,50 @@ pub use keeper_crds::agent::CREATED_BY_JOB_ANNOTATION;
 /// error fails the run); then [`succeeded`](Self::succeeded) or
 /// [`failed`](Self::failed); after a success, [`pruned`](Self::pruned) with
 /// the names retention removed.
+/// A [`BackupReporter`] on a task while the dump runs.
+pub struct BackupProgressTask {
+    tx: watch::Sender<Option<BackupProgress>>,
+    handle: JoinHandle<BackupReporter>,
+}
+
+/// Sends progress to a [`BackupProgressTask`]; cheap to clone.
+#[derive(Clone)]
+pub struct ProgressSender(watch::Sender<Option<BackupProgress>>);
+
+impl ProgressSender {
+    /// The dump's newest progress; a slow report is overtaken, not queued.
+    pub fn update(&self, progress: BackupProgress) {
+        // Fails only when the task is gone; the end of the run reports then.
+        let _ = self.0.send(Some(progress));
+    }
+}
+
+impl BackupProgressTask {
+    /// A sender for the dump's progress callback.
+    pub fn clone_sender(&self) -> ProgressSender {
+        ProgressSender(self.tx.clone())
+    }
+
+    /// The dump's newest progress; a slow report is overtaken, not queued.
+    pub fn update(&self, progress: BackupProgress) {
+        // Fails only when the task is gone; the end of the run reports then.
+        let _ = self.tx.send(Some(progress));
+    }
+
+    /// The reporter back, after the last progress was reported; `None` if
+    /// the task panicked (the end of the run is then not reported).
+    pub async fn into_reporter(self) -> Option<BackupReporter> {
+        drop(self.tx);
+        self.handle.await.ok()
+    }
+}
+
+impl std::fmt::Debug for BackupProgressTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupProgressTask").finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug)]
 pub struct BackupReporter {
     inner: Option<Inner>,
@@ -277,6 +324,13 @@ impl BackupReporter {
         });
         // A weaker-than-usual snapshot (no lock privilege) is worth seeing.
         status.message = snapshot.note.as_deref().map(one_line);
+        let tables = manifest.table_count() as u64;
+        status.progress = Some(BackupProgress::new(
+            tables,
+            tables,
+            manifest.row_count(),
+            manifest.uncompressed_bytes(),
+        ));
 
         let mut errors = Vec::new();
         match target
@@ -318,6 +372,53 @@ impl BackupReporter {
         }
         warn_all(&errors, "the backup is complete and stays good");
         ReportOutcome::from_errors(errors)
+    }
+
+    /// Reports how far the running dump is (`status.progress`). A failure is
+    /// logged and the run goes on: progress is for people watching.
+    pub async fn progress(&mut self, progress: BackupProgress) -> ReportOutcome {
+        let Some(inner) = &mut self.inner else {
+            return ReportOutcome::Disabled;
+        };
+        let Some(name) = inner.name.clone() else {
+            return ReportOutcome::NotReported(Vec::new());
+        };
+        inner.status.progress = Some(progress);
+        // One attempt: the next tick brings newer figures anyway.
+        let once = RetryPolicy {
+            attempts: 1,
+            ..inner.target.retry
+        };
+        match inner
+            .target
+            .apply_backup_status(&name, &inner.status, once)
+            .await
+        {
+            Ok(()) => ReportOutcome::Reported,
+            Err(e) => {
+                tracing::debug!(backup = %name, error = %e, "could not report progress");
+                ReportOutcome::NotReported(vec![e])
+            }
+        }
+    }
+
+    /// Moves the reporter onto a task while the dump runs: progress sent
+    /// with [`BackupProgressTask::update`] is reported one at a time (the
+    /// newest wins), and [`BackupProgressTask::into_reporter`] gives the
+    /// reporter back for the end of the run.
+    pub fn spawn(mut self) -> BackupProgressTask {
+        let (tx, mut rx) = watch::channel(None);
+        let handle = tokio::spawn(async move {
+            // Ends when the sender is dropped, after the last value was seen.
+            while rx.changed().await.is_ok() {
+                let latest = rx.borrow_and_update().clone();
+                if let Some(progress) = latest {
+                    let _ = self.progress(progress).await;
+                }
+            }
+            self
+        });
+        BackupProgressTask { tx, handle }
     }
 
     /// Reports a failed run: phase Failed with `message` (one line; agent

@@ -58,7 +58,7 @@ use keeper_crds::{
 
 use crate::context::AgentContext;
 
-pub use backup::{BackupReporter, CREATED_BY_JOB_ANNOTATION};
+pub use backup::{BackupProgressTask, BackupReporter, CREATED_BY_JOB_ANNOTATION};
 pub use restore::{DEFAULT_PROGRESS_INTERVAL, RestoreProgressTask, RestoreReporter};
 pub use retry::RetryPolicy;
 

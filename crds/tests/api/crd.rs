@@ -119,6 +119,7 @@ fn backup_crd_names_and_columns() {
         [
             ("Instance", ".spec.instanceRef.name"),
             ("Phase", ".status.phase"),
+            ("Progress", ".status.progress.summary"),
             ("Size", ".status.size"),
             ("Bytes", ".status.compressedBytes"),
             ("Completed", ".status.completionTime"),
