@@ -318,7 +318,9 @@ async fn compare_database(
     .await?;
     let tables: HashMap<&str, &Table> = found.tables.iter().map(|t| (t.name.as_str(), t)).collect();
     for entry in &expected.tables {
-        report.tables += 1;
+        if entry.kind == crate::manifest::TableKind::Table {
+            report.tables += 1;
+        }
         let Some(table) = tables.get(entry.name.as_str()) else {
             differ(
                 "TABLE",
