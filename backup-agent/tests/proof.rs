@@ -202,55 +202,65 @@ async fn the_sample_backup_is_proven_restorable_and_tampering_is_caught() {
     assert!(record.complete);
     assert_eq!(record.rows, shop.tables.iter().map(|t| t.rows).sum::<u64>());
 
-    // A row changed inside a data member, checksums recomputed: the bytes
-    // verify, the restore runs, the digest names the table.
-    let data = tempfile::tempdir().unwrap();
-    let altered = tampered(
-        &folder,
-        data.path(),
-        replace_first(
-            |m| m.kind == MemberKind::Data && m.table.as_deref() == Some("books"),
-            |sql| replace_once(sql, "'hardcover'", "'ebook'"),
+    // Each copy has one member altered and its checksums recomputed: the
+    // bytes verify, the restore runs, and only the digests can tell; the
+    // proof names the table or object and records its failure.
+    type Pick = Box<dyn Fn(&Member) -> bool>;
+    type Change = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    let cases: [(&str, Pick, Change, &[&str]); 3] = [
+        (
+            "a row changed inside a data member",
+            Box::new(|m| m.kind == MemberKind::Data && m.table.as_deref() == Some("books")),
+            Box::new(|sql| replace_once(sql, "'hardcover'", "'ebook'")),
+            &["table `bookshop`.`books`: rows differ"],
         ),
-    );
-    verify(&altered, &MariaDb::start().unwrap(), false)
-        .await
-        .unwrap();
-    let found = differs(verify(&altered, &MariaDb::start().unwrap(), true).await);
-    assert!(
-        found.contains("table `bookshop`.`books`: rows differ"),
-        "{found}"
-    );
+        (
+            "a trigger left out of the triggers member",
+            Box::new(|m| m.kind == MemberKind::Triggers),
+            Box::new(|sql| cut_around(sql, "CREATE", "TRIGGER reviews_reward", "\n;;\n")),
+            &["trigger `bookshop`.`reviews_reward`: missing after the restore"],
+        ),
+        (
+            "a routine whose body was changed",
+            Box::new(|m| m.kind == MemberKind::Routines),
+            Box::new(|sql| replace_once(sql, "RETURN ", "RETURN 0 + ")),
+            &["function `bookshop`.", "definition differs"],
+        ),
+    ];
+    for (case, pick, change, expected) in cases {
+        let copy_dir = tempfile::tempdir().unwrap();
+        let copy = tampered(&folder, copy_dir.path(), replace_first(pick, change));
+        verify(&copy, &MariaDb::start().unwrap(), false)
+            .await
+            .unwrap_or_else(|e| panic!("{case}: the bytes still verify: {e}"));
+        let found = differs(verify(&copy, &MariaDb::start().unwrap(), true).await);
+        for words in expected {
+            assert!(found.contains(words), "{case}: {found}");
+        }
+        let record: VerificationRecord =
+            serde_json::from_slice(&std::fs::read(copy.join("verification.json")).unwrap())
+                .unwrap();
+        assert_eq!(record.result, VerificationResult::Failed, "{case}");
+        assert!(
+            record.differences[0].contains(expected[0]),
+            "{case}: {record:?}"
+        );
+    }
+}
 
-    // A trigger left out of the triggers member: missing, by name.
-    let trigger = tempfile::tempdir().unwrap();
-    let without = tampered(
-        &folder,
-        trigger.path(),
-        replace_first(
-            |m| m.kind == MemberKind::Triggers,
-            |sql| cut_around(sql, "CREATE", "TRIGGER reviews_reward", "\n;;\n"),
-        ),
-    );
-    let found = differs(verify(&without, &MariaDb::start().unwrap(), true).await);
-    assert!(
-        found.contains("trigger `bookshop`.`reviews_reward`: missing after the restore"),
-        "{found}"
-    );
-
-    // A routine whose body was changed: its definition differs, by name.
-    let routine = tempfile::tempdir().unwrap();
-    let changed = tampered(
-        &folder,
-        routine.path(),
-        replace_first(
-            |m| m.kind == MemberKind::Routines,
-            |sql| replace_once(sql, "RETURN ", "RETURN 0 + "),
-        ),
-    );
-    let found = differs(verify(&changed, &MariaDb::start().unwrap(), true).await);
-    assert!(found.contains("function `bookshop`."), "{found}");
-    assert!(found.contains("definition differs"), "{found}");
+/// `verify --restore` of `url` into `target`, as the command line gives it.
+fn verify_args(url: String, target: &MariaDb) -> keeper_agent::cli::VerifyArgs {
+    keeper_agent::cli::VerifyArgs {
+        from: url,
+        restore: true,
+        host: Some(target.host().to_owned()),
+        port: target.port(),
+        socket: None,
+        user: Some(target.root_user().to_owned()),
+        password_file: None,
+        parallel: 2,
+        s3: Default::default(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,17 +303,7 @@ async fn a_missing_table_fails_and_an_old_manifest_is_checked_by_counts() {
     }
     std::fs::write(copy.join("manifest.json"), before.to_json().unwrap()).unwrap();
     let target = MariaDb::start().unwrap();
-    let args = keeper_agent::cli::VerifyArgs {
-        from: format!("file://{}", copy.display()),
-        restore: true,
-        host: Some(target.host().to_owned()),
-        port: target.port(),
-        socket: None,
-        user: Some(target.root_user().to_owned()),
-        password_file: None,
-        parallel: 2,
-        s3: Default::default(),
-    };
+    let args = verify_args(format!("file://{}", copy.display()), &target);
     let report = keeper_agent::proof::prove(&args, &ctx(&target))
         .await
         .unwrap();
@@ -393,17 +393,7 @@ async fn every_fidelity_fixture_is_proven_restorable() {
         argv.extend(["--to", &url, "--name", "b"].map(str::to_owned));
         keeper_agent::run(argv, ctx(&source)).await.unwrap();
         let target = MariaDb::start().unwrap();
-        let args = keeper_agent::cli::VerifyArgs {
-            from: format!("{url}/b"),
-            restore: true,
-            host: Some(target.host().to_owned()),
-            port: target.port(),
-            socket: None,
-            user: Some(target.root_user().to_owned()),
-            password_file: None,
-            parallel: 2,
-            s3: Default::default(),
-        };
+        let args = verify_args(format!("{url}/b"), &target);
         let report = keeper_agent::proof::prove(&args, &ctx(&target))
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));

@@ -789,6 +789,15 @@ where
     reader
 }
 
+/// What the controller watches of instance `orders`, as `resource/name`.
+const WATCHED_CHILDREN: [&str; 5] = [
+    "statefulsets/orders",
+    "services/orders",
+    "services/orders-headless",
+    "configmaps/orders-config",
+    "secrets/orders-credentials",
+];
+
 /// The operator's GETs since `from`, as `resource/name`.
 fn operator_gets(fake: &FakeCluster, from: usize) -> Vec<String> {
     fake.calls_of(&keeper_tests::kube::Identity::Operator)
@@ -819,13 +828,7 @@ async fn a_reconcile_reads_what_the_controller_watches_from_its_caches() {
         .len();
     cluster.reconcile("orders").await.expect("reconciles again");
     let uncached = operator_gets(&cluster.fake, before);
-    for child in [
-        "statefulsets/orders",
-        "services/orders",
-        "services/orders-headless",
-        "configmaps/orders-config",
-        "secrets/orders-credentials",
-    ] {
+    for child in WATCHED_CHILDREN {
         assert!(
             uncached.contains(&child.to_owned()),
             "{child}: {uncached:?}"
@@ -856,13 +859,7 @@ async fn a_reconcile_reads_what_the_controller_watches_from_its_caches() {
         .await
         .expect("reconciles from the caches");
     let cached = operator_gets(&cluster.fake, before);
-    for child in [
-        "statefulsets/orders",
-        "services/orders",
-        "services/orders-headless",
-        "configmaps/orders-config",
-        "secrets/orders-credentials",
-    ] {
+    for child in WATCHED_CHILDREN {
         assert!(!cached.contains(&child.to_owned()), "{child}: {cached:?}");
     }
     assert!(

@@ -493,18 +493,7 @@ mod tests {
     }
 
     fn reported(phase: RestorePhase, message: Option<&str>) -> RestoreStatus {
-        RestoreStatus {
-            phase,
-            source: "b1".into(),
-            job_name: Some(view().job_name),
-            start_time: None,
-            completion_time: None,
-            members_done: None,
-            members_total: None,
-            bytes_done: None,
-            message: message.map(str::to_owned),
-            failure_code: None,
-        }
+        super::super::run::tests::reported(&view().job_name, phase, message)
     }
 
     fn plan(view: &RestoreView) -> RestorePlan {

@@ -138,7 +138,7 @@ fn one_line(message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -154,7 +154,8 @@ mod tests {
         .expect("pod")
     }
 
-    fn reported(job: &str, phase: RestorePhase, message: Option<&str>) -> RestoreStatus {
+    /// The agent's report on the run of Job `job` (the decide tests' too).
+    pub(crate) fn reported(job: &str, phase: RestorePhase, message: Option<&str>) -> RestoreStatus {
         RestoreStatus {
             phase,
             source: "b".into(),
