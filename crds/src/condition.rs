@@ -17,6 +17,10 @@ pub const BACKUP_SCHEDULED: &str = "BackupScheduled";
 /// The last successful backup is recent: False when it is older than twice the
 /// schedule's interval (see [`crate::Schedule::interval_hint`]).
 pub const BACKUPS_HEALTHY: &str = "BackupsHealthy";
+/// `BackupsHealthy=False` (and the Event) when a backup's agent pod did not
+/// start in time: shared by the operator's backup controller, its schedule
+/// and its metrics.
+pub const REASON_BACKUP_CANNOT_START: &str = "BackupCannotStart";
 /// The restore from `spec.restoreFrom` succeeded.
 pub const RESTORED: &str = "Restored";
 /// The data volume has the size `spec.storage.size` asks for. Present once a

@@ -26,15 +26,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use keeper_crds::condition::{BACKUP_SCHEDULED, BACKUPS_HEALTHY, find_condition, from_k8s_time};
+use keeper_crds::condition::{
+    BACKUP_SCHEDULED, BACKUPS_HEALTHY, REASON_BACKUP_CANNOT_START, find_condition, from_k8s_time,
+};
 use keeper_crds::{BackupPhase, MySQLBackup, MySQLInstance};
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-
-use crate::backup_controller::REASON_CANNOT_START;
 
 /// The labels of every backup series: the instance, nothing else.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -177,7 +177,7 @@ pub fn figures(instance: &MySQLInstance, backups: &[&MySQLBackup]) -> BackupFigu
         })
         .count() as u64;
     let cannot_start = find_condition(conditions, BACKUPS_HEALTHY)
-        .is_some_and(|c| c.status == "False" && c.reason == REASON_CANNOT_START);
+        .is_some_and(|c| c.status == "False" && c.reason == REASON_BACKUP_CANNOT_START);
     let last_failure = failed
         .iter()
         .filter_map(|b| {
@@ -590,7 +590,7 @@ mod tests {
         status.conditions.push(condition(
             BACKUPS_HEALTHY,
             false,
-            REASON_CANNOT_START,
+            REASON_BACKUP_CANNOT_START,
             "2026-01-03T03:10:00Z",
         ));
         assert_eq!(figures(&instance(status), &[]).consecutive_failures, 1);

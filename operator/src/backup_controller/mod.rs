@@ -69,7 +69,7 @@ const ERROR_REQUEUE: Duration = Duration::from_secs(30);
 /// not watched by this controller).
 const WAIT_REQUEUE: Duration = Duration::from_secs(30);
 /// Event reason when a run is failed because its pod did not start.
-pub const REASON_CANNOT_START: &str = "BackupCannotStart";
+pub const REASON_CANNOT_START: &str = keeper_crds::condition::REASON_BACKUP_CANNOT_START;
 
 /// The Job of the on-demand backup `backup`: `<backup>-backup`, shortened
 /// by [`agent_job::lifecycle::name`]'s rule when too long.
