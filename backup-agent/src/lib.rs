@@ -97,9 +97,7 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
     match cli.command {
         cli::Command::Backup(args) => backup_and_report(args, &ctx).await?,
         cli::Command::Restore(args) => restore_and_report(args, &ctx).await?,
-        cli::Command::Verify(args) if args.restore => {
-            proof::run(&args, &ctx).await?;
-        }
+        cli::Command::Verify(args) if args.restore => verify_and_report(&args, &ctx).await?,
         cli::Command::Verify(args) => {
             println!("{}", restore::verify(args, &ctx).await?);
         }
@@ -130,6 +128,26 @@ pub async fn run_cli(cli: Cli, ctx: AgentContext) -> Result<(), AgentError> {
 fn print_lines(lines: &[String]) {
     for line in lines {
         println!("{line}");
+    }
+}
+
+/// `verify --restore`, its result printed and, inside Kubernetes, written
+/// into the `MySQLBackup` it was for.
+async fn verify_and_report(args: &cli::VerifyArgs, ctx: &AgentContext) -> Result<(), AgentError> {
+    let reporter = report::VerificationReporter::from_context(ctx)?;
+    match proof::prove(args, ctx).await {
+        Ok(report) => {
+            for line in report.lines() {
+                println!("{line}");
+            }
+            reporter.finished(Ok(&report)).await;
+            proof::verdict(report)?;
+            Ok(())
+        }
+        Err(e) => {
+            reporter.finished(Err(&e.to_string())).await;
+            Err(e.into())
+        }
     }
 }
 

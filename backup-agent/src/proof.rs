@@ -210,6 +210,14 @@ pub async fn run(args: &VerifyArgs, ctx: &AgentContext) -> Result<ProofReport, P
     for line in report.lines() {
         println!("{line}");
     }
+    verdict(report)
+}
+
+/// `report` when everything matched, else [`ProofError::Differs`].
+///
+/// # Errors
+/// [`ProofError::Differs`] naming the first difference.
+pub fn verdict(report: ProofReport) -> Result<ProofReport, ProofError> {
     match report.differences.first() {
         None => Ok(report),
         Some(first) => Err(ProofError::Differs {

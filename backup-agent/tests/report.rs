@@ -187,15 +187,25 @@ impl Fake {
         self.instances().get(INSTANCE).await.unwrap()
     }
 
-    /// Every status write is a forced apply by keeper-agent, and no body
-    /// holds a secret. (Every call is checked against the agent's Role by
-    /// the in-memory API itself.)
+    /// Every status write is a forced apply by keeper-agent (a proof's
+    /// by its own manager, keeper-agent-verify), and no body holds a
+    /// secret. (Every call is checked against the agent's Role by the
+    /// in-memory API itself.)
     fn assert_within_role_and_secret_free(&self) {
         for call in self.calls() {
             if call.verb == "patch" {
+                let verification = call
+                    .body
+                    .as_ref()
+                    .is_some_and(|b| b["status"].get("verification").is_some());
+                let manager = if verification {
+                    report::VERIFY_FIELD_MANAGER
+                } else {
+                    report::FIELD_MANAGER
+                };
                 assert_eq!(
                     call.apply,
-                    Some((true, Some(report::FIELD_MANAGER.to_owned()), true)),
+                    Some((true, Some(manager.to_owned()), true)),
                     "status writes are forced server-side applies by keeper-agent: {call:?}"
                 );
             }
@@ -526,6 +536,86 @@ async fn destination_falls_back_to_the_backup_then_the_instance() {
         .destination
         .unwrap();
     assert_eq!(serde_json::to_value(d).unwrap(), destination_json());
+    fake.assert_within_role_and_secret_free();
+}
+
+/// `verify --restore` inside Kubernetes writes its result into the backup's
+/// status under its own field manager: the backup run's fields stay, and a
+/// failed proof says why.
+#[tokio::test]
+async fn a_proof_is_written_beside_the_backup_status() {
+    use keeper_agent::proof::ProofReport;
+    use keeper_agent::report::VerificationReporter;
+    use keeper_crds::VerificationPhase;
+    let fake = Fake::new(vec![instance(json!({"phase": "Ready"}))]).await;
+    let mut reporter = BackupReporter::from_context(&fake.ctx(&[])).unwrap();
+    let name = reporter
+        .started(Some("orders-20250309-030000"), BASE_URL)
+        .await
+        .unwrap()
+        .unwrap();
+    let m = manifest(&name, t(3, 0, 0), 75);
+    reporter.succeeded(&m, &format!("{BASE_URL}/{name}")).await;
+
+    let proof = VerificationReporter::from_context(&fake.ctx(&[("KEEPER_BACKUP", &name)])).unwrap();
+    let report = ProofReport {
+        backup: format!("{BASE_URL}/{name}"),
+        tables: 2,
+        rows: 42,
+        definitions: 5,
+        complete: true,
+        known: vec![],
+        differences: vec![],
+        duration: Duration::from_secs(7),
+    };
+    assert_eq!(proof.finished(Ok(&report)).await, ReportOutcome::Reported);
+    let status = fake.backup(&name).await.status.unwrap();
+    assert_eq!(
+        status.phase,
+        Some(BackupPhase::Succeeded),
+        "the run's fields stay"
+    );
+    assert_eq!(status.rows, Some(42));
+    let verification = status.verification.unwrap();
+    assert_eq!(verification.phase, VerificationPhase::Verified);
+    assert_eq!((verification.tables, verification.rows), (2, 42));
+    assert_eq!(verification.duration_seconds, 7);
+    assert_eq!(verification.message, None);
+
+    let differing = ProofReport {
+        differences: vec!["table `shop`.`orders`: rows differ".into()],
+        ..report
+    };
+    proof.finished(Ok(&differing)).await;
+    let verification = fake
+        .backup(&name)
+        .await
+        .status
+        .unwrap()
+        .verification
+        .unwrap();
+    assert_eq!(verification.phase, VerificationPhase::Failed);
+    assert!(
+        verification
+            .message
+            .unwrap()
+            .contains("`orders`: rows differ")
+    );
+    proof
+        .finished(Err("the scratch server did not start"))
+        .await;
+    let status = fake.backup(&name).await.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Succeeded));
+    assert_eq!(
+        status.verification.unwrap().message.as_deref(),
+        Some("the scratch server did not start")
+    );
+    // Outside a backup's Job there is nothing to report on.
+    let alone = VerificationReporter::from_context(&fake.ctx(&[])).unwrap();
+    assert_eq!(
+        alone.finished(Ok(&differing)).await,
+        ReportOutcome::Disabled
+    );
     fake.assert_within_role_and_secret_free();
 }
 

@@ -35,6 +35,10 @@ use crate::API_GROUP;
 
 /// Field manager of every write the agent makes.
 pub const FIELD_MANAGER: &str = "keeper-agent";
+/// Field manager of `MySQLBackup.status.verification`, written by a
+/// verifying agent: its own, so that its apply never drops the fields the
+/// backup's run owns (and theirs never drop it).
+pub const VERIFY_FIELD_MANAGER: &str = "keeper-agent-verify";
 /// Namespace of the instance; its presence (with a Kubernetes client) turns reporting on.
 pub const ENV_NAMESPACE: &str = "KEEPER_NAMESPACE";
 /// Name of the `MySQLInstance`.

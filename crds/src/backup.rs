@@ -42,6 +42,7 @@ use crate::destination::BackupDestination;
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary", "description": "While running: tables, rows and bytes done"}"#,
     printcolumn = r#"{"name": "Size", "type": "string", "jsonPath": ".status.size", "description": "Compressed size for people, e.g. 1.4 GiB"}"#,
+    printcolumn = r#"{"name": "Verified", "type": "string", "jsonPath": ".status.verification.phase", "description": "Proven restorable (verify --restore): Verified or Failed"}"#,
     // The exact figure stays one `-o wide` away.
     printcolumn = r#"{"name": "Bytes", "type": "integer", "jsonPath": ".status.compressedBytes", "description": "Compressed size in bytes", "priority": 1}"#,
     printcolumn = r#"{"name": "Completed", "type": "date", "jsonPath": ".status.completionTime"}"#,
@@ -170,6 +171,45 @@ pub struct MySQLBackupStatus {
     /// seconds) and once more at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<BackupProgress>,
+
+    /// The last proof that this backup restores (`keeper-agent verify
+    /// --restore`), written by the verifying agent under its own field
+    /// manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<BackupVerification>,
+}
+
+/// The outcome of restoring a backup into a throwaway server and comparing
+/// what came back with its digests.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupVerification {
+    /// Verified, or Failed (with `message`).
+    pub phase: VerificationPhase,
+    /// When the proof ended.
+    #[schemars(schema_with = "crate::schema::date_time")]
+    pub time: DateTime<Utc>,
+    /// Tables compared.
+    #[serde(default)]
+    pub tables: u64,
+    /// Rows compared.
+    #[serde(default)]
+    pub rows: u64,
+    /// How long restoring and comparing took, in seconds.
+    #[serde(default)]
+    pub duration_seconds: u64,
+    /// The first difference, or why the proof could not be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The outcome of a proof.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum VerificationPhase {
+    /// Restored, and every table's rows and every definition matched.
+    Verified,
+    /// Something differed, or the backup could not be restored.
+    Failed,
 }
 
 /// How far a running backup is.

@@ -40,8 +40,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use backup::{
-    BackupPhase, BackupProgress, BinlogPosition, InstanceRef, MySQLBackup, MySQLBackupSpec,
-    MySQLBackupStatus,
+    BackupPhase, BackupProgress, BackupVerification, BinlogPosition, InstanceRef, MySQLBackup,
+    MySQLBackupSpec, MySQLBackupStatus, VerificationPhase,
 };
 pub use condition::{Condition, ConditionStatus};
 pub use destination::{

@@ -46,6 +46,7 @@ mod backup;
 pub mod rbac;
 mod restore;
 mod retry;
+mod verification;
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -61,12 +62,13 @@ use crate::context::AgentContext;
 pub use backup::{BackupProgressTask, BackupReporter, CREATED_BY_JOB_ANNOTATION};
 pub use restore::{DEFAULT_PROGRESS_INTERVAL, RestoreProgressTask, RestoreReporter};
 pub use retry::RetryPolicy;
+pub use verification::VerificationReporter;
 
 // The names the operator's Job sets and the agent reads live in keeper-crds,
 // so the operator shares them without depending on the agent.
 pub use keeper_crds::agent::{
     ENV_BACKUP, ENV_DESTINATION, ENV_INSTANCE, ENV_JOB_NAME, ENV_NAMESPACE, ENV_RESTORE_SOURCE,
-    FIELD_MANAGER, JOB_NAME_FIELD_PATH,
+    FIELD_MANAGER, JOB_NAME_FIELD_PATH, VERIFY_FIELD_MANAGER,
 };
 
 /// Longest message written into a status. Agent errors are one line already;
@@ -296,10 +298,21 @@ impl Target {
         status: &MySQLBackupStatus,
         policy: RetryPolicy,
     ) -> Result<(), ReportError> {
+        self.apply_backup_status_as(name, status, apply_params(), policy)
+            .await
+    }
+
+    /// Applies `status` (the fields `params`' manager owns) to backup `name`.
+    async fn apply_backup_status_as(
+        &self,
+        name: &str,
+        status: &MySQLBackupStatus,
+        params: PatchParams,
+        policy: RetryPolicy,
+    ) -> Result<(), ReportError> {
         rbac::PATCH_BACKUP_STATUS.note(&self.namespace, name);
         let body = BackupStatusApply::new(name, status);
         let api = self.backups();
-        let params = apply_params();
         let patch = Patch::Apply(&body);
         let what = format!(
             "updating the status of MySQLBackup {}/{name}",

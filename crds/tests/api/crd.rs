@@ -121,6 +121,7 @@ fn backup_crd_names_and_columns() {
             ("Phase", ".status.phase"),
             ("Progress", ".status.progress.summary"),
             ("Size", ".status.size"),
+            ("Verified", ".status.verification.phase"),
             ("Bytes", ".status.compressedBytes"),
             ("Completed", ".status.completionTime"),
             ("Keep", ".spec.keep"),
