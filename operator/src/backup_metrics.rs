@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use keeper_crds::condition::{
     BACKUP_SCHEDULED, BACKUPS_HEALTHY, REASON_BACKUP_CANNOT_START, find_condition, from_k8s_time,
 };
-use keeper_crds::{BackupPhase, MySQLBackup, MySQLInstance};
+use keeper_crds::{BackupPhase, MySQLBackup, MySQLInstance, VerificationPhase};
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -84,6 +84,11 @@ pub struct BackupFigures {
     /// success, or after the schedule was set up). Only while scheduled
     /// backups run (`BackupScheduled` is True).
     pub deadline: Option<DateTime<Utc>>,
+    /// When the newest backup proven restorable (`status.verification`
+    /// Verified) was taken.
+    pub last_verified: Option<DateTime<Utc>>,
+    /// Whether the newest proof (of any backup) failed; `None` before any.
+    pub verification_failed: Option<bool>,
 }
 
 /// When a backup run started, for ordering runs: its start, else when its
@@ -197,12 +202,29 @@ pub fn figures(instance: &MySQLInstance, backups: &[&MySQLBackup]) -> BackupFigu
         Some(since + schedule.interval_hint(since)? * 2)
     });
 
+    // Proofs (`verify --restore`): the newest verified backup, and whether
+    // the newest proof made failed.
+    let proofs = backups.iter().filter_map(|b| {
+        let verification = b.status.as_ref()?.verification.as_ref()?;
+        Some((b, verification))
+    });
+    let last_verified = proofs
+        .clone()
+        .filter(|(_, v)| v.phase == VerificationPhase::Verified)
+        .filter_map(|(b, _)| run_time(b))
+        .max();
+    let verification_failed = proofs
+        .max_by_key(|(_, v)| v.time)
+        .map(|(_, v)| v.phase == VerificationPhase::Failed);
+
     BackupFigures {
         last_success,
         consecutive_failures: failed_since_success + u64::from(cannot_start),
         last_failure,
         next_run: status.and_then(|s| s.next_backup_time),
         deadline,
+        last_verified,
+        verification_failed,
     }
 }
 
@@ -216,7 +238,7 @@ type Series = Family<InstanceLabels, Gauge<f64, AtomicU64>>;
 /// The metrics: name (after the registry's `keeper_` prefix), help, and how
 /// to read the value from an instance's figures.
 type Reader = fn(&BackupFigures) -> Option<f64>;
-const METRICS: [(&str, &str, Reader); 8] = [
+const METRICS: [(&str, &str, Reader); 10] = [
     (
         "backup_last_success_timestamp_seconds",
         "When the last successful backup's snapshot was taken (Unix time)",
@@ -261,6 +283,19 @@ const METRICS: [(&str, &str, Reader); 8] = [
         "backup_deadline_timestamp_seconds",
         "When backups become overdue unless one succeeds first: twice the schedule's interval after the last success (Unix time)",
         |f| f.deadline.map(seconds),
+    ),
+    (
+        "backup_last_verified_timestamp_seconds",
+        "When the newest backup proven restorable (verify --restore) was taken (Unix time)",
+        |f| f.last_verified.map(seconds),
+    ),
+    (
+        "backup_verification_failed",
+        "1 when the newest proof of a backup (verify --restore) failed, 0 when it passed",
+        |f| {
+            f.verification_failed
+                .map(|failed| f64::from(u8::from(failed)))
+        },
     ),
 ];
 
@@ -458,6 +493,62 @@ mod tests {
             ..MySQLBackupStatus::default()
         });
         backup
+    }
+
+    fn proven(mut backup: MySQLBackup, phase: VerificationPhase, at_time: &str) -> MySQLBackup {
+        if let Some(status) = backup.status.as_mut() {
+            status.verification = Some(keeper_crds::BackupVerification {
+                phase,
+                time: at(at_time),
+                tables: 1,
+                rows: 1,
+                duration_seconds: 1,
+                message: None,
+            });
+        }
+        backup
+    }
+
+    #[test]
+    fn proofs_give_the_newest_verified_backup_and_whether_the_newest_proof_failed() {
+        let instance = instance(MySQLInstanceStatus::default());
+        let none = figures(&instance, &[]);
+        assert_eq!((none.last_verified, none.verification_failed), (None, None));
+
+        let older = proven(
+            backup(
+                "orders-1",
+                BackupPhase::Succeeded,
+                "2026-01-01T03:00:00Z",
+                "2026-01-01T03:01:00Z",
+            ),
+            VerificationPhase::Verified,
+            "2026-01-01T04:00:00Z",
+        );
+        let newer = proven(
+            backup(
+                "orders-2",
+                BackupPhase::Succeeded,
+                "2026-01-02T03:00:00Z",
+                "2026-01-02T03:01:00Z",
+            ),
+            VerificationPhase::Failed,
+            "2026-01-02T04:00:00Z",
+        );
+        let unproven = backup(
+            "orders-3",
+            BackupPhase::Succeeded,
+            "2026-01-03T03:00:00Z",
+            "2026-01-03T03:01:00Z",
+        );
+        let f = figures(&instance, &[&older, &newer, &unproven]);
+        assert_eq!(f.last_verified, Some(at("2026-01-01T03:00:00Z")));
+        assert_eq!(f.verification_failed, Some(true));
+        // A later proof that passed clears the failure.
+        let again = proven(newer, VerificationPhase::Verified, "2026-01-02T05:00:00Z");
+        let f = figures(&instance, &[&older, &again, &unproven]);
+        assert_eq!(f.last_verified, Some(at("2026-01-02T03:00:00Z")));
+        assert_eq!(f.verification_failed, Some(false));
     }
 
     fn last_backup(name: &str, time: &str) -> LastBackup {

@@ -260,6 +260,7 @@ fn every_alert_reads_exported_metrics_and_has_a_runbook_and_a_test() {
         [
             "KeeperBackupOverdue",
             "KeeperBackupFailed",
+            "KeeperBackupVerificationFailed",
             "KeeperOperatorAbsent"
         ]
     );
