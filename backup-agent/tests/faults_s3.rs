@@ -322,3 +322,44 @@ async fn sigkill_mid_upload_leaves_an_orphan_that_only_old_age_lets_cleanup_abor
     assert_eq!(keys(&garage, "sigkill/killed/").await, Vec::<String>::new());
     assert_good_backups_intact(&url, &["good"], &env).await;
 }
+
+/// An upload dropped while its CreateMultipartUpload is on its way (SIGTERM
+/// or a failure elsewhere at that moment): the store has made the upload but
+/// the agent never got its id. The drop still aborts it, by its key, so a
+/// stopped run leaves no pending upload behind (it used to stay until the
+/// orphan cleanup of a later run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_dropped_before_its_id_came_back_is_still_aborted() {
+    use bytes::Bytes;
+    use keeper_agent::storage::{Location, S3Settings, Store};
+    let garage = Garage::start().unwrap();
+    let proxy = Proxy::http(garage_addr(&garage)).unwrap();
+    let settings = S3Settings {
+        env: env(None, Some(&garage), Some(&proxy.endpoint())),
+        force_path_style: true,
+        ca_bundle: None,
+    };
+    let location = Location::parse(&format!("s3://{}/dropped", garage.bucket())).unwrap();
+    let store = Store::open(&location, &settings).await.unwrap();
+    // Every chunk waits: the request reaches the store after 1.5 s, its
+    // answer comes back 1.5 s later.
+    proxy.set_latency(Duration::from_millis(1500));
+    let writer = tokio::spawn(async move {
+        let mut upload = store.create_upload("b/dump.sql.gz").await.unwrap();
+        // More than one part: the first part starts the multipart upload.
+        upload.write(Bytes::from(vec![7u8; 6 << 20])).await.unwrap();
+        upload.finish().await.unwrap();
+    });
+    // Wait until the store has the upload, then stop the run before the
+    // answer with its id can have come back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pending_uploads(&garage).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.abort();
+    let _ = writer.await;
+    proxy.set_latency(Duration::ZERO);
+    keeper_agent::storage::s3::wait_for_pending_aborts(Duration::from_secs(20)).await;
+    assert_eq!(pending_uploads(&garage).await, Vec::<String>::new());
+}

@@ -82,6 +82,10 @@ pub struct S3Upload {
     completed: Vec<CompletedPart>,
     /// Finished or aborted: nothing left to clean up.
     closed: bool,
+    /// A CreateMultipartUpload was sent and its answer (the upload id) has
+    /// not come back: dropped now, the upload may exist without our knowing
+    /// its id.
+    creating: bool,
 }
 
 impl std::fmt::Debug for S3Upload {
@@ -111,6 +115,7 @@ impl S3Upload {
             in_flight: JoinSet::new(),
             completed: Vec::new(),
             closed: false,
+            creating: false,
         }
     }
 
@@ -230,6 +235,7 @@ impl S3Upload {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => {
+                self.creating = true;
                 let created = self
                     .client
                     .create_multipart_upload()
@@ -238,6 +244,7 @@ impl S3Upload {
                     .send()
                     .await
                     .map_err(|e| self.errors.classify("CreateMultipartUpload", &self.key, &e))?;
+                self.creating = false;
                 let id = created.upload_id().map(str::to_owned).ok_or_else(|| {
                     self.errors.request(
                         "CreateMultipartUpload",
@@ -323,6 +330,34 @@ impl S3Upload {
     }
 }
 
+/// Aborts every multipart upload of exactly `key`, looking a few times: a
+/// CreateMultipartUpload still on its way when we look makes its upload a
+/// moment later.
+async fn abort_uploads_of_key(
+    client: &aws_sdk_s3::Client,
+    errors: &ErrorContext,
+    key: &str,
+) -> Result<(), S3Error> {
+    for _ in 0..ABORT_ATTEMPTS {
+        let listed = client
+            .list_multipart_uploads()
+            .bucket(errors.bucket())
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| errors.classify("ListMultipartUploads", key, &e))?;
+        for upload in listed.uploads() {
+            if let (Some(k), Some(id)) = (upload.key(), upload.upload_id())
+                && k == key
+            {
+                abort_multipart(client, errors, key, id).await?;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 /// Aborts one multipart upload, repeating while the store still lists it.
 pub(crate) async fn abort_multipart(
     client: &aws_sdk_s3::Client,
@@ -365,9 +400,10 @@ impl Drop for S3Upload {
             return;
         }
         self.in_flight.abort_all();
-        let Some(upload_id) = self.upload_id.take() else {
+        let upload_id = self.upload_id.take();
+        if upload_id.is_none() && !self.creating {
             return;
-        };
+        }
         // Dropped mid-upload (an error elsewhere, a cancelled task, SIGTERM):
         // abort in the background, tracked so that shutdown can wait for it.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -378,7 +414,15 @@ impl Drop for S3Upload {
         let errors = self.errors.clone();
         let key = self.key.clone();
         let handle = runtime.spawn(async move {
-            if let Err(e) = abort_multipart(&client, &errors, &key, &upload_id).await {
+            let result = match upload_id {
+                Some(id) => abort_multipart(&client, &errors, &key, &id).await,
+                // Dropped while CreateMultipartUpload was on its way: the
+                // store may have made the upload, and only the store knows
+                // its id. The key is this backup's own (a new folder per
+                // run), so every upload of exactly this key is ours.
+                None => abort_uploads_of_key(&client, &errors, &key).await,
+            };
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "could not abort a dropped upload; it will be cleaned up as an orphan");
             }
         });
