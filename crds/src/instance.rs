@@ -60,7 +60,7 @@ pub const MYSQL_PORT: u16 = 3306;
     printcolumn = r#"{"name": "Flavor", "type": "string", "jsonPath": ".spec.flavor"}"#,
     // spec.version as written: blank means the flavor's default (8.4 for
     // mysql, 11.4 for mariadb), which a schema default cannot express.
-    printcolumn = r#"{"name": "Version", "type": "string", "jsonPath": ".spec.version", "description": "Server version; blank: the flavor's default (mysql 8.4, mariadb 11.4)"}"#,
+    printcolumn = r#"{"name": "Version", "type": "string", "jsonPath": ".status.version", "description": "Server version: spec.version, else the flavor's default"}"#,
     printcolumn = r#"{"name": "Last Backup", "type": "date", "jsonPath": ".status.lastBackup.time"}"#,
     printcolumn = r#"{"name": "Next Backup", "type": "date", "jsonPath": ".status.nextBackupTime", "description": "When the next scheduled backup is due"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
@@ -413,6 +413,11 @@ pub struct MySQLInstanceStatus {
     /// Host and port of the client Service, e.g. `orders.shop.svc:3306`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+
+    /// The server version the instance runs: `spec.version`, else the
+    /// flavor's default (what `kubectl get myi` shows as Version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 
     /// Secret with the root password (and the application user's credentials
     /// when the operator generated them).

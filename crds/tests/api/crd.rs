@@ -73,7 +73,7 @@ fn instance_crd_names_and_columns() {
             ".status.conditions[?(@.type==\"Ready\")].status",
         ),
         ("Flavor", "string", ".spec.flavor"),
-        ("Version", "string", ".spec.version"),
+        ("Version", "string", ".status.version"),
         ("Last Backup", "date", ".status.lastBackup.time"),
         ("Next Backup", "date", ".status.nextBackupTime"),
         ("Age", "date", ".metadata.creationTimestamp"),

@@ -68,6 +68,7 @@ pub fn healthy(
 ) -> MySQLInstanceStatus {
     let generation = instance.metadata.generation;
     let mut status = base(instance);
+    status.version = Some(instance.spec.version().to_owned());
     let ready = readiness.ready_replicas >= 1;
     let ready_condition = if ready {
         condition::new_condition(
@@ -338,6 +339,7 @@ pub async fn write(
             "observedGeneration": new.observed_generation,
             "conditions": new.conditions,
             "endpoint": new.endpoint,
+            "version": new.version,
             "credentialsSecret": new.credentials_secret,
             "restoredFrom": new.restored_from,
             "nextBackupTime": new.next_backup_time,
