@@ -125,8 +125,13 @@ pub async fn prove(args: &VerifyArgs, ctx: &AgentContext) -> Result<ProofReport,
         target: target.clone(),
     };
 
-    let mut conn = session(&opts, &cx).await?;
-    let present = user_databases(&mut conn, &cx).await?;
+    let (mut conn, server) = session(&opts, &cx).await?;
+    let present: Vec<String> = database_names(&mut conn, &cx)
+        .await?
+        .into_iter()
+        .filter(|d| !server.system_databases().contains(&d.as_str()))
+        .filter(|d| d != mysql::MARKER_SCHEMA)
+        .collect();
     if !present.is_empty() {
         return Err(ProofError::TargetNotEmpty {
             target,
@@ -141,7 +146,8 @@ pub async fn prove(args: &VerifyArgs, ctx: &AgentContext) -> Result<ProofReport,
     };
     restore::restore_backup(&store, &opts, options, &|_| {}).await?;
 
-    let mut conn = session(&opts, &cx).await?;
+    let (mut conn, _) = session(&opts, &cx).await?;
+    let restored = database_names(&mut conn, &cx).await?;
     let mut report = ProofReport {
         backup: store.location().to_string(),
         tables: 0,
@@ -154,7 +160,14 @@ pub async fn prove(args: &VerifyArgs, ctx: &AgentContext) -> Result<ProofReport,
     };
     let known = Known::of(&backup.manifest);
     for database in &backup.manifest.databases {
-        compare_database(&mut conn, &cx, database, &known, &mut report).await?;
+        if restored.contains(&database.name) {
+            compare_database(&mut conn, &cx, database, &known, &mut report).await?;
+        } else {
+            report.differences.push(format!(
+                "database {}: missing after the restore",
+                ident(&database.name)
+            ));
+        }
     }
     let _ = conn.disconnect().await;
     report.duration = started.elapsed();
@@ -229,8 +242,9 @@ pub fn verdict(report: ProofReport) -> Result<ProofReport, ProofError> {
 }
 
 /// A connection with the dump's own session settings (time zone, names,
-/// `sql_mode`): values read back render exactly as the dump read them.
-async fn session(opts: &Opts, cx: &SqlContext) -> Result<Conn, BackupError> {
+/// `sql_mode`): values read back render exactly as the dump read them; and
+/// what the server is.
+async fn session(opts: &Opts, cx: &SqlContext) -> Result<(Conn, mysql::Server), BackupError> {
     let mut conn = mysql::connect(opts).await.map_err(|e| cx.connect_err(e))?;
     let facts = mysql::inspect(&mut conn)
         .await
@@ -243,27 +257,11 @@ async fn session(opts: &Opts, cx: &SqlContext) -> Result<Conn, BackupError> {
             .await
             .map_err(|e| cx.err("setting up the session", e))?;
     }
-    Ok(conn)
+    Ok((conn, facts.server))
 }
 
-async fn user_databases(conn: &mut Conn, cx: &SqlContext) -> Result<Vec<String>, BackupError> {
-    let facts = mysql::inspect(conn)
-        .await
-        .map_err(|e| cx.err("reading the server's version", e))?
-        .ok_or_else(|| BackupError::NoVersion {
-            target: cx.target.clone(),
-        })?;
-    let all = Catalog {
-        conn: &mut *conn,
-        cx,
-    }
-    .database_names()
-    .await?;
-    Ok(all
-        .into_iter()
-        .filter(|d| !facts.server.system_databases().contains(&d.as_str()))
-        .filter(|d| d != mysql::MARKER_SCHEMA)
-        .collect())
+async fn database_names(conn: &mut Conn, cx: &SqlContext) -> Result<Vec<String>, BackupError> {
+    Catalog { conn, cx }.database_names().await
 }
 
 /// The objects the backup says it cannot bring back exactly, by the name
@@ -306,18 +304,6 @@ async fn compare_database(
             ident(name)
         )),
     };
-    let names = Catalog {
-        conn: &mut *conn,
-        cx,
-    }
-    .database_names()
-    .await?;
-    if !names.iter().any(|n| n == db) {
-        report
-            .differences
-            .push(format!("database {}: missing after the restore", ident(db)));
-        return Ok(());
-    }
     let found = Catalog {
         conn: &mut *conn,
         cx,
@@ -373,8 +359,7 @@ async fn compare_database(
         report.complete = false;
         return Ok(());
     }
-    let table_names: Vec<String> = found.tables.iter().map(|t| t.name.clone()).collect();
-    let found = definitions::digests(conn, cx, db, &table_names).await?;
+    let found = definitions::digests(conn, cx, &found).await?;
     let found: BTreeMap<(&str, &str), &str> = found
         .iter()
         .map(|d| ((d.kind.as_str(), d.name.as_str()), d.digest.as_str()))

@@ -3,8 +3,9 @@
 //! restored server (`verify --restore`), so that the two lists can be
 //! compared object by object.
 //!
-//! Every object is described by what the server says of it: `SHOW CREATE
-//! TABLE` for tables and sequences, and `information_schema` for views,
+//! Every object is described by what the server says of it: the catalog's
+//! `SHOW CREATE TABLE` (a sequence's with its state) for tables and
+//! sequences, read once for the dump itself, and `information_schema` for views,
 //! routines (with their parameters), triggers and events, taking the
 //! columns MySQL 8 and MariaDB both have and leaving out what a restore
 //! changes by nature (creation and alteration times, the originating server
@@ -16,11 +17,11 @@ use std::collections::BTreeMap;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
+use super::catalog::Database;
 use super::error::{BackupError, SqlContext};
 use super::sql::string_literal;
 use crate::digest;
 use crate::manifest::DefinitionDigest;
-use crate::mysql::ident;
 
 const VIEWS: &str = "SELECT TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, IS_UPDATABLE, DEFINER, \
      SECURITY_TYPE, CHARACTER_SET_CLIENT, COLLATION_CONNECTION \
@@ -54,27 +55,24 @@ fn name(row: &Row, i: usize) -> String {
     String::from_utf8_lossy(&column(row, i)).into_owned()
 }
 
-/// The digests of `tables` (base tables and sequences, by name) and of
-/// every view, routine, trigger and event of `database`, sorted by kind and
-/// name.
+/// The digests of the tables and sequences of `database` (as the catalog
+/// read them: no query of its own) and of its every view, routine, trigger
+/// and event (one query per kind), sorted by kind and name.
 ///
 /// # Errors
 /// [`BackupError`] when a query fails.
 pub async fn digests(
     conn: &mut Conn,
     cx: &SqlContext,
-    database: &str,
-    tables: &[String],
+    database: &Database,
 ) -> Result<Vec<DefinitionDigest>, BackupError> {
-    let during = format!("reading the definitions of `{database}`");
-    let lit = string_literal(database);
-    let mut out = Vec::new();
-    for table in tables {
-        let sql = format!("SHOW CREATE TABLE {}.{}", ident(database), ident(table));
-        if let Some(row) = fetch(conn, cx, sql, &during).await?.first() {
-            out.push(entry("table", table.clone(), [column(row, 1)]));
-        }
-    }
+    let during = format!("reading the definitions of `{}`", database.name);
+    let lit = string_literal(&database.name);
+    let mut out: Vec<DefinitionDigest> = database
+        .tables
+        .iter()
+        .map(|t| entry("table", t.name.clone(), [t.create.as_bytes().to_vec()]))
+        .collect();
     for row in fetch(conn, cx, format!("{VIEWS}{lit}"), &during).await? {
         out.push(entry(
             "view",

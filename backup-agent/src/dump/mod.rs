@@ -473,8 +473,7 @@ async fn prepare(options: &DumpOptions, cx: &SqlContext) -> Result<Prepared, Bac
     }
     let mut definitions = HashMap::new();
     for database in databases.iter().filter(|_| options.digests) {
-        let tables: Vec<String> = database.tables.iter().map(|t| t.name.clone()).collect();
-        let digests = definitions::digests(&mut control, cx, &database.name, &tables).await?;
+        let digests = definitions::digests(&mut control, cx, database).await?;
         definitions.insert(database.name.clone(), digests);
     }
     Ok(Prepared {

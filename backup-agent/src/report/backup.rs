@@ -59,12 +59,6 @@ impl BackupProgressTask {
         ProgressSender(self.tx.clone())
     }
 
-    /// The dump's newest progress; a slow report is overtaken, not queued.
-    pub fn update(&self, progress: BackupProgress) {
-        // Fails only when the task is gone; the end of the run reports then.
-        let _ = self.tx.send(Some(progress));
-    }
-
     /// The reporter back, after the last progress was reported; `None` if
     /// the task panicked (the end of the run is then not reported).
     pub async fn into_reporter(self) -> Option<BackupReporter> {

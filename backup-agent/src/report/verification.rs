@@ -13,18 +13,15 @@ use crate::proof::ProofReport;
 
 /// Reports a proof's result on the `MySQLBackup` it was for; a no-op outside
 /// Kubernetes or without `KEEPER_BACKUP`.
-#[derive(Debug)]
 pub struct VerificationReporter {
-    target: Option<(TargetName, String)>,
+    /// Where to report, and the `MySQLBackup`'s name.
+    target: Option<(Target, String)>,
 }
 
-/// The target, kept opaque in `Debug` output.
-struct TargetName(Target);
-
-impl std::fmt::Debug for TargetName {
+impl std::fmt::Debug for VerificationReporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("namespace", &self.0.namespace)
+        f.debug_struct("VerificationReporter")
+            .field("backup", &self.target.as_ref().map(|(_, name)| name))
             .finish_non_exhaustive()
     }
 }
@@ -38,7 +35,7 @@ impl VerificationReporter {
         let target = Target::from_context(ctx)?;
         let backup = ctx.var(ENV_BACKUP).map(str::to_owned);
         Ok(Self {
-            target: target.zip(backup).map(|(t, b)| (TargetName(t), b)),
+            target: target.zip(backup),
         })
     }
 
@@ -46,7 +43,7 @@ impl VerificationReporter {
     /// difference; `Err` is a proof that could not be made (written as
     /// Failed with its reason).
     pub async fn finished(&self, result: Result<&ProofReport, &str>) -> ReportOutcome {
-        let Some((TargetName(target), name)) = &self.target else {
+        let Some((target, name)) = &self.target else {
             return ReportOutcome::Disabled;
         };
         let verification = verification(result);
