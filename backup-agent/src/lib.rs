@@ -19,6 +19,7 @@ pub mod report;
 pub mod repository;
 pub mod restore;
 pub mod storage;
+pub mod table_ddl;
 
 use std::ffi::OsString;
 

@@ -190,6 +190,13 @@ pub struct TableEntry {
     /// before digests existed (those verify by row counts only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Secondary index clauses of the table's `CREATE TABLE` (as the dump
+    /// wrote it) that a restore may leave out of the `CREATE` and build
+    /// after the rows, one `ALTER TABLE` per table ([`crate::table_ddl`]).
+    /// Absent when there are none, and in manifests written before the
+    /// field existed: those restore every index with its `CREATE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred_indexes: Vec<String>,
 }
 
 /// Why a table's rows are not in the dump: its engine does not own them, so
@@ -533,6 +540,7 @@ mod tests {
             data_skipped: None,
             history: false,
             digest: None,
+            deferred_indexes: Vec::new(),
         };
         let manifest = sample(
             ServerInfo {
@@ -637,6 +645,7 @@ mod tests {
                     data_skipped: None,
                     history: false,
                     digest: None,
+                    deferred_indexes: Vec::new(),
                 }],
                 definitions: Vec::new(),
             }],

@@ -328,6 +328,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     data_skipped: None,
                     history: false,
                     digest: None,
+                    deferred_indexes: Vec::new(),
                 },
                 TableEntry {
                     name: "orders".into(),
@@ -339,6 +340,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
                     data_skipped: None,
                     history: false,
                     digest: None,
+                    deferred_indexes: Vec::new(),
                 },
             ],
             definitions: Vec::new(),

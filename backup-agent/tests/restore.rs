@@ -113,6 +113,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
                     data_skipped: None,
                     history: false,
                     digest: None,
+                    deferred_indexes: Vec::new(),
                 }),
             }
         }

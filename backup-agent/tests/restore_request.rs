@@ -5,7 +5,9 @@
 //!   and loads nothing: rows written after the first restore survive, and the
 //!   run says "already restored";
 //! - a new request id restores (and with `--overwrite` replaces the data);
-//! - a restore that failed is not recorded, so its retry runs;
+//! - a restore that failed is not recorded, so its retry runs; also one that
+//!   failed after the data, while building the indexes it defers: it says
+//!   which table lacks them, and its retry restores them;
 //! - dumps never include the record's schema, even when it is named.
 
 #![allow(clippy::unwrap_used)]
@@ -241,4 +243,106 @@ async fn dumps_never_include_the_record_of_applied_restores() {
     .await
     .expect_err("nothing to dump");
     assert!(!err.to_string().is_empty());
+}
+
+async fn show_create(server: &MariaDb, table: &str) -> String {
+    let mut conn = server.connect().await.unwrap();
+    let row: (String, String) = conn
+        .query_first(format!("SHOW CREATE TABLE {table}"))
+        .await
+        .unwrap()
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    row.1
+}
+
+/// The secondary indexes a restore builds after the data: when that build
+/// fails, the restore fails with the table named (it holds its rows
+/// without the index), is not recorded, and its retry with `--overwrite`
+/// brings the table back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_index_build_fails_loudly_and_its_retry_restores_the_index() {
+    let source = MariaDb::start().unwrap();
+    source
+        .run_sql(
+            "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(40), KEY k_note (note)) ENGINE=InnoDB;
+             USE shop; INSERT INTO orders SELECT seq, CONCAT('order ', seq) FROM seq_1_to_1000;",
+            None,
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    backup(&source, &url, "b1", "shop").await;
+    let manifest = keeper_agent::manifest::Manifest::from_json(
+        &std::fs::read(dir.path().join("b1/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest.databases[0].tables[0].deferred_indexes,
+        ["KEY `k_note` (`note`)"]
+    );
+
+    // A restoring account that may create and fill tables but not alter
+    // them: the index build after the data is what fails.
+    let target = MariaDb::start().unwrap();
+    target
+        .run_sql(
+            "CREATE USER 'loader'@'%' IDENTIFIED BY 'loader-password';
+             GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, REFERENCES, CREATE VIEW, SHOW VIEW,
+                   TRIGGER, EVENT, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, LOCK TABLES ON *.* TO 'loader'@'%';",
+            None,
+        )
+        .unwrap();
+    let from = format!("{url}/b1");
+    let mut args = command(
+        "restore",
+        &target,
+        &["--from", &from, "--request-id", "req-1"],
+    );
+    let user = args.iter().position(|a| a == "--user").unwrap() + 1;
+    args[user] = "loader".into();
+    let loader = AgentContext {
+        env: HashMap::from([("MYSQL_PWD".to_owned(), "loader-password".to_owned())]),
+        kube: None,
+    };
+    let err = keeper_agent::run(args, loader)
+        .await
+        .expect_err("the index build is refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("secondary indexes of `shop`.`orders`")
+            && message.contains("without those indexes")
+            && message.contains("--overwrite"),
+        "{message}"
+    );
+    assert_eq!(
+        scalar(&target, "SELECT COUNT(*) FROM shop.orders").await,
+        1000,
+        "the rows came before the index build"
+    );
+    assert!(!show_create(&target, "shop.orders").await.contains("k_note"));
+    assert_eq!(
+        scalar(
+            &target,
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{MARKER_SCHEMA}'"
+            )
+        )
+        .await,
+        0,
+        "nothing recorded for a failed run"
+    );
+
+    // A retry without --overwrite refuses the partial target; with it, the
+    // table comes back whole.
+    let refused = restore(&target, &from, "req-1", false)
+        .await
+        .expect_err("a partial target is refused");
+    assert!(refused.to_string().contains("--overwrite"), "{refused}");
+    restore(&target, &from, "req-1", true).await.unwrap();
+    assert_eq!(
+        show_create(&target, "shop.orders").await,
+        show_create(&source, "shop.orders").await
+    );
+    assert_eq!(applied(&target).await, [("req-1".into(), "b1".into())]);
 }

@@ -41,6 +41,9 @@ pub struct Table {
     pub history: bool,
     /// `CREATE TABLE`/`CREATE SEQUENCE`, plus a sequence's `SETVAL`.
     pub create: String,
+    /// Secondary index clauses of `create` a restore may build after the
+    /// rows ([`crate::table_ddl`]), for the manifest.
+    pub deferred_indexes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +321,31 @@ impl Catalog<'_> {
             }
         }
 
+        // Tables on either side of a foreign key, whose indexes all stay in
+        // their CREATE (a referenced table needs an index on the referenced
+        // columns from the moment a child exists; the parent may be in
+        // another database, which only the catalog tells).
+        let mut in_foreign_keys: std::collections::HashSet<String> = Default::default();
+        for r in self
+            .rows(
+                format!(
+                    "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME \
+                     FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                     WHERE CONSTRAINT_SCHEMA = {lit} OR UNIQUE_CONSTRAINT_SCHEMA = {lit}"
+                ),
+                &during,
+            )
+            .await?
+        {
+            for (schema, table) in [(0, 1), (2, 3)] {
+                if let (Some(s), Some(t)) = (text(&r, schema), text(&r, table))
+                    && s == name
+                {
+                    in_foreign_keys.insert(t);
+                }
+            }
+        }
+
         let mut tables = Vec::new();
         let mut views = Vec::new();
         for r in self
@@ -377,6 +405,7 @@ impl Catalog<'_> {
                     estimated_bytes: 0,
                     history: false,
                     create,
+                    deferred_indexes: Vec::new(),
                 });
                 continue;
             }
@@ -423,6 +452,17 @@ impl Catalog<'_> {
                 differences.push(difference);
             }
             let mut table_columns = columns.remove(&tname).unwrap_or_default();
+            let deferred_indexes = if engine.eq_ignore_ascii_case("InnoDB")
+                && !versioned
+                && !in_foreign_keys.contains(&tname)
+            {
+                // Generated columns are not among the insertable ones.
+                crate::table_ddl::deferrable_indexes(&create, &|c| {
+                    table_columns.iter().any(|col| col.name == c)
+                })
+            } else {
+                Vec::new()
+            };
             if history {
                 // Implicit ones are the hidden ROW_START and ROW_END.
                 let [start, end] = periods.remove(&tname).unwrap_or_default();
@@ -445,6 +485,7 @@ impl Catalog<'_> {
                 int_pk,
                 estimated_bytes: number(&r, 3),
                 create,
+                deferred_indexes,
             });
         }
 

@@ -354,6 +354,7 @@ mod tests {
             estimated_bytes: 0,
             history: false,
             create: String::new(),
+            deferred_indexes: Vec::new(),
         })
     }
 

@@ -151,6 +151,7 @@ pub fn database_entries(
                         // Rows are dumped (and digested) only for tables that own them.
                         digest: (t.kind == TableKind::Table && t.data_skipped.is_none())
                             .then(|| read.to_text()),
+                        deferred_indexes: t.deferred_indexes.clone(),
                     }
                 })
                 .collect(),
@@ -178,6 +179,7 @@ mod tests {
             estimated_bytes: 0,
             history: false,
             create: format!("CREATE TABLE `{name}` (id INT);\n"),
+            deferred_indexes: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! the server itself records applied requests ([`marker`]), checked before
 //! anything else and written after the last member.
 
+pub mod indexes;
 pub mod marker;
 pub mod preflight;
 pub mod replay;
@@ -176,6 +177,15 @@ pub enum RestoreError {
         "the backup was restored into {target} and request {request} was recorded as applied, but the record is not there when read back; the restore is reported failed: check the server's `mysql_keeper` schema, then retry"
     )]
     MarkerMissing { target: String, request: String },
+    /// Adding back the secondary indexes a restore builds after the data failed.
+    #[error(
+        "building the secondary indexes of {table} after its rows (`{statement}`) failed: {reason}; the table holds its rows without those indexes: fix the cause and rerun the restore with --overwrite"
+    )]
+    IndexBuild {
+        table: String,
+        statement: String,
+        reason: Failure,
+    },
     /// A statement of the backup failed on the target.
     #[error("{member}: `{statement}` failed: {reason}")]
     Statement {
@@ -232,6 +242,7 @@ impl RestoreError {
             | RestoreError::MarkerNotRecorded { .. }
             | RestoreError::MarkerMissing { .. }
             | RestoreError::Statement { .. }
+            | RestoreError::IndexBuild { .. }
             | RestoreError::MissingDefiner { .. }
             | RestoreError::DefinerPrivilege { .. } => FailureCode::RunFailed,
         }
@@ -500,7 +511,8 @@ pub async fn restore_backup(
         parallel = options.parallel,
         "restoring"
     );
-    let tracker = replay::Tracker::new(manifest.members.len(), progress);
+    let tracker = replay::Tracker::new(manifest.members.len(), progress)
+        .deferring(indexes::Deferral::plan(manifest));
     let (first, data, last) = phases(manifest);
     let result = async {
         replay::replay_in_order(&mut conn, &backup, &first, &tracker, &target_name).await?;
@@ -511,6 +523,7 @@ pub async fn restore_backup(
             conns.push(preflight::connect(target).await?);
         }
         replay::replay_parallel(&mut conns, &backup, &data, &tracker, &target_name).await?;
+        replay::build_indexes(&mut conns, &tracker, &target_name).await?;
         let mut conns = conns.into_iter();
         let Some(mut conn) = conns.next() else {
             return Ok(());
@@ -524,6 +537,20 @@ pub async fn restore_backup(
     }
     .await;
     if let Err(e) = result {
+        let waiting: Vec<String> = tracker
+            .deferral
+            .pending()
+            .iter()
+            .map(indexes::PendingTable::describe)
+            .collect();
+        if !waiting.is_empty() {
+            tracing::error!(
+                target = %target_name,
+                tables = %waiting.join(", "),
+                "{} tables were created without secondary indexes that the restore builds after the data, and hold their rows without them",
+                waiting.len()
+            );
+        }
         tracing::error!(
             target = %target_name,
             "the restore stopped: the target holds a partial restore of {}; fix the cause and rerun with --overwrite",

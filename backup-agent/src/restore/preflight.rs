@@ -399,6 +399,7 @@ mod tests {
                 data_skipped: None,
                 history,
                 digest: None,
+                deferred_indexes: Vec::new(),
             })
             .collect();
     }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
+use super::indexes::{Deferral, PendingTable};
 use super::source::{Backup, describe_member};
 use super::statements::{self, preview};
 use super::{RestoreError, RestoreProgress};
@@ -36,6 +37,8 @@ pub struct Tracker<'a> {
     progress: &'a (dyn Fn(RestoreProgress) + Send + Sync),
     /// Server warnings on code objects (e.g. a missing DEFINER account), kept short.
     pub warnings: Mutex<Vec<String>>,
+    /// Indexes the schema leaves out and [`build_indexes`] adds after the data.
+    pub deferral: Deferral,
 }
 
 impl<'a> Tracker<'a> {
@@ -53,7 +56,14 @@ impl<'a> Tracker<'a> {
             last_log: Mutex::new(now),
             progress,
             warnings: Mutex::new(Vec::new()),
+            deferral: Deferral::none(),
         }
+    }
+
+    /// The same tracker, creating tables without the indexes `deferral`
+    /// plans (see [`super::indexes`]).
+    pub fn deferring(self, deferral: Deferral) -> Self {
+        Self { deferral, ..self }
     }
 
     pub fn statements(&self) -> u64 {
@@ -156,13 +166,21 @@ async fn replay_member(
         member.kind,
         MemberKind::Routines | MemberKind::Views | MemberKind::Triggers | MemberKind::Events
     );
+    let schema = member.kind == MemberKind::Schema;
     for statement in statements::split(&text) {
         let statement = statement.map_err(|e| RestoreError::MemberCorrupt {
             backup: backup.describe(),
             member: describe_member(index, member),
             problem: format!("its SQL cannot be split into statements: {e}"),
         })?;
-        if let Err(e) = conn.query_drop(statement.text).await {
+        let text = if schema {
+            tracker
+                .deferral
+                .rewrite(member.database.as_deref(), statement.text)
+        } else {
+            std::borrow::Cow::Borrowed(statement.text)
+        };
+        if let Err(e) = conn.query_drop(&*text).await {
             return Err(statement_error(
                 describe_member(index, member),
                 statement.text,
@@ -182,6 +200,75 @@ async fn replay_member(
     }
     tracker.member_done(compressed_len);
     Ok(())
+}
+
+/// Builds the indexes the schema left out, one `ALTER TABLE` per table,
+/// the tables spread over `conns`; the first error stops the others. Runs
+/// after the last data member (a table's index build reads all its rows).
+pub async fn build_indexes(
+    conns: &mut [Conn],
+    tracker: &Tracker<'_>,
+    target: &str,
+) -> Result<(), RestoreError> {
+    let tables = tracker.deferral.pending();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    tracing::info!(
+        tables = tables.len(),
+        "building secondary indexes after the data"
+    );
+    let next = AtomicUsize::new(0);
+    let workers = conns.iter_mut().map(|conn| {
+        let (next, tables) = (&next, &tables);
+        async move {
+            while let Some(table) = tables.get(next.fetch_add(1, Ordering::Relaxed)) {
+                build_table_indexes(conn, table, target).await?;
+                tracker.deferral.built(table);
+                tracker.statements.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), RestoreError>(())
+        }
+    });
+    futures::future::try_join_all(workers).await?;
+    tracing::info!(
+        tables = tables.len(),
+        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "secondary indexes built"
+    );
+    Ok(())
+}
+
+async fn build_table_indexes(
+    conn: &mut Conn,
+    table: &PendingTable,
+    target: &str,
+) -> Result<(), RestoreError> {
+    let query = |what: &'static str| {
+        move |e: mysql_async::Error| RestoreError::Query {
+            target: target.to_owned(),
+            what,
+            reason: Failure::of(&e),
+        }
+    };
+    conn.reset().await.map_err(query("resetting the session"))?;
+    // The session a schema member runs under (names in utf8mb4, the data
+    // sql_mode, checks off), so the clause reads as it did in the CREATE.
+    for statement in statements::split(crate::dump::sql::preamble(None).as_bytes()) {
+        let Ok(statement) = statement else { continue };
+        conn.query_drop(statement.text)
+            .await
+            .map_err(query("setting the session for an index build"))?;
+    }
+    let alter = table.statement();
+    conn.query_drop(&alter)
+        .await
+        .map_err(|e| RestoreError::IndexBuild {
+            table: table.describe(),
+            statement: preview(alter.as_bytes(), PREVIEW_CHARS),
+            reason: Failure::of(&e),
+        })
 }
 
 /// Logs the server's warnings about a code object (MariaDB creates a view,
