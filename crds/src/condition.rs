@@ -21,6 +21,10 @@ pub const BACKUPS_HEALTHY: &str = "BackupsHealthy";
 /// start in time: shared by the operator's backup controller, its schedule
 /// and its metrics.
 pub const REASON_BACKUP_CANNOT_START: &str = "BackupCannotStart";
+/// Backups are proven restorable (`spec.backup.verification`): False when
+/// the newest successful backup failed its proof, or when no backup was
+/// verified within twice the verification interval.
+pub const BACKUPS_VERIFIED: &str = "BackupsVerified";
 /// The restore from `spec.restoreFrom` succeeded.
 pub const RESTORED: &str = "Restored";
 /// The data volume has the size `spec.storage.size` asks for. Present once a
@@ -29,11 +33,12 @@ pub const RESTORED: &str = "Restored";
 pub const STORAGE_RESIZED: &str = "StorageResized";
 
 /// Every condition type an instance reports.
-pub const INSTANCE_CONDITION_TYPES: [&str; 6] = [
+pub const INSTANCE_CONDITION_TYPES: [&str; 7] = [
     READY,
     STORAGE_READY,
     BACKUP_SCHEDULED,
     BACKUPS_HEALTHY,
+    BACKUPS_VERIFIED,
     RESTORED,
     STORAGE_RESIZED,
 ];

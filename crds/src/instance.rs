@@ -6,6 +6,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -262,7 +263,7 @@ impl Default for StorageSpec {
 }
 
 /// Scheduled backups and the destination of every backup of the instance.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
     /// When to back up: a 5-field cron expression with Kubernetes CronJob
@@ -305,6 +306,39 @@ pub struct BackupSpec {
     #[serde(default = "default_compression_level")]
     #[schemars(range(min = 1, max = 9))]
     pub compression_level: u32,
+
+    /// Prove backups restorable: the newest successful backup is restored
+    /// into a throwaway server (the instance's own image and version, in the
+    /// verifying pod only, its data in an emptyDir) and compared with the
+    /// digests the dump recorded. The result is the backup's
+    /// `status.verification`, the instance's `status.lastVerifiedBackup` and
+    /// its `BackupsVerified` condition. Unset: no automatic verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationSpec>,
+}
+
+/// When and with what the operator proves backups restorable.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationSpec {
+    /// When to verify: a cron expression like `spec.backup.schedule` (in its
+    /// `timeZone`); at each time the newest successful backup is verified
+    /// unless it already was. Unset: right after every successful backup
+    /// (the newest one; a backup superseded before its turn is skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub schedule: Option<String>,
+
+    /// Compute resources of the throwaway server container. Unset: none
+    /// requested, no limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Upper bound of the throwaway server's data directory (the emptyDir's
+    /// `sizeLimit`, e.g. `20Gi`): the restored data lives there while the
+    /// proof runs. Unset: bounded only by the node's ephemeral storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<Quantity>,
 }
 
 fn default_compression_level() -> u32 {
@@ -428,6 +462,11 @@ pub struct MySQLInstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<LastBackup>,
 
+    /// The newest backup proven restorable (`spec.backup.verification`),
+    /// derived by the operator from the instance's `MySQLBackup`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_backup: Option<LastVerifiedBackup>,
+
     /// When the next scheduled backup is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::date_time")]
@@ -527,6 +566,24 @@ pub struct LastBackup {
 
     /// How long the backup took, in whole seconds.
     pub duration_seconds: u64,
+}
+
+/// The newest backup proven restorable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastVerifiedBackup {
+    /// Name of the `MySQLBackup`.
+    pub name: String,
+
+    /// When its proof ended.
+    #[schemars(schema_with = "crate::schema::date_time")]
+    pub time: DateTime<Utc>,
+
+    /// Tables compared.
+    pub tables: u64,
+
+    /// Rows compared.
+    pub rows: u64,
 }
 
 /// Progress of a restore, written by the agent as it goes.

@@ -48,9 +48,9 @@ pub use destination::{
     BackupDestination, CaBundleSecretRef, PvcDestination, S3Destination, SecretRef,
 };
 pub use instance::{
-    BackupSpec, FinalBackupStatus, Flavor, InstancePhase, LastBackup, MySQLInstance,
-    MySQLInstanceSpec, MySQLInstanceStatus, PasswordSecretRef, RestoreLocation, RestorePhase,
-    RestoreSource, RestoreStatus, RetentionSpec, StorageSpec,
+    BackupSpec, FinalBackupStatus, Flavor, InstancePhase, LastBackup, LastVerifiedBackup,
+    MySQLInstance, MySQLInstanceSpec, MySQLInstanceStatus, PasswordSecretRef, RestoreLocation,
+    RestorePhase, RestoreSource, RestoreStatus, RetentionSpec, StorageSpec, VerificationSpec,
 };
 pub use retention::{MaxAge, RetentionError};
 pub use schedule::{Schedule, ScheduleError};

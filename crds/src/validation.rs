@@ -23,6 +23,10 @@ pub enum ValidationError {
     #[error("spec.backup.schedule: {0}")]
     InvalidSchedule(ScheduleError),
 
+    /// `spec.backup.verification.schedule` is not a valid CronJob schedule.
+    #[error("spec.backup.verification.schedule: {0}")]
+    InvalidVerificationSchedule(ScheduleError),
+
     /// `spec.backup.timeZone` is not an IANA time zone.
     #[error("spec.backup.timeZone: {0}")]
     InvalidTimeZone(ScheduleError),
@@ -69,12 +73,13 @@ pub enum ValidationError {
 
 impl ValidationError {
     /// A CamelCase reason for a condition or an Event (`InvalidSchedule`,
-    /// `InvalidTimeZone`, `InvalidRetention`, `InvalidImage`,
+    /// `InvalidVerificationSchedule`, `InvalidTimeZone`, `InvalidRetention`, `InvalidImage`,
     /// `InvalidDestination`, `InvalidRestoreSource`, `InvalidConfig`,
     /// `InvalidBackupOnDelete`).
     pub fn reason(&self) -> &'static str {
         match self {
             ValidationError::InvalidSchedule(_) => "InvalidSchedule",
+            ValidationError::InvalidVerificationSchedule(_) => "InvalidVerificationSchedule",
             ValidationError::InvalidTimeZone(_) => "InvalidTimeZone",
             ValidationError::InvalidRetention(_) => "InvalidRetention",
             ValidationError::InvalidImage { .. } => "InvalidImage",
@@ -89,6 +94,7 @@ impl ValidationError {
     pub fn field(&self) -> &'static str {
         match self {
             ValidationError::InvalidSchedule(_) => "spec.backup.schedule",
+            ValidationError::InvalidVerificationSchedule(_) => "spec.backup.verification.schedule",
             ValidationError::InvalidTimeZone(_) => "spec.backup.timeZone",
             ValidationError::InvalidRetention(_) => "spec.backup.retention",
             ValidationError::InvalidImage { .. } => "spec.image",
@@ -146,6 +152,20 @@ impl MySQLInstanceSpec {
                     errors.push(ValidationError::InvalidSchedule(e));
                 }
             }
+            if let Some(schedule) = backup
+                .verification
+                .as_ref()
+                .and_then(|v| v.schedule.as_ref())
+            {
+                let zone = if zone_ok {
+                    backup.time_zone.as_deref()
+                } else {
+                    None
+                };
+                if let Err(e) = Schedule::parse(schedule, zone) {
+                    errors.push(ValidationError::InvalidVerificationSchedule(e));
+                }
+            }
             check_destination(&backup.destination, "spec.backup.destination", &mut errors);
             if let Some(retention) = &backup.retention {
                 if retention.keep_last == Some(0) {
@@ -186,6 +206,31 @@ impl MySQLInstanceSpec {
         } else {
             Err(errors)
         }
+    }
+
+    /// The parsed verification schedule (`spec.backup.verification.schedule`),
+    /// when one is configured and valid; `None` without one (verification
+    /// after every backup, or none).
+    ///
+    /// # Errors
+    /// The schedule's or time zone's [`ValidationError`].
+    pub fn verification_schedule(&self) -> Result<Option<Schedule>, ValidationError> {
+        let Some(backup) = &self.backup else {
+            return Ok(None);
+        };
+        let Some(expression) = backup
+            .verification
+            .as_ref()
+            .and_then(|v| v.schedule.as_ref())
+        else {
+            return Ok(None);
+        };
+        if let Some(zone) = &backup.time_zone {
+            parse_time_zone(zone).map_err(ValidationError::InvalidTimeZone)?;
+        }
+        Schedule::parse(expression, backup.time_zone.as_deref())
+            .map(Some)
+            .map_err(ValidationError::InvalidVerificationSchedule)
     }
 
     /// The parsed schedule, when scheduled backups are configured and valid.

@@ -10,10 +10,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use keeper_crds::{INSTANCE_LABEL, MySQLInstance};
+use keeper_crds::{INSTANCE_LABEL, MySQLBackup, MySQLInstance};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::PredicateConfig;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -84,6 +85,28 @@ pub fn instance_for_owned(meta: &ObjectMeta) -> Option<ObjectRef<MySQLInstance>>
         return None;
     }
     Some(ObjectRef::new(&owner.name).within(meta.namespace.as_deref()?))
+}
+
+/// The instance a `MySQLBackup` is of.
+pub fn instance_of_backup(backup: &MySQLBackup) -> Option<ObjectRef<MySQLInstance>> {
+    let namespace = backup.metadata.namespace.as_ref()?;
+    Some(ObjectRef::new(&backup.spec.instance_ref.name).within(namespace))
+}
+
+/// What of a `MySQLBackup` the instance's status is derived from: its
+/// phase and its proof (`lastVerifiedBackup`, `BackupsVerified`). The
+/// agent's progress reports every few seconds change neither, so they do
+/// not wake the instance.
+pub fn backup_facts(backup: &MySQLBackup) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let status = backup.status.as_ref();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    status.and_then(|s| s.phase).hash(&mut hasher);
+    status
+        .and_then(|s| s.verification.as_ref())
+        .map(|v| (v.phase, v.time))
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 fn managed_by_selector() -> String {
@@ -166,6 +189,11 @@ pub async fn run(
         api::<PersistentVolumeClaim>(&client, ns),
         watcher::Config::default().labels(INSTANCE_LABEL),
     );
+    // Backups: their proofs are the instance's BackupsVerified.
+    let backup_changes = watcher(api::<MySQLBackup>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(backup_facts, PredicateConfig::default());
     ctx.use_caches(Caches {
         stateful_sets,
         services,
@@ -191,6 +219,9 @@ pub async fn run(
     .watches_stream(pod_changes, |pod: Pod| instance_for_labeled(&pod.metadata))
     .watches_stream(claim_changes, |claim: PersistentVolumeClaim| {
         instance_for_labeled(&claim.metadata)
+    })
+    .watches_stream(backup_changes, |backup: MySQLBackup| {
+        instance_of_backup(&backup)
     });
     let store = controller.store();
     // The backup metrics read this cache while the controller runs.
@@ -305,6 +336,7 @@ mod tests {
                 destination: &destination,
                 backup_name: None,
                 databases: &[],
+                compression: None,
                 compression_level: None,
                 retention: None,
             },

@@ -1059,3 +1059,252 @@ async fn backup_on_delete_lets_go_when_its_job_is_forbidden() {
             .contains(&"FinalBackupFailed".to_owned())
     );
 }
+
+/// A backup as the agent reports it once it succeeded (completed on `day`
+/// of January 2026), with `verification` when one is given.
+fn succeeded(name: &str, day: u32, verification: Option<serde_json::Value>) -> serde_json::Value {
+    let mut object = backup(name);
+    object["status"] = json!({
+        "phase": "Succeeded",
+        "startTime": format!("2026-01-{day:02}T03:00:00Z"),
+        "completionTime": format!("2026-01-{day:02}T03:05:00Z"),
+        "destination": {"s3": {"bucket": "backups", "prefix": "shop/orders",
+            "credentialsSecretRef": {"name": "s3-creds"}}},
+        "location": format!("s3://backups/shop/orders/{name}"),
+    });
+    if let Some(v) = verification {
+        object["status"]["verification"] = v;
+    }
+    object
+}
+
+fn verified_condition(instance: &MySQLInstance) -> (String, String, String) {
+    let status = instance.status.clone().unwrap_or_default();
+    let c = find_condition(&status.conditions, "BackupsVerified").expect("BackupsVerified");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+#[tokio::test]
+async fn the_newest_backup_is_proven_once_and_the_instance_reports_the_proof() {
+    let cluster = cluster(
+        vec![
+            ready(instance(
+                json!({"backup": {"destination": s3(), "verification": {"sizeLimit": "5Gi"}}}),
+            )),
+            succeeded("orders-1", 1, None),
+            succeeded("orders-2", 2, None),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    // Only the newest success is proven: turning verification on starts no
+    // storm of proofs of old backups.
+    cluster.reconcile_backup("orders-1").await.unwrap();
+    assert!(cluster.jobs().await.is_empty());
+    cluster.reconcile_backup("orders-2").await.unwrap();
+    cluster.reconcile_backup("orders-2").await.unwrap();
+    let jobs = cluster.jobs().await;
+    assert_eq!(jobs.len(), 1, "one Job per backup");
+    let job = &jobs[0];
+    assert_eq!(job.metadata.name.as_deref(), Some("orders-2-verify"));
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("MySQLBackup", "orders-2")
+    );
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--from", "s3://backups/shop/orders/orders-2"]),
+        "{args:?}"
+    );
+    let server = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        server.image.as_deref(),
+        Some("mysql:8.4"),
+        "the instance's own"
+    );
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"VerificationStarted".to_owned())
+    );
+    // Before any proof the instance says so, without alarm.
+    cluster.reconcile().await;
+    let (state, reason, _) = verified_condition(&cluster.instance().await);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("Unknown", "NotVerifiedYet")
+    );
+
+    // The agent reports a difference: the newest backup is not proven.
+    cluster
+        .api::<MySQLBackup>()
+        .patch_status(
+            "orders-2",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"verification": {"phase": "Failed",
+                "time": "2026-01-02T03:20:00Z", "tables": 3, "rows": 10,
+                "durationSeconds": 60,
+                "message": "table `shop`.`orders`: rows differ (digest)"}}})),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile().await;
+    let instance = cluster.instance().await;
+    let (state, reason, message) = verified_condition(&instance);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "VerificationFailed")
+    );
+    assert!(
+        message.contains("orders-2") && message.contains("rows differ"),
+        "{message}"
+    );
+    assert!(instance.status.unwrap().last_verified_backup.is_none());
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"VerificationFailed".to_owned()),
+        "a Warning Event when it turns False"
+    );
+    // Proven once: nothing more for that backup.
+    cluster.take_writes();
+    cluster.reconcile_backup("orders-2").await.unwrap();
+    assert_eq!(cluster.take_writes(), Vec::<String>::new());
+
+    // A newer backup proven: True, and it is the last verified one.
+    cluster
+        .api::<MySQLBackup>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(succeeded(
+                "orders-3",
+                3,
+                Some(json!({"phase": "Verified", "time": "2026-01-03T03:20:00Z",
+                    "tables": 3, "rows": 11, "durationSeconds": 61})),
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    cluster.reconcile().await;
+    let instance = cluster.instance().await;
+    let (state, reason, _) = verified_condition(&instance);
+    assert_eq!((state.as_str(), reason.as_str()), ("True", "Verified"));
+    let last = instance.status.unwrap().last_verified_backup.unwrap();
+    assert_eq!((last.name.as_str(), last.rows), ("orders-3", 11));
+}
+
+#[tokio::test]
+async fn a_verification_job_that_died_is_recorded_and_nothing_runs_without_the_setting() {
+    let cluster = cluster(
+        vec![
+            ready(instance(json!({"backup": {"destination": s3()}}))),
+            succeeded("orders-1", 1, None),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    cluster.reconcile_backup("orders-1").await.unwrap();
+    assert!(cluster.jobs().await.is_empty(), "verification is opt-in");
+    cluster.reconcile().await;
+    let status = cluster.instance().await.status.unwrap();
+    assert!(find_condition(&status.conditions, "BackupsVerified").is_none());
+
+    cluster
+        .set_spec(json!({"backup": {"destination": s3(), "verification": {}}}))
+        .await;
+    cluster.reconcile_backup("orders-1").await.unwrap();
+    assert_eq!(cluster.jobs().await.len(), 1);
+    // The throwaway server was killed for its memory: the agent could not
+    // report, the Job failed.
+    cluster
+        .api::<Job>()
+        .patch_status(
+            "orders-1-verify",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}]}})),
+        )
+        .await
+        .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "orders-1-verify-x1", "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": "orders-1-verify"}},
+        "status": {"containerStatuses": [{"name": "agent", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "[RunFailed] verify --restore of orders-1 failed: the server closed the connection"}}}]}
+    }))
+    .unwrap();
+    cluster
+        .api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    cluster.reconcile_backup("orders-1").await.unwrap();
+    let proof = backup_status(&cluster, "orders-1")
+        .await
+        .verification
+        .unwrap();
+    assert_eq!(proof.phase, keeper_crds::VerificationPhase::Failed);
+    assert_eq!(
+        proof.message.as_deref(),
+        Some("verify --restore of orders-1 failed: the server closed the connection")
+    );
+    assert_eq!(
+        backup_status(&cluster, "orders-1")
+            .await
+            .phase
+            .map(|p| p.as_str()),
+        Some("Succeeded"),
+        "a failed proof never touches the backup itself"
+    );
+    assert!(
+        cluster
+            .event_reasons()
+            .await
+            .contains(&"VerificationFailed".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_verification_schedule_proves_the_newest_backup_at_its_time() {
+    // Sundays 05:00; the backup completed 2026-01-01 (a Thursday), long ago.
+    let cluster = cluster(
+        vec![
+            ready(instance(json!({"backup": {"destination": s3(),
+                "verification": {"schedule": "0 5 * * 0"}}}))),
+            succeeded("orders-1", 1, None),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    cluster.reconcile_backup("orders-1").await.unwrap();
+    assert_eq!(
+        cluster.jobs().await.len(),
+        1,
+        "its time came after it completed"
+    );
+    // An invalid schedule is the instance's problem and starts nothing.
+    let cluster = cluster_with_invalid_schedule().await;
+    cluster.reconcile_backup("orders-1").await.unwrap();
+    assert!(cluster.jobs().await.is_empty());
+}
+
+async fn cluster_with_invalid_schedule() -> Cluster {
+    cluster(
+        vec![
+            ready(instance(json!({"backup": {"destination": s3(),
+                "verification": {"schedule": "61 * * * *"}}}))),
+            succeeded("orders-1", 1, None),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await
+}

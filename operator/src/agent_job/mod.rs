@@ -33,6 +33,7 @@
 //! for exceeding it is reported by the operator from the Job.
 
 pub mod lifecycle;
+pub mod proof_server;
 pub mod start;
 
 use std::collections::BTreeMap;
@@ -54,8 +55,10 @@ use keeper_crds::agent::{
 use keeper_crds::destination::{
     AWS_ACCESS_KEY_ID_KEY, AWS_SECRET_ACCESS_KEY_KEY, DEFAULT_CA_BUNDLE_KEY, PVC_MOUNT_PATH,
 };
-use keeper_crds::instance::MYSQL_PORT;
-use keeper_crds::{BackupDestination, INSTANCE_LABEL, MySQLInstance, RetentionSpec};
+use keeper_crds::instance::{Compression, MYSQL_PORT};
+use keeper_crds::{
+    BackupDestination, INSTANCE_LABEL, MySQLInstance, RetentionSpec, VerificationSpec,
+};
 
 use crate::accounts::ROOT_USER;
 use crate::context::OperatorConfig;
@@ -68,6 +71,8 @@ use crate::instance::build::{
 pub const COMPONENT_BACKUP: &str = "backup";
 /// `app.kubernetes.io/component` of restore Jobs.
 pub const COMPONENT_RESTORE: &str = "restore";
+/// `app.kubernetes.io/component` of verification Jobs.
+pub const COMPONENT_VERIFY: &str = "verify";
 /// `app.kubernetes.io/name` of the agent's Jobs and pods.
 pub const AGENT_NAME: &str = "keeper-agent";
 /// Name of the agent container.
@@ -107,7 +112,11 @@ pub enum AgentCommand<'a> {
         backup_name: Option<&'a str>,
         /// Databases to dump; empty means every user database.
         databases: &'a [String],
-        /// gzip level; `None` leaves the agent's default.
+        /// How the dump is compressed (`--compression`); `None` or gzip
+        /// leaves the agent's default, gzip, and no flag, so an agent image
+        /// from before the option still runs the Job.
+        compression: Option<Compression>,
+        /// The codec's level; `None` leaves the agent's default.
         compression_level: Option<u32>,
         /// Retention applied after a success (`--keep-last`, `--max-age`).
         retention: Option<&'a RetentionSpec>,
@@ -128,6 +137,19 @@ pub enum AgentCommand<'a> {
         /// server). `None` restores unconditionally.
         request_id: Option<&'a str>,
     },
+    /// `keeper-agent verify --restore` into a throwaway server in the same
+    /// pod ([`proof_server`]): proves a backup restorable without touching
+    /// the instance.
+    Verify {
+        /// The destination that holds the backup (its recorded one).
+        destination: &'a BackupDestination,
+        /// The backup's folder name under the destination.
+        backup: &'a str,
+        /// The `MySQLBackup` whose `status.verification` the agent writes.
+        backup_name: &'a str,
+        /// The throwaway server's resources and data bound.
+        spec: Option<&'a VerificationSpec>,
+    },
 }
 
 impl AgentCommand<'_> {
@@ -136,7 +158,8 @@ impl AgentCommand<'_> {
     pub fn destination(&self) -> &BackupDestination {
         match self {
             AgentCommand::Backup { destination, .. }
-            | AgentCommand::Restore { destination, .. } => destination,
+            | AgentCommand::Restore { destination, .. }
+            | AgentCommand::Verify { destination, .. } => destination,
         }
     }
 
@@ -162,16 +185,19 @@ impl AgentCommand<'_> {
                     .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
                 Ok(destination.for_instance(namespace, instance_name(instance)?))
             }
-            AgentCommand::Restore { destination, .. } => Ok((*destination).clone()),
+            AgentCommand::Restore { destination, .. }
+            | AgentCommand::Verify { destination, .. } => Ok((*destination).clone()),
         }
     }
 
     /// The MySQL account the agent logs in as: the read-only dump account
-    /// for a backup, `root` for a restore (see [`crate::accounts`]).
+    /// for a backup, `root` for a restore (see [`crate::accounts`]), the
+    /// throwaway server's root for a verification.
     pub fn mysql_user(&self) -> &'static str {
         match self {
             AgentCommand::Backup { .. } => BACKUP_USER,
             AgentCommand::Restore { .. } => ROOT_USER,
+            AgentCommand::Verify { .. } => proof_server::USER,
         }
     }
 
@@ -180,6 +206,7 @@ impl AgentCommand<'_> {
         match self {
             AgentCommand::Backup { .. } => COMPONENT_BACKUP,
             AgentCommand::Restore { .. } => COMPONENT_RESTORE,
+            AgentCommand::Verify { .. } => COMPONENT_VERIFY,
         }
     }
 }
@@ -255,9 +282,10 @@ pub fn job_spec(
     instance: &MySQLInstance,
     run: &AgentRun<'_>,
 ) -> Result<JobSpec> {
-    // Only a backup run is bounded (see OperatorConfig::backup_run_timeout).
+    // A backup run and a proof are bounded (see
+    // OperatorConfig::backup_run_timeout); a restore is not.
     let active_deadline_seconds = match run.command {
-        AgentCommand::Backup { .. } => config
+        AgentCommand::Backup { .. } | AgentCommand::Verify { .. } => config
             .backup_run_timeout
             .map(|t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX).max(1)),
         AgentCommand::Restore { .. } => None,
@@ -303,8 +331,12 @@ pub fn pod_template(
         mounts.push(VolumeMount {
             name: BACKUPS_VOLUME.to_owned(),
             mount_path: PVC_MOUNT_PATH.to_owned(),
-            // A restore only reads the backup.
-            read_only: matches!(run.command, AgentCommand::Restore { .. }).then_some(true),
+            // A restore or a proof only reads the backup.
+            read_only: matches!(
+                run.command,
+                AgentCommand::Restore { .. } | AgentCommand::Verify { .. }
+            )
+            .then_some(true),
             ..VolumeMount::default()
         });
     }
@@ -335,6 +367,15 @@ pub fn pod_template(
         });
     }
 
+    let init_containers = match run.command {
+        AgentCommand::Verify { spec, .. } => {
+            let meta = InstanceMeta::of(instance)?;
+            let (server, server_volumes) = proof_server::sidecar(instance, &meta, spec);
+            volumes.extend(server_volumes);
+            Some(vec![server])
+        }
+        AgentCommand::Backup { .. } | AgentCommand::Restore { .. } => None,
+    };
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(config.agent_image.clone()),
@@ -358,6 +399,7 @@ pub fn pod_template(
             automount_service_account_token: Some(true),
             restart_policy: Some("Never".to_owned()),
             security_context: Some(pod_security_context()),
+            init_containers,
             containers: vec![container],
             volumes: Some(volumes),
             ..PodSpec::default()
@@ -395,6 +437,7 @@ pub fn command_host(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Res
     match command {
         AgentCommand::Backup { .. } => server_host(instance),
         AgentCommand::Restore { .. } => Ok(InstanceMeta::of(instance)?.server_pod_host()),
+        AgentCommand::Verify { .. } => Ok(proof_server::HOST.to_owned()),
     }
 }
 
@@ -427,6 +470,7 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
         AgentCommand::Backup {
             backup_name,
             databases,
+            compression,
             compression_level,
             retention,
             ..
@@ -440,6 +484,9 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
             }
             if !databases.is_empty() {
                 flag(&mut args, "--databases", databases.join(","));
+            }
+            if let Some(c) = compression.filter(|c| *c != Compression::Gzip) {
+                flag(&mut args, "--compression", c.as_str());
             }
             if let Some(level) = compression_level {
                 flag(&mut args, "--compression-level", level.to_string());
@@ -471,6 +518,19 @@ pub fn args(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<
             if let Some(request_id) = request_id {
                 flag(&mut args, "--request-id", *request_id);
             }
+        }
+        AgentCommand::Verify { backup, .. } => {
+            let from = destination
+                .backup_url(backup)
+                .ok_or_else(invalid_destination)?;
+            args.push("verify".to_owned());
+            flag(&mut args, "--from", from);
+            args.push("--restore".to_owned());
+            connect(&mut args)?;
+            // The throwaway server's root has no password (see
+            // proof_server): an empty file says so, where an empty
+            // MYSQL_PWD would read as "no password given".
+            flag(&mut args, "--password-file", "/dev/null");
         }
     }
     if let Some(s3) = &destination.s3 {
@@ -515,18 +575,19 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 /// As [`job()`].
 pub fn env(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<EnvVar>> {
     let destination = &command.agent_destination(instance)?;
-    let (password_secret, password_key) = match command {
-        AgentCommand::Backup { .. } => (
+    let password = match command {
+        AgentCommand::Backup { .. } => Some((
             instance.backup_secret_name(),
             BACKUP_PASSWORD_KEY.to_owned(),
-        ),
-        AgentCommand::Restore { .. } => instance.root_password_secret(),
+        )),
+        AgentCommand::Restore { .. } => Some(instance.root_password_secret()),
+        // Never an instance Secret: it logs into its own throwaway server.
+        AgentCommand::Verify { .. } => None,
     };
-    let mut env = vec![secret_env(
-        ENV_MYSQL_PASSWORD,
-        &password_secret,
-        &password_key,
-    )];
+    let mut env: Vec<EnvVar> = password
+        .map(|(secret, key)| secret_env(ENV_MYSQL_PASSWORD, &secret, &key))
+        .into_iter()
+        .collect();
     if let Some(s3) = &destination.s3 {
         if let Some(credentials) = &s3.credentials_secret_ref {
             env.push(secret_env(
@@ -580,6 +641,7 @@ pub fn env(instance: &MySQLInstance, command: &AgentCommand<'_>) -> Result<Vec<E
                 env.push(plain_env(ENV_RESTORE_SOURCE, *source));
             }
         }
+        AgentCommand::Verify { backup_name, .. } => env.push(plain_env(ENV_BACKUP, *backup_name)),
     }
     Ok(env)
 }

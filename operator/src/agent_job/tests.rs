@@ -67,6 +67,7 @@ fn on_demand_backup_to_s3() {
             destination: &destination,
             backup_name: Some("orders-manual"),
             databases: &databases,
+            compression: None,
             compression_level: Some(9),
             retention: Some(&retention),
         },
@@ -87,6 +88,7 @@ fn scheduled_backup_to_pvc_has_no_backup_name() {
             destination: &destination,
             backup_name: None,
             databases: &[],
+            compression: None,
             compression_level: None,
             retention: None,
         },
@@ -162,6 +164,7 @@ fn retention_flags_reach_the_backup_args() {
         destination: &destination,
         backup_name: None,
         databases: &[],
+        compression: Some(Compression::Zstd),
         compression_level: Some(6),
         retention: Some(&retention),
     };
@@ -178,6 +181,8 @@ fn retention_flags_reach_the_backup_args() {
             "keeper_backup",
             "--to",
             "file:///backups/orders/shop/orders",
+            "--compression",
+            "zstd",
             "--compression-level",
             "6",
             "--keep-last",
@@ -196,6 +201,7 @@ fn secrets_are_only_references() {
         destination: &destination,
         backup_name: Some("b"),
         databases: &[],
+        compression: None,
         compression_level: None,
         retention: None,
     };
@@ -229,6 +235,7 @@ fn an_invalid_destination_is_an_error_not_a_guess() {
             destination: &destination,
             backup_name: None,
             databases: &[],
+            compression: None,
             compression_level: None,
             retention: None,
         },
@@ -250,6 +257,7 @@ fn backup_command(destination: &BackupDestination) -> AgentCommand<'_> {
         destination,
         backup_name: Some("b1"),
         databases: &[],
+        compression: None,
         compression_level: None,
         retention: None,
     }
@@ -365,6 +373,7 @@ fn a_restore_by_location_reads_old_and_new_layouts() {
             destination: &source,
             backup_name: Some("orders-20250101-030000"),
             databases: &[],
+            compression: None,
             compression_level: None,
             retention: None,
         };
@@ -388,6 +397,7 @@ fn only_backups_get_the_optional_run_deadline() {
             destination: &destination,
             backup_name: None,
             databases: &[],
+            compression: None,
             compression_level: None,
             retention: None,
         },
@@ -420,4 +430,121 @@ fn only_backups_get_the_optional_run_deadline() {
     assert_eq!(deadline(&bounded, &backup), Some(6 * 3600));
     // A restore cut short leaves a half-restored server: never bounded.
     assert_eq!(deadline(&bounded, &restore), None);
+}
+
+fn verify_run<'a>(
+    destination: &'a BackupDestination,
+    spec: Option<&'a VerificationSpec>,
+) -> AgentRun<'a> {
+    AgentRun {
+        name: "orders-20250101-030000-verify".into(),
+        command: AgentCommand::Verify {
+            destination,
+            backup: "orders-20250101-030000",
+            backup_name: "orders-20250101-030000",
+            spec,
+        },
+        owner: Some(backup_owner()),
+        labels: BTreeMap::from([(
+            "mysql.keeper.dev/backup".into(),
+            "orders-20250101-030000".into(),
+        )]),
+    }
+}
+
+#[test]
+fn verification_from_s3_runs_a_throwaway_server_beside_the_agent() {
+    let instance = instance(json!({"flavor": "mariadb", "version": "11.4",
+        "config": {"lower_case_table_names": "1"}}));
+    let destination = s3_destination();
+    let spec: VerificationSpec = serde_json::from_value(json!({
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "sizeLimit": "20Gi",
+    }))
+    .expect("spec");
+    let job = job(&config(), &instance, &verify_run(&destination, Some(&spec))).expect("builds");
+    insta::assert_yaml_snapshot!("verify-s3", job);
+
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let server = &pod.init_containers.as_ref().expect("a sidecar")[0];
+    assert_eq!(
+        server.restart_policy.as_deref(),
+        Some("Always"),
+        "native sidecar"
+    );
+    assert_eq!(server.image.as_deref(), Some("mariadb:11.4"));
+    let server_args = server.args.clone().unwrap_or_default();
+    assert!(server_args.contains(&"--bind-address=127.0.0.1".to_owned()));
+    let agent = &pod.containers[0];
+    let args = agent.args.clone().unwrap_or_default();
+    assert_eq!(
+        args[..10],
+        [
+            "verify",
+            "--from",
+            "s3://backups/prod/orders/orders-20250101-030000",
+            "--restore",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "3306",
+            "--user",
+            "root"
+        ]
+    );
+    // No Secret of the instance anywhere in the pod: only the destination's.
+    let secrets: Vec<String> = pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+        .flat_map(|c| c.env.clone().unwrap_or_default())
+        .filter_map(|e| e.value_from?.secret_key_ref.map(|r| r.name))
+        .chain(
+            pod.volumes
+                .iter()
+                .flatten()
+                .filter_map(|v| v.secret.as_ref()?.secret_name.clone()),
+        )
+        .collect();
+    assert!(
+        secrets.iter().all(|s| s == "s3-creds" || s == "s3-ca"),
+        "{secrets:?}"
+    );
+    let env = agent.env.clone().unwrap_or_default();
+    assert!(env.iter().all(|e| e.name != ENV_MYSQL_PASSWORD));
+    assert!(
+        env.iter()
+            .any(|e| e.name == ENV_BACKUP && e.value.as_deref() == Some("orders-20250101-030000"))
+    );
+}
+
+#[test]
+fn verification_of_mysql_from_pvc_reads_the_backup_only() {
+    let instance = instance(json!({"flavor": "mysql"}));
+    let destination = pvc_destination();
+    let job = job(&config(), &instance, &verify_run(&destination, None)).expect("builds");
+    insta::assert_yaml_snapshot!("verify-pvc-mysql", job);
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let server = &pod.init_containers.as_ref().expect("a sidecar")[0];
+    let env: Vec<String> = server
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(env, ["MYSQL_ALLOW_EMPTY_PASSWORD"]);
+    assert!(
+        server
+            .args
+            .iter()
+            .flatten()
+            .any(|a| a == "--disable-log-bin")
+    );
+    let backups = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == PVC_MOUNT_PATH)
+        .expect("the backup volume");
+    assert_eq!(backups.read_only, Some(true));
 }

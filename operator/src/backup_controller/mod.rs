@@ -28,8 +28,9 @@
 //!   memory, or could not start) makes the operator apply phase `Failed` and
 //!   the message: the pod's termination message (the agent's one-line error),
 //!   else the Job's condition. Warning Event `BackupFailed`.
-//! * Succeeded backups need nothing: the agent reported them. Retention is the
-//!   agent's too.
+//! * Succeeded backups were reported by the agent (retention is the agent's
+//!   too); what is left is their proof, when the instance asks for one
+//!   ([`verification`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ use crate::agent_job::{self, AgentCommand, AgentRun};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::instance::build::{MANAGED_BY, MANAGED_BY_LABEL};
+
+pub mod verification;
 
 /// Label on an on-demand backup's Job naming its `MySQLBackup`.
 pub const BACKUP_LABEL: &str = "mysql.keeper.dev/backup";
@@ -120,6 +123,9 @@ async fn reconcile_inner(backup: &MySQLBackup, ctx: &Context) -> Result<Action> 
         return Ok(Action::await_change());
     }
     let phase = backup.phase();
+    if phase == Some(BackupPhase::Succeeded) {
+        return verification::reconcile(ctx, backup, &name, &namespace).await;
+    }
     if phase.is_some_and(BackupPhase::is_final) {
         return Ok(Action::await_change());
     }
@@ -184,6 +190,31 @@ async fn reconcile_inner(backup: &MySQLBackup, ctx: &Context) -> Result<Action> 
         return watch_start(ctx, backup, &name, &namespace, &job).await;
     }
     Ok(Action::requeue(RUNNING_REQUEUE))
+}
+
+/// The `MySQLBackup`s of instance `instance` in `namespace` (by the
+/// instance label the agent and the operator put on every backup; the
+/// `spec.instanceRef` is checked too).
+///
+/// # Errors
+/// [`Error::Kube`] when the list fails.
+pub async fn of_instance(
+    ctx: &Context,
+    namespace: &str,
+    instance: &str,
+) -> Result<Vec<MySQLBackup>> {
+    let backups = Api::<MySQLBackup>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={instance}")))
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("MySQLBackups of {namespace}/{instance}"),
+            source: Box::new(source),
+        })?;
+    Ok(backups
+        .items
+        .into_iter()
+        .filter(|b| b.spec.instance_ref.name == instance)
+        .collect())
 }
 
 /// The pods of Job `job_name` (by the Job controller's label).
@@ -437,6 +468,7 @@ async fn start(ctx: &Context, backup: &MySQLBackup, name: &str, namespace: &str)
             databases: backup_spec
                 .and_then(|b| b.databases.as_deref())
                 .unwrap_or_default(),
+            compression: backup_spec.map(|b| b.compression),
             compression_level: backup_spec.map(|b| b.compression_level),
             retention: backup_spec.and_then(|b| b.retention.as_ref()),
         },
@@ -582,11 +614,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
     // The pods of on-demand backup Jobs: a pod that cannot start is seen
     // as soon as the kubelet or the scheduler says so.
     let pod_selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{BACKUP_LABEL}");
-    // Only the operator's backup Jobs (component label) are cached.
+    // Only the operator's backup and verification Jobs (component label)
+    // are cached.
     let job_selector = format!(
-        "{MANAGED_BY_LABEL}={MANAGED_BY},{}={},{INSTANCE_LABEL}",
+        "{MANAGED_BY_LABEL}={MANAGED_BY},{} in ({},{}),{INSTANCE_LABEL}",
         crate::instance::build::COMPONENT_LABEL,
-        agent_job::COMPONENT_BACKUP
+        agent_job::COMPONENT_BACKUP,
+        agent_job::COMPONENT_VERIFY
     );
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("<all>"),

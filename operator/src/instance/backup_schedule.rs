@@ -55,8 +55,8 @@ use keeper_crds::condition::{
 };
 use keeper_crds::instance::MYSQL_PORT;
 use keeper_crds::{
-    BackupPhase, BackupSpec, INSTANCE_LABEL, InstancePhase, MySQLBackup, MySQLInstance,
-    MySQLInstanceStatus, Schedule,
+    BackupPhase, BackupSpec, INSTANCE_LABEL, InstancePhase, MySQLInstance, MySQLInstanceStatus,
+    Schedule,
 };
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::events::EventType;
@@ -793,17 +793,10 @@ async fn newest_success(
     namespace: &str,
 ) -> Result<Option<DateTime<Utc>>> {
     let name = instance.metadata.name.clone().unwrap_or_default();
-    let backups = Api::<MySQLBackup>::namespaced(ctx.client.clone(), namespace)
-        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
-        .await
-        .map_err(|source| Error::Kube {
-            what: format!("MySQLBackups of {namespace}/{name}"),
-            source: Box::new(source),
-        })?;
+    let backups = crate::backup_controller::of_instance(ctx, namespace, &name).await?;
     Ok(backups
-        .items
         .iter()
-        .filter(|b| b.spec.instance_ref.name == name && b.phase() == Some(BackupPhase::Succeeded))
+        .filter(|b| b.phase() == Some(BackupPhase::Succeeded))
         .filter_map(|b| {
             let status = b.status.as_ref()?;
             status.start_time.or(status.completion_time)

@@ -17,6 +17,7 @@
 //! | [`backup_schedule`] | the agent's identity, the backup user, the CronJob and the backup conditions |
 //! | [`restore`] | `spec.restoreFrom`: observe → decide (pure) → act; the Job, the hold on the server |
 //! | [`final_backup`] | deletion with `backupOnDelete`: observe → decide (pure) → act |
+//! | [`verification`] | `lastVerifiedBackup` and `BackupsVerified`, derived (pure) from the backups' proofs |
 //! | [`status`] | the status and its conditions, written once |
 
 pub mod apply;
@@ -30,6 +31,7 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod validate;
+pub mod verification;
 
 use std::time::Duration;
 
@@ -81,6 +83,8 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
     let backup_requeue =
         backup_schedule::reconcile(ctx, instance, &valid, &observed, &readiness, &mut new, now)
             .await?;
+    let verification_requeue =
+        verification::reconcile(ctx, instance, &valid, &mut new, now).await?;
     let restoring = restore::reconcile(ctx, instance, &observed, &readiness, &mut new).await?;
     let held = restoring.holds_server;
     let ready = readiness.ready_replicas;
@@ -94,9 +98,14 @@ pub async fn reconcile(instance: &MySQLInstance, ctx: &Context) -> Result<Action
         PROVISIONING_REQUEUE
     };
     Ok(Action::requeue(
-        [restoring.requeue, backup_requeue, account_requeue]
-            .into_iter()
-            .flatten()
-            .fold(usual, Duration::min),
+        [
+            restoring.requeue,
+            backup_requeue,
+            verification_requeue,
+            account_requeue,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(usual, Duration::min),
     ))
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use keeper_crds::condition::{
-    self, BACKUP_SCHEDULED, ConditionStatus, READY, STORAGE_READY, find_condition,
+    self, BACKUP_SCHEDULED, BACKUPS_VERIFIED, ConditionStatus, READY, STORAGE_READY, find_condition,
 };
 use keeper_crds::{API_GROUP_VERSION, InstancePhase, MySQLInstance, MySQLInstanceStatus};
 use kube::Api;
@@ -269,6 +269,25 @@ pub fn transitions(
             note: current.message.clone(),
         });
     }
+    // A backup that failed its proof, or proofs that stopped: a Warning
+    // even the first time (there is no True before a first proof).
+    if let Some(current) = find_condition(&new.conditions, BACKUPS_VERIFIED) {
+        let previous = find_condition(old_conditions, BACKUPS_VERIFIED);
+        let changed =
+            previous.is_none_or(|p| p.status != current.status || p.reason != current.reason);
+        let type_ = match current.status.as_str() {
+            "False" => Some(EventType::Warning),
+            "True" if previous.is_some_and(|p| p.status == "False") => Some(EventType::Normal),
+            _ => None,
+        };
+        if let Some(type_) = type_.filter(|_| changed) {
+            events.push(Transition {
+                type_,
+                reason: current.reason.clone(),
+                note: current.message.clone(),
+            });
+        }
+    }
     events
 }
 
@@ -344,6 +363,7 @@ pub async fn write(
             "restoredFrom": new.restored_from,
             "nextBackupTime": new.next_backup_time,
             "finalBackup": new.final_backup,
+            "lastVerifiedBackup": new.last_verified_backup,
         })),
     });
     api.patch_status(

@@ -21,6 +21,8 @@ pub struct Valid {
     /// `spec.backup.schedule`, parsed; `None` without backups or without a
     /// schedule.
     pub schedule: Option<Schedule>,
+    /// `spec.backup.verification.schedule`, parsed; `None` without one.
+    pub verification_schedule: Option<Schedule>,
 }
 
 /// Validates `instance` with what was observed: [`Valid`], or the error
@@ -51,10 +53,19 @@ pub fn validate(
             reason: error.reason(),
             message: error.to_string(),
         })?;
+    let verification_schedule =
+        instance
+            .spec
+            .verification_schedule()
+            .map_err(|error| Error::InvalidSpec {
+                reason: error.reason(),
+                message: error.to_string(),
+            })?;
     Ok(Valid {
         meta,
         namespace,
         schedule,
+        verification_schedule,
     })
 }
 

@@ -160,7 +160,10 @@ fn probes(flavor: FlavorSpecifics) -> (Probe, Probe, Probe) {
     (startup, liveness, readiness)
 }
 
-fn container_security_context() -> SecurityContext {
+/// The server container's security context (as the `mysql` user, every
+/// capability dropped): the StatefulSet's and the verification pod's
+/// throwaway server's.
+pub fn server_security_context() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         run_as_non_root: Some(true),
@@ -254,7 +257,7 @@ pub fn build(
         startup_probe: Some(startup),
         liveness_probe: Some(liveness),
         readiness_probe: Some(readiness),
-        security_context: Some(container_security_context()),
+        security_context: Some(server_security_context()),
         ..Container::default()
     };
     StatefulSet {
