@@ -68,6 +68,9 @@ impl AgentError {
             AgentError::Proof(proof::ProofError::TargetNotEmpty { .. }) => {
                 keeper_crds::agent::FailureCode::TargetNotEmpty
             }
+            AgentError::Proof(proof::ProofError::Differs { .. }) => {
+                keeper_crds::agent::FailureCode::BackupDiffers
+            }
             AgentError::Usage(_)
             | AgentError::Proof(_)
             | AgentError::Connection(_)

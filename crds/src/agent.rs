@@ -85,14 +85,19 @@ pub enum FailureCode {
     /// Any other failure. A restore may have changed the target (part of the
     /// backup may be in it).
     RunFailed,
+    /// `verify --restore` restored the backup, and what came back differs
+    /// from what was dumped (a table's rows, a definition): the backup is
+    /// not to be relied on. The proof could be made; its answer is no.
+    BackupDiffers,
 }
 
 impl FailureCode {
     /// Every code, for tables and tests.
-    pub const ALL: [FailureCode; 3] = [
+    pub const ALL: [FailureCode; 4] = [
         FailureCode::PreflightFailed,
         FailureCode::TargetNotEmpty,
         FailureCode::RunFailed,
+        FailureCode::BackupDiffers,
     ];
 
     /// The name used in the API and in the termination message.
@@ -101,6 +106,7 @@ impl FailureCode {
             FailureCode::PreflightFailed => "PreflightFailed",
             FailureCode::TargetNotEmpty => "TargetNotEmpty",
             FailureCode::RunFailed => "RunFailed",
+            FailureCode::BackupDiffers => "BackupDiffers",
         }
     }
 
@@ -113,7 +119,7 @@ impl FailureCode {
     pub fn changed_nothing(self) -> bool {
         match self {
             FailureCode::PreflightFailed | FailureCode::TargetNotEmpty => true,
-            FailureCode::RunFailed => false,
+            FailureCode::RunFailed | FailureCode::BackupDiffers => false,
         }
     }
 }

@@ -1255,7 +1255,9 @@ async fn a_verification_job_that_died_is_recorded_and_nothing_runs_without_the_s
     assert_eq!(proof.phase, keeper_crds::VerificationPhase::Failed);
     assert_eq!(
         proof.message.as_deref(),
-        Some("verify --restore of orders-1 failed: the server closed the connection")
+        Some(
+            "the proof could not be made: verify --restore of orders-1 failed: the server closed the connection"
+        )
     );
     assert_eq!(
         backup_status(&cluster, "orders-1")

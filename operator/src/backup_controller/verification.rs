@@ -51,6 +51,7 @@ use crate::agent_job::{self, AgentCommand, AgentRun};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::instance::restore::source;
+use keeper_crds::agent::FailureCode;
 
 /// Event reason (Warning) of a proof that failed or could not be made.
 pub const REASON_FAILED: &str = "VerificationFailed";
@@ -83,8 +84,14 @@ pub enum JobState {
     Running(StartVerdict),
     /// The agent exited 0.
     Succeeded,
-    /// The Job failed: the agent's one-line error, else the Job's reason.
-    Failed(String),
+    /// The Job failed: the agent's code (`None` when it wrote none: killed,
+    /// out of memory) and one-line error, else the Job's reason.
+    Failed {
+        /// The agent's failure code.
+        code: Option<FailureCode>,
+        /// Its line.
+        message: String,
+    },
 }
 
 /// What the decision reads.
@@ -174,9 +181,14 @@ pub fn decide(view: &VerifyView<'_>) -> VerifyPlan {
                 .to_owned(),
             delete_job: false,
         },
-        JobState::Failed(message) => VerifyPlan::Record {
+        JobState::Failed { code, message } => VerifyPlan::Record {
             phase: VerificationPhase::Failed,
-            message: message.clone(),
+            // A difference is the proof's answer; anything else means no
+            // proof could be made (the backup is not shown to be bad).
+            message: match code {
+                Some(FailureCode::BackupDiffers) => message.clone(),
+                _ => format!("the proof could not be made: {message}"),
+            },
             delete_job: false,
         },
         JobState::Absent => match (policy, newest) {
@@ -272,10 +284,16 @@ pub async fn reconcile(
             Outcome::Succeeded { .. } => JobState::Succeeded,
             Outcome::Failed { reason, message } => {
                 let pods = job_pods(ctx, namespace, &job_name).await?;
-                JobState::Failed(lifecycle::termination_message(&pods).map_or_else(
-                    || format!("Job {job_name} failed: {reason}: {message}"),
-                    |failure| failure.message,
-                ))
+                match lifecycle::termination_message(&pods) {
+                    Some(failure) => JobState::Failed {
+                        code: failure.code,
+                        message: failure.message,
+                    },
+                    None => JobState::Failed {
+                        code: None,
+                        message: format!("Job {job_name} failed: {reason}: {message}"),
+                    },
+                }
             }
         },
     };
@@ -484,7 +502,13 @@ mod tests {
             v.phase = phase;
             assert_eq!(decide(&v), VerifyPlan::Idle, "{phase:?}");
         }
-        let mut done = view(Some(Policy::AfterEachBackup), JobState::Failed("x".into()));
+        let mut done = view(
+            Some(Policy::AfterEachBackup),
+            JobState::Failed {
+                code: None,
+                message: "x".into(),
+            },
+        );
         done.verified = true;
         assert_eq!(decide(&done), VerifyPlan::Idle, "once per backup");
     }
@@ -552,15 +576,34 @@ mod tests {
 
     #[test]
     fn a_job_that_ended_without_a_report_is_recorded_by_the_operator() {
-        let failed = view(
+        let differs = view(
             Some(Policy::AfterEachBackup),
-            JobState::Failed("[RunFailed] the restored backup differs: 1 difference".into()),
+            JobState::Failed {
+                code: Some(FailureCode::BackupDiffers),
+                message: "orders-2 did not restore exactly: 1 difference(s)".into(),
+            },
         );
         assert_eq!(
-            decide(&failed),
+            decide(&differs),
             VerifyPlan::Record {
                 phase: VerificationPhase::Failed,
-                message: "[RunFailed] the restored backup differs: 1 difference".into(),
+                message: "orders-2 did not restore exactly: 1 difference(s)".into(),
+                delete_job: false,
+            }
+        );
+        let killed = view(
+            Some(Policy::AfterEachBackup),
+            JobState::Failed {
+                code: None,
+                message: "the agent exited with code 137 (OOMKilled)".into(),
+            },
+        );
+        assert_eq!(
+            decide(&killed),
+            VerifyPlan::Record {
+                phase: VerificationPhase::Failed,
+                message: "the proof could not be made: the agent exited with code 137 (OOMKilled)"
+                    .into(),
                 delete_job: false,
             }
         );
