@@ -25,7 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Dump the server's databases to URL/NAME/ (dump.sql.gz + manifest.json).
+    /// Dump the server's databases to URL/NAME/ (dump.sql.gz, .zst or plain
+    /// dump.sql, and manifest.json).
     Backup(BackupArgs),
     /// Restore a backup folder into a server.
     Restore(RestoreArgs),
@@ -127,9 +128,15 @@ pub struct BackupArgs {
     /// Connections that dump in parallel.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
-    /// gzip level 1 (fastest) to 9 (smallest); the same default as the CRD's
-    /// `spec.backup.compressionLevel`.
-    #[arg(long, default_value_t = keeper_crds::instance::DEFAULT_COMPRESSION_LEVEL, value_parser = clap::value_parser!(u32).range(1..=9))]
+    /// How the dump is compressed: gzip (dump.sql.gz: `gunzip -c | mysql`
+    /// restores it), zstd (dump.sql.zst, one frame per member: `zstd -dc |
+    /// mysql`; faster, smaller) or none (plain dump.sql). The CRD's
+    /// `spec.backup.compression`.
+    #[arg(long, default_value_t = crate::compression::Compression::Gzip)]
+    pub compression: crate::compression::Compression,
+    /// gzip: 1 (fastest) to 9 (smallest); zstd: 1 to 19; ignored by none.
+    /// Default 3 for both, as the CRD's `spec.backup.compressionLevel`.
+    #[arg(long, default_value_t = crate::compression::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(1..=i64::from(keeper_crds::instance::MAX_ZSTD_LEVEL)))]
     pub compression_level: u32,
     /// Where backups live: file:///dir or s3://bucket/prefix.
     #[arg(long)]

@@ -7,6 +7,7 @@
 //! in-process with the exact arguments and environment of a Job spec.
 
 pub mod cli;
+pub mod compression;
 pub mod context;
 pub mod digest;
 pub mod dump;

@@ -10,12 +10,19 @@ use crate::owner::Owner;
 
 /// The newest format this agent reads. Bumped when a reader of an older
 /// version could misread a newer manifest: version 2 added the `sequences`
-/// member kind. A backup is written with the lowest version that describes it
+/// member kind, version 3 dumps that are not gzip (`compression`: an older
+/// agent would look for a `dump.sql.gz` that is not there). A backup is
+/// written with the lowest version that describes it
 /// ([`Manifest::needed_format_version`]), so one without sequences still
-/// restores with an agent that reads only version 1.
-pub const FORMAT_VERSION: u32 = 2;
-/// The dump's file name inside a backup folder.
-pub const DUMP_FILE: &str = "dump.sql.gz";
+/// restores with an agent that reads only version 1, and a gzip one with an
+/// agent that reads only version 2.
+pub const FORMAT_VERSION: u32 = 3;
+/// The gzip dump's file name inside a backup folder: the default, and the
+/// only one before the compression was a choice. The rule for every codec
+/// is [`dump_file`].
+pub const DUMP_FILE: &str = dump_file(Compression::Gzip);
+
+pub use crate::compression::{Compression, dump_file};
 /// The manifest's file name inside a backup folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Present while a backup runs, refreshed every minute, removed after the manifest.
@@ -56,6 +63,11 @@ pub struct Manifest {
     pub databases: Vec<DatabaseEntry>,
     /// Members in replay order.
     pub members: Vec<Member>,
+    /// How every member is compressed, which also names the dump file
+    /// ([`dump_file`]). Absent in manifests written before it was a choice:
+    /// those are gzip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
     pub file: FileInfo,
     /// What this backup cannot bring back exactly, by object: never a silent
     /// difference. Empty (and absent from the JSON) when a restore gives
@@ -313,12 +325,24 @@ impl Manifest {
 
     /// The lowest format version that describes these members, so older
     /// agents can still read every backup that does not need a newer one.
-    pub fn needed_format_version(members: &[Member]) -> u32 {
-        if members.iter().any(|m| m.kind == MemberKind::Sequences) {
+    pub fn needed_format_version(members: &[Member], compression: Compression) -> u32 {
+        if compression != Compression::Gzip {
+            3
+        } else if members.iter().any(|m| m.kind == MemberKind::Sequences) {
             2
         } else {
             1
         }
+    }
+
+    /// How the members are compressed (gzip when the manifest does not say).
+    pub fn compression(&self) -> Compression {
+        self.compression.unwrap_or_default()
+    }
+
+    /// The dump file's name in the backup folder.
+    pub fn dump_file(&self) -> &'static str {
+        dump_file(self.compression())
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
@@ -327,6 +351,16 @@ impl Manifest {
 
     fn check(&self) -> Result<(), ManifestError> {
         let bad = |m: String| Err(ManifestError::Inconsistent(m));
+        // Readers name the file by the compression, never by this field:
+        // the two must agree.
+        if self.file.name != self.dump_file() {
+            return bad(format!(
+                "the file is named {} but {} dumps are {}",
+                self.file.name,
+                self.compression(),
+                self.dump_file()
+            ));
+        }
         let mut expected_offset = 0u64;
         for (i, member) in self.members.iter().enumerate() {
             if member.offset != expected_offset {
@@ -481,6 +515,7 @@ pub(crate) fn sample(server: ServerInfo, databases: Vec<DatabaseEntry>) -> Manif
         largest_statement: 0,
         databases,
         members: vec![],
+        compression: None,
         file: FileInfo {
             name: DUMP_FILE.into(),
             size: 0,
@@ -564,13 +599,57 @@ mod tests {
     #[test]
     fn only_backups_with_sequences_need_format_2() {
         let plain = [member(MemberKind::Header), member(MemberKind::Schema)];
-        assert_eq!(Manifest::needed_format_version(&plain), 1);
+        assert_eq!(
+            Manifest::needed_format_version(&plain, Compression::Gzip),
+            1
+        );
         let with_sequences = [member(MemberKind::Header), member(MemberKind::Sequences)];
         assert_eq!(
-            Manifest::needed_format_version(&with_sequences),
-            FORMAT_VERSION,
-            "this agent reads what it writes"
+            Manifest::needed_format_version(&with_sequences, Compression::Gzip),
+            2
         );
+    }
+
+    #[test]
+    fn only_dumps_that_are_not_gzip_need_format_3() {
+        let with_sequences = [member(MemberKind::Header), member(MemberKind::Sequences)];
+        for c in [Compression::Zstd, Compression::None] {
+            assert_eq!(
+                Manifest::needed_format_version(&with_sequences, c),
+                FORMAT_VERSION,
+                "this agent reads what it writes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_compression_is_gzip_and_names_agree() {
+        let mut m = sample(
+            ServerInfo {
+                flavor: Flavor::Mariadb,
+                version: "11.4".into(),
+            },
+            vec![],
+        );
+        m.members = vec![];
+        let json = serde_json::to_value(&m).unwrap();
+        assert!(json.get("compression").is_none(), "{json}");
+        assert_eq!(m.compression(), Compression::Gzip);
+        assert_eq!(m.dump_file(), "dump.sql.gz");
+        m.file.sha256 = "a".repeat(64);
+        assert!(Manifest::from_json(&m.to_json().unwrap()).is_ok());
+
+        m.compression = Some(Compression::Zstd);
+        let err = Manifest::from_json(&m.to_json().unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the manifest is inconsistent: the file is named dump.sql.gz but zstd dumps are dump.sql.zst"
+        );
+        m.file.name = "dump.sql.zst".into();
+        let back = Manifest::from_json(&m.to_json().unwrap()).unwrap();
+        assert_eq!(back.dump_file(), "dump.sql.zst");
+        let text = String::from_utf8(m.to_json().unwrap()).unwrap();
+        assert!(text.contains("\"compression\": \"zstd\""), "{text}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::process::Command;
 use clap::Parser;
 use keeper_agent::cli::{BackupArgs, Command as AgentCommand};
 use keeper_agent::dump::{BackupError, BackupOutcome};
-use keeper_agent::manifest::{Consistency, Manifest, MemberKind};
+use keeper_agent::manifest::{Compression, Consistency, Manifest, MemberKind};
 use keeper_agent::{AgentContext, Cli};
 use keeper_tests::{MariaDb, MariaDbOptions};
 use mysql_async::prelude::Queryable;
@@ -62,15 +62,27 @@ fn folder(outcome: &BackupOutcome) -> PathBuf {
     }
 }
 
-/// What a restore through the plain client sees: `gunzip -c dump.sql.gz | mariadb`.
+/// What a restore through the plain client sees: `gunzip -c dump.sql.gz |
+/// mariadb`, `zstd -dc dump.sql.zst | mariadb` or `mariadb < dump.sql`:
+/// the codec's own tool, no Keeper.
 fn restore_with_client(dump: &Path, target: &MariaDb) {
-    let sql = dump.with_extension("sql");
-    let out = Command::new("gunzip")
-        .arg("-c")
+    let tool = match dump.extension().and_then(|e| e.to_str()) {
+        Some("gz") => Some(("gunzip", "-c")),
+        Some("zst") => Some(("zstd", "-dc")),
+        Some("sql") => None,
+        other => panic!("not a dump file: {other:?}"),
+    };
+    let Some((tool, flag)) = tool else {
+        target.run_sql_file(dump, None).unwrap();
+        return;
+    };
+    let sql = dump.with_extension("plain.sql");
+    let out = Command::new(tool)
+        .arg(flag)
         .arg(dump)
         .output()
-        .expect("gunzip is installed");
-    assert!(out.status.success(), "gunzip failed");
+        .unwrap_or_else(|e| panic!("{tool} is not installed ({e}): cargo xtask deps installs it"));
+    assert!(out.status.success(), "{tool} failed");
     std::fs::write(&sql, out.stdout).unwrap();
     target.run_sql_file(&sql, None).unwrap();
 }
@@ -197,17 +209,24 @@ fn assert_same(source: &BTreeMap<String, String>, target: &BTreeMap<String, Stri
 fn check_file(folder: &Path) -> Manifest {
     let manifest =
         Manifest::from_json(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(folder.join("dump.sql.gz")).unwrap();
+    let bytes = std::fs::read(folder.join(manifest.dump_file())).unwrap();
     assert_eq!(manifest.file.size, bytes.len() as u64);
     assert_eq!(manifest.file.sha256, hex::encode(Sha256::digest(&bytes)));
     for m in &manifest.members {
         let slice = &bytes[m.offset as usize..(m.offset + m.length) as usize];
         assert_eq!(m.sha256, hex::encode(Sha256::digest(slice)), "member {m:?}");
-        // Each member is a complete gzip stream that replays alone.
+        // Each member is a complete gzip member or zstd frame (read here
+        // by the codecs' crates, not the agent's reader) that replays alone.
         let mut text = Vec::new();
-        flate2::read::GzDecoder::new(slice)
-            .read_to_end(&mut text)
-            .unwrap();
+        match manifest.compression() {
+            Compression::Gzip => {
+                flate2::read::GzDecoder::new(slice)
+                    .read_to_end(&mut text)
+                    .unwrap();
+            }
+            Compression::Zstd => text = zstd::decode_all(slice).unwrap(),
+            Compression::None => text = slice.to_vec(),
+        }
         assert_eq!(text.len() as u64, m.uncompressed_length);
         let text = String::from_utf8_lossy(&text);
         match m.kind {
@@ -223,7 +242,11 @@ fn check_file(folder: &Path) -> Manifest {
         }
     }
     assert!(!folder.join("in-progress.json").exists());
-    assert!(!folder.join("dump.sql.gz.partial").exists());
+    assert!(
+        !folder
+            .join(format!("{}.partial", manifest.dump_file()))
+            .exists()
+    );
     manifest
 }
 
@@ -231,8 +254,7 @@ fn assert_nothing_left(dir: &Path) {
     let mut found = Vec::new();
     for entry in walk(dir) {
         let name = entry.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("dump.sql.gz") || name == "manifest.json" || name == "in-progress.json"
-        {
+        if name.starts_with("dump.sql") || name == "manifest.json" || name == "in-progress.json" {
             found.push(entry);
         }
     }
@@ -413,6 +435,115 @@ async fn the_sample_database_round_trips_with_every_checksum_equal() {
         &before,
         &fingerprint(&target, &[keeper_tests::sample::DATABASE]).await,
     );
+}
+
+/// `--compression zstd` and `none`: the dump is `dump.sql.zst` (a zstd
+/// frame per member) or plain `dump.sql`, the manifest says which, and each
+/// restores through its own tool (`zstd -dc | mariadb`, `mariadb <`), through
+/// the agent, and proves itself with `verify` and `verify --restore`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_and_plain_dumps_round_trip_through_their_tools_and_the_agent() {
+    let source = MariaDb::start().unwrap();
+    keeper_tests::sample::load(&source).unwrap();
+    let dbs = [keeper_tests::sample::DATABASE];
+    let dir = tempfile::tempdir().unwrap();
+    let codecs = [
+        ("gzip", "dump.sql.gz"),
+        ("zstd", "dump.sql.zst"),
+        ("none", "dump.sql"),
+    ];
+    for (compression, _) in codecs {
+        let argv = [
+            "--parallel",
+            "3",
+            "--name",
+            compression,
+            "--compression",
+            compression,
+        ];
+        backup(&source, dir.path(), &argv).await.unwrap();
+    }
+    // Read after the backups: the fingerprint moves the sequences on.
+    let before = fingerprint(&source, &dbs).await;
+    let mut gzip_size = 0;
+    for (compression, file) in codecs {
+        let folder = dir.path().join(compression);
+        let manifest = check_file(&folder);
+        assert_eq!(manifest.compression().as_str(), compression);
+        assert_eq!(
+            (manifest.dump_file(), manifest.file.name.as_str()),
+            (file, file)
+        );
+        let mut names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [file, "manifest.json"]);
+        // Old agents read gzip backups; only the new codecs need format 3.
+        let expected_format = if compression == "gzip" { 2 } else { 3 };
+        assert_eq!(manifest.format_version, expected_format);
+        match compression {
+            "gzip" => gzip_size = manifest.file.size,
+            "zstd" => assert!(manifest.file.size < manifest.uncompressed_bytes()),
+            _ => {
+                assert_eq!(manifest.file.size, manifest.uncompressed_bytes());
+                assert!(manifest.file.size > gzip_size);
+            }
+        }
+
+        let target = MariaDb::start().unwrap();
+        restore_with_client(&folder.join(file), &target);
+        assert_same(&before, &fingerprint(&target, &dbs).await);
+
+        let from = format!("file://{}", folder.display());
+        let verified = keeper_agent::run(
+            ["keeper-agent", "verify", "--from", &from],
+            ctx(source.root_password()),
+        )
+        .await;
+        assert!(verified.is_ok(), "{compression}: {verified:?}");
+
+        let restored = MariaDb::start().unwrap();
+        let port = restored.port().to_string();
+        let connect = ["--host", restored.host(), "--port", &port, "--user", "root"];
+        let proof: Vec<&str> = ["keeper-agent", "verify", "--restore", "--from", &from]
+            .into_iter()
+            .chain(connect)
+            .collect();
+        let proved = keeper_agent::run(proof, ctx(restored.root_password())).await;
+        assert!(proved.is_ok(), "{compression}: {proved:?}");
+        assert_same(&before, &fingerprint(&restored, &dbs).await);
+        let again: Vec<&str> = ["keeper-agent", "restore", "--overwrite", "--from", &from]
+            .into_iter()
+            .chain(connect)
+            .collect();
+        let replayed = keeper_agent::run(again, ctx(restored.root_password())).await;
+        assert!(replayed.is_ok(), "{compression}: {replayed:?}");
+        assert_same(&before, &fingerprint(&restored, &dbs).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_outside_the_codecs_range_is_refused_before_anything_is_written() {
+    let source = MariaDb::start().unwrap();
+    source.run_sql("CREATE DATABASE shop;", None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = backup(&source, dir.path(), &["--compression-level", "12"])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--compression-level: gzip takes levels 1 to 9, not 12"
+    );
+    assert_nothing_left(dir.path());
+    backup(
+        &source,
+        dir.path(),
+        &["--compression", "zstd", "--compression-level", "12"],
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

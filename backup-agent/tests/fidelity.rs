@@ -1,6 +1,7 @@
 //! Fidelity of upstream's hard cases, one class per test, each against real
 //! MariaDB servers through both restore paths: the agent's own restore and
-//! `gunzip -c dump.sql.gz | mariadb --comments` (no Keeper on the way back).
+//! `gunzip -c dump.sql.gz | mariadb --comments` (no Keeper on the way back),
+//! and for a zstd backup of the same source likewise, with `zstd -dc`.
 //! After each, every table's CHECKSUM TABLE, row count and SHOW CREATE TABLE
 //! (AUTO_INCREMENT included), every sequence's definition and state, and
 //! every view, routine, trigger and event definition equal the source's.
@@ -43,14 +44,31 @@ fn connect_args(server: &MariaDb) -> Vec<String> {
     ]
 }
 
-/// A backup of everything on `source` into a new folder: (folder, manifest).
-async fn back_up(source: &MariaDb, dir: &Path) -> (PathBuf, Manifest) {
+/// Every fidelity case runs for each of these: the dump's bytes differ,
+/// what comes back must not.
+const CODECS: [&str; 2] = ["gzip", "zstd"];
+
+/// A backup of everything on `source` into a new folder, compressed with
+/// `compression`: (folder, manifest).
+async fn back_up(source: &MariaDb, dir: &Path, compression: &str) -> (PathBuf, Manifest) {
     let url = format!("file://{}", dir.display());
     let mut argv = vec!["keeper-agent".to_owned(), "backup".to_owned()];
     argv.extend(connect_args(source));
-    argv.extend(["--parallel", "3", "--to", &url, "--name", "fid"].map(str::to_owned));
+    argv.extend(
+        [
+            "--parallel",
+            "3",
+            "--to",
+            &url,
+            "--name",
+            compression,
+            "--compression",
+            compression,
+        ]
+        .map(str::to_owned),
+    );
     keeper_agent::run(argv, ctx(source)).await.unwrap();
-    let folder = dir.join("fid");
+    let folder = dir.join(compression);
     let manifest =
         Manifest::from_json(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
     (folder, manifest)
@@ -71,15 +89,21 @@ async fn restore_with_agent(folder: &Path, target: &MariaDb) {
     keeper_agent::run(argv, ctx(target)).await.unwrap();
 }
 
-/// `gunzip -c dump.sql.gz | mariadb --comments`, as a user without Keeper
-/// would restore (`--comments` keeps comments inside routine bodies).
-fn restore_with_client(folder: &Path, target: &MariaDb) {
-    let sql = Command::new("gunzip")
-        .arg("-c")
-        .arg(folder.join("dump.sql.gz"))
+/// `gunzip -c dump.sql.gz | mariadb --comments` (or `zstd -dc
+/// dump.sql.zst`), as a user without Keeper would restore (`--comments`
+/// keeps comments inside routine bodies).
+fn restore_with_client(folder: &Path, manifest: &Manifest, target: &MariaDb) {
+    let (tool, flag) = match manifest.dump_file() {
+        "dump.sql.gz" => ("gunzip", "-c"),
+        "dump.sql.zst" => ("zstd", "-dc"),
+        other => panic!("no tool for {other}"),
+    };
+    let sql = Command::new(tool)
+        .arg(flag)
+        .arg(folder.join(manifest.dump_file()))
         .output()
-        .expect("gunzip is installed");
-    assert!(sql.status.success(), "gunzip failed");
+        .unwrap_or_else(|e| panic!("{tool} is not installed ({e}): cargo xtask deps installs it"));
+    assert!(sql.status.success(), "{tool} failed");
     let client = ["/usr/bin/mariadb", "/usr/local/bin/mariadb"]
         .into_iter()
         .map(PathBuf::from)
@@ -106,7 +130,8 @@ fn restore_with_client(folder: &Path, target: &MariaDb) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "gunzip -c dump.sql.gz | mariadb failed: {}",
+        "{tool} {flag} {} | mariadb failed: {}",
+        manifest.dump_file(),
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -374,26 +399,40 @@ async fn round_trip_except(
         print
     };
     let dir = tempfile::tempdir().unwrap();
-    let (folder, manifest) = back_up(&source, dir.path()).await;
+    let mut backups = Vec::new();
+    for compression in CODECS {
+        backups.push(back_up(&source, dir.path(), compression).await);
+    }
+    // After the backups: reading a sequence's state moves it on.
     let want = known(fingerprint(&source, databases).await);
 
     let target = MariaDb::start().unwrap();
     if !install.is_empty() {
         target.run_sql(install, None).unwrap();
     }
-    restore_with_agent(&folder, &target).await;
-    assert_same(
-        "the agent's restore",
-        &want,
-        &known(fingerprint(&target, databases).await),
-    );
-    drop_databases(&target, databases).await;
-    restore_with_client(&folder, &target);
-    assert_same(
-        "gunzip | mariadb",
-        &want,
-        &known(fingerprint(&target, databases).await),
-    );
+    for (i, (folder, manifest)) in backups.iter().enumerate() {
+        let codec = manifest.compression();
+        if i > 0 {
+            drop_databases(&target, databases).await;
+            // What the manifest says of the data is the same whatever the codec.
+            assert_eq!(manifest.databases, backups[0].1.databases, "{codec}");
+            assert_eq!(manifest.differences, backups[0].1.differences, "{codec}");
+        }
+        restore_with_agent(folder, &target).await;
+        assert_same(
+            &format!("the agent's restore ({codec})"),
+            &want,
+            &known(fingerprint(&target, databases).await),
+        );
+        drop_databases(&target, databases).await;
+        restore_with_client(folder, manifest, &target);
+        assert_same(
+            &format!("{} | mariadb", manifest.dump_file()),
+            &want,
+            &known(fingerprint(&target, databases).await),
+        );
+    }
+    let manifest = backups.swap_remove(0).1;
     RoundTrip {
         manifest,
         source,
@@ -1019,7 +1058,7 @@ async fn the_restore_summary_says_what_is_not_exact() {
         .unwrap();
     conn.disconnect().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (folder, manifest) = back_up(&source, dir.path()).await;
+    let (folder, manifest) = back_up(&source, dir.path(), "gzip").await;
     assert_eq!(manifest.differences.len(), 1, "{:?}", manifest.differences);
 
     // The target has no account `ghost`: the view is created with a warning.
@@ -1086,7 +1125,7 @@ async fn history_into_a_target_whose_clock_is_locked_is_refused_first() {
     .await;
     conn.disconnect().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (folder, manifest) = back_up(&source, dir.path()).await;
+    let (folder, manifest) = back_up(&source, dir.path(), "gzip").await;
     assert!(manifest.databases[0].tables[0].history);
 
     let target = MariaDb::start_with(keeper_tests::MariaDbOptions {

@@ -284,6 +284,7 @@ fn owned_manifest(name: &str, days_old: i64) -> Bytes {
         largest_statement: 0,
         databases: vec![],
         members: vec![],
+        compression: None,
         file: FileInfo {
             name: "dump.sql.gz".into(),
             size: 0,

@@ -55,6 +55,7 @@ fn manifest_of(name: &str, started: DateTime<Utc>, owner_text: Option<&str>) -> 
         largest_statement: 0,
         databases: vec![],
         members: vec![],
+        compression: None,
         file: FileInfo {
             name: "dump.sql.gz".into(),
             size: 0,

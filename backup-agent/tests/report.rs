@@ -349,6 +349,7 @@ fn manifest(name: &str, started: DateTime<Utc>, seconds: i64) -> Manifest {
             member(MemberKind::Header, 0, 100, 300, 0),
             member(MemberKind::Data, 100, 400, 5000, 42),
         ],
+        compression: None,
         file: FileInfo {
             name: manifest::DUMP_FILE.into(),
             size: 500,

@@ -140,6 +140,7 @@ fn write_backup(dir: &Path, name: &str, parts: &[Part], largest_statement: u64) 
         largest_statement,
         databases: dbs,
         members,
+        compression: None,
         file: FileInfo {
             name: "dump.sql.gz".into(),
             size: file.len() as u64,

@@ -185,6 +185,159 @@ async fn backup_verify_and_restore_through_s3() {
     assert_eq!(checksum(&target).await, expected);
 }
 
+/// zstd and plain dumps through S3: stored as `dump.sql.zst` / `dump.sql`,
+/// checked by `verify`, proven by `verify --restore`, restored, listed,
+/// and pruned whole by retention (with a gzip backup of the same owner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_and_plain_backups_verify_restore_list_and_prune_through_s3() {
+    let garage = Garage::start().unwrap();
+    let source = MariaDb::start().unwrap();
+    fill(&source, 3_000);
+    let expected = checksum(&source).await;
+    let url = format!("s3://{}/codecs", garage.bucket());
+    let port = source.port().to_string();
+    let ctx = |server: &MariaDb| AgentContext {
+        env: agent_env(&garage, server),
+        kube: None,
+    };
+    for (name, compression) in [("a-gzip", "gzip"), ("b-zstd", "zstd"), ("c-none", "none")] {
+        keeper_agent::run(
+            [
+                "keeper-agent",
+                "backup",
+                "--host",
+                source.host(),
+                "--port",
+                &port,
+                "--user",
+                source.root_user(),
+                "--databases",
+                "shop",
+                "--to",
+                &url,
+                "--name",
+                name,
+                "--instance",
+                "shop/orders",
+                "--compression",
+                compression,
+                "--s3-force-path-style",
+            ],
+            ctx(&source),
+        )
+        .await
+        .unwrap();
+    }
+    let mut stored = keys(&garage, "codecs/").await;
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            "codecs/a-gzip/dump.sql.gz",
+            "codecs/a-gzip/manifest.json",
+            "codecs/b-zstd/dump.sql.zst",
+            "codecs/b-zstd/manifest.json",
+            "codecs/c-none/dump.sql",
+            "codecs/c-none/manifest.json",
+        ]
+    );
+    for name in ["b-zstd", "c-none"] {
+        let backup = format!("{url}/{name}");
+        keeper_agent::run(
+            [
+                "keeper-agent",
+                "verify",
+                "--from",
+                &backup,
+                "--s3-force-path-style",
+            ],
+            ctx(&source),
+        )
+        .await
+        .unwrap();
+        let proof = MariaDb::start().unwrap();
+        let proof_port = proof.port().to_string();
+        keeper_agent::run(
+            [
+                "keeper-agent",
+                "verify",
+                "--restore",
+                "--host",
+                proof.host(),
+                "--port",
+                &proof_port,
+                "--user",
+                proof.root_user(),
+                "--from",
+                &backup,
+                "--s3-force-path-style",
+            ],
+            ctx(&proof),
+        )
+        .await
+        .unwrap();
+        assert_eq!(checksum(&proof).await, expected, "{name}");
+        let target = MariaDb::start().unwrap();
+        let target_port = target.port().to_string();
+        keeper_agent::run(
+            [
+                "keeper-agent",
+                "restore",
+                "--host",
+                target.host(),
+                "--port",
+                &target_port,
+                "--user",
+                target.root_user(),
+                "--from",
+                &backup,
+                "--s3-force-path-style",
+            ],
+            ctx(&target),
+        )
+        .await
+        .unwrap();
+        assert_eq!(checksum(&target).await, expected, "{name}");
+    }
+    keeper_agent::run(
+        [
+            "keeper-agent",
+            "list",
+            "--from",
+            &url,
+            "--verify",
+            "--s3-force-path-style",
+        ],
+        ctx(&source),
+    )
+    .await
+    .unwrap();
+    // Retention sees all three as complete backups of the owner and
+    // removes every file of the expired ones, whatever their codec.
+    keeper_agent::run(
+        [
+            "keeper-agent",
+            "prune",
+            "--from",
+            &url,
+            "--instance",
+            "shop/orders",
+            "--keep-last",
+            "1",
+            "--s3-force-path-style",
+        ],
+        ctx(&source),
+    )
+    .await
+    .unwrap();
+    let mut left = keys(&garage, "codecs/").await;
+    left.sort();
+    assert_eq!(
+        left,
+        ["codecs/c-none/dump.sql", "codecs/c-none/manifest.json"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_upload_aborts_and_leaves_no_backup() {
     let garage = Garage::start().unwrap();

@@ -27,12 +27,21 @@ pub const PASSWORD_KEY: &str = "password";
 /// Default size of the data volume: big enough to try things, small enough
 /// not to surprise anyone's cloud bill.
 pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
-/// Default gzip level of dumps. Measured with zlib-rs (docs/benchmarks.md):
-/// level 3 writes within 1.05x of `gzip -6` on sakila and 1.00x on sysbench
-/// data, at about twice the speed of level 6 on sakila; level 2 is 1.14x
-/// on sakila and level 1 (zlib-rs's quick strategy) 1.5x, both over the
-/// 1.10x size bar. The agent's `--compression-level` default is this value.
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
+/// Default level of dumps, for gzip and zstd alike. Measured on 4 MiB
+/// members (docs/benchmarks.md, "Choosing the codecs and the default
+/// level"): gzip (libdeflate) level 1 writes sysbench SQL within 1.01x of
+/// `gzip -6` and sakila within 1.08x at well under half the CPU of level 2
+/// and above (whose greedy and lazy matchfinders are slower on such data
+/// than zlib-rs's level 3, the default before); zstd level 1 writes 0.93x
+/// of `gzip -6` on sysbench (its level 3 writes 1.03x) and 1.03x on sakila,
+/// at 4x libdeflate's speed. The agent's `--compression-level` default is
+/// this value.
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 1;
+/// The highest gzip level: gzip's own scale.
+pub const MAX_GZIP_LEVEL: u32 = 9;
+/// The highest zstd level taken: 20 to 22 ("ultra") need windows of up to
+/// 128 MiB, far beyond a member, and gain nothing on 4 MiB members.
+pub const MAX_ZSTD_LEVEL: u32 = 19;
 /// Port MySQL and MariaDB listen on.
 pub const MYSQL_PORT: u16 = 3306;
 
@@ -202,6 +211,66 @@ impl fmt::Display for Flavor {
     }
 }
 
+/// How a backup's dump is compressed (`spec.backup.compression`, the agent's
+/// `--compression`). Each member of the dump is compressed on its own, so
+/// the file is restorable by the codec's own command line tool piped into
+/// the `mysql` client.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// `dump.sql.gz`, gzip members (`gunzip -c dump.sql.gz | mysql`).
+    #[default]
+    Gzip,
+    /// `dump.sql.zst`, one zstd frame per member (`zstd -dc dump.sql.zst | mysql`):
+    /// faster than gzip at a smaller size.
+    Zstd,
+    /// `dump.sql`, plain SQL (`mysql < dump.sql`): the most storage, the least CPU.
+    None,
+}
+
+impl Compression {
+    /// Every codec, for help texts and tests.
+    pub const ALL: [Compression; 3] = [Compression::Gzip, Compression::Zstd, Compression::None];
+
+    /// The lower-case name used in the API, on the command line and in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+
+    /// The levels the codec takes (`compressionLevel`, `--compression-level`):
+    /// gzip's own 1 (fastest) to 9 (smallest); zstd 1 to 19 (its levels 20-22
+    /// need windows far larger than a member, and are excluded). `none` takes
+    /// any level of the others and ignores it, so an instance can switch
+    /// codecs without touching its level.
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Compression::Gzip => 1..=MAX_GZIP_LEVEL,
+            Compression::Zstd | Compression::None => 1..=MAX_ZSTD_LEVEL,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown compression `{s}`: use gzip, zstd or none"))
+    }
+}
+
 /// A key in a Secret holding a password.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -265,6 +334,14 @@ impl Default for StorageSpec {
 /// Scheduled backups and the destination of every backup of the instance.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        // Both fields have defaults, which the API server applies first;
+        // written so that it also holds for an object without them.
+        "rule": "(has(self.compression) && self.compression != 'gzip') || !has(self.compressionLevel) || self.compressionLevel <= 9",
+        "message": "gzip levels are 1 to 9 (zstd takes 1 to 19)",
+    },
+]))]
 pub struct BackupSpec {
     /// When to back up: a 5-field cron expression with Kubernetes CronJob
     /// semantics (`minute hour day-of-month month day-of-week`, weekdays 0-6 from
@@ -302,9 +379,17 @@ pub struct BackupSpec {
     ))]
     pub databases: Option<Vec<String>>,
 
-    /// gzip level of the dump, 1 (fastest) to 9 (smallest).
+    /// How the dump is compressed: `gzip` (`dump.sql.gz`, the default),
+    /// `zstd` (`dump.sql.zst`: faster at a smaller size; restore by hand
+    /// with `zstd -dc dump.sql.zst | mysql`) or `none` (`dump.sql`).
+    #[serde(default)]
+    pub compression: Compression,
+
+    /// Compression level of the dump: for gzip 1 (fastest) to 9 (smallest),
+    /// for zstd 1 to 19; ignored with `none`. The default, 1, is the fastest
+    /// of both and still about as small as `gzip -6` on typical dumps.
     #[serde(default = "default_compression_level")]
-    #[schemars(range(min = 1, max = 9))]
+    #[schemars(range(min = 1, max = 19))]
     pub compression_level: u32,
 
     /// Prove backups restorable: the newest successful backup is restored

@@ -44,6 +44,8 @@ const APT: &[(&str, &str, &[Purpose])] = &[
     ("mydumper", "mydumper", &[Bench]),
     ("sysbench", "sysbench", &[Bench]),
     ("pigz", "pigz", &[Bench]),
+    // The tests restore zstd dumps with `zstd -dc | mariadb` as users would.
+    ("zstd", "zstd", &[]),
     // GNU time, for the benchmarks' peak-RSS figures.
     ("time", "time", &[Bench]),
     // promtool, to check and unit-test deploy/monitoring's alerts offline.

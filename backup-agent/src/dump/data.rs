@@ -13,6 +13,7 @@ use super::catalog::Table;
 use super::error::{BackupError, SqlContext};
 use super::member::{EncodedMember, MemberEncoder};
 use super::sql::{self, ColumnClass};
+use crate::compression::{Codec, CompressionError, Encoder};
 use crate::digest::RowsDigest;
 use crate::manifest::MemberKind;
 use crate::mysql::ident;
@@ -45,7 +46,7 @@ pub struct Limits {
     pub chunk_bytes: u64,
     pub statement_bytes: u64,
     pub max_allowed_packet: u64,
-    pub level: u32,
+    pub codec: Codec,
     /// Hash every row ([`crate::digest`]); rows are counted either way.
     pub digests: bool,
 }
@@ -139,19 +140,47 @@ struct Chunker<'a> {
     tx: &'a mpsc::Sender<Result<EncodedMember, BackupError>>,
     counters: &'a Counters,
     encoder: Option<MemberEncoder>,
+    scratch: &'a mut Scratch,
     prefix: Vec<u8>,
-    stmt: Vec<u8>,
     stmt_rows: u64,
     /// The rows of `stmt`, then of the member being built.
     stmt_digest: RowsDigest,
     member_digest: RowsDigest,
 }
 
+/// A worker's buffers and compressor, kept from unit to unit: units are
+/// about one chunk each, so allocating them per unit would allocate and free
+/// several MiB per member, which glibc does not return to the system
+/// promptly (peak RSS grew with the data without `MALLOC_TRIM_THRESHOLD_`).
+pub struct Scratch {
+    /// Compresses the worker's members, one after the other.
+    encoder: Encoder,
+    /// The SQL of the member being built; handed to the member and back.
+    sql: Vec<u8>,
+    /// The statement being built.
+    stmt: Vec<u8>,
+}
+
+impl Scratch {
+    pub fn new(limits: &Limits) -> Result<Scratch, CompressionError> {
+        Ok(Scratch {
+            encoder: limits.codec.encoder()?,
+            // A chunk, the statement that crosses it and the preamble, so
+            // the buffer never doubles past the chunk.
+            sql: Vec::with_capacity(
+                usize::try_from(limits.chunk_bytes + limits.statement_bytes + 4096)
+                    .unwrap_or(usize::MAX),
+            ),
+            stmt: Vec::new(),
+        })
+    }
+}
+
 /// The writer has gone (it failed or was cancelled): stop quietly.
 struct Closed;
 
 impl Chunker<'_> {
-    fn io(&self, e: std::io::Error) -> BackupError {
+    fn compress_err(&self, e: crate::compression::CompressionError) -> BackupError {
         BackupError::Compress {
             member: format!("`{}`.`{}`", self.table.database, self.table.name),
             source: e,
@@ -166,13 +195,11 @@ impl Chunker<'_> {
                     MemberKind::Data,
                     Some(&self.table.database),
                     Some(&self.table.name),
-                    self.limits.level,
+                    std::mem::take(&mut self.scratch.sql),
                 );
-                enc.write(sql::preamble(Some(&self.table.database)).as_bytes())
-                    .map_err(|e| self.io(e))?;
+                enc.write(sql::preamble(Some(&self.table.database)).as_bytes());
                 if self.table.history {
-                    enc.write(sql::INSERT_HISTORY.as_bytes())
-                        .map_err(|e| self.io(e))?;
+                    enc.write(sql::INSERT_HISTORY.as_bytes());
                 }
                 enc
             }
@@ -181,18 +208,18 @@ impl Chunker<'_> {
     }
 
     async fn row(&mut self, row: &[u8]) -> Result<Result<(), Closed>, BackupError> {
-        if !self.stmt.is_empty()
-            && (self.stmt.len() + 1 + row.len() + 2) as u64 > self.limits.statement_bytes
+        if !self.scratch.stmt.is_empty()
+            && (self.scratch.stmt.len() + 1 + row.len() + 2) as u64 > self.limits.statement_bytes
             && let Err(c) = self.flush_statement().await?
         {
             return Ok(Err(c));
         }
-        if self.stmt.is_empty() {
-            self.stmt.extend_from_slice(&self.prefix);
+        if self.scratch.stmt.is_empty() {
+            self.scratch.stmt.extend_from_slice(&self.prefix);
         } else {
-            self.stmt.push(b',');
+            self.scratch.stmt.push(b',');
         }
-        self.stmt.extend_from_slice(row);
+        self.scratch.stmt.extend_from_slice(row);
         self.stmt_rows += 1;
         if self.limits.digests {
             self.stmt_digest.add_row(row);
@@ -203,11 +230,11 @@ impl Chunker<'_> {
     }
 
     async fn flush_statement(&mut self) -> Result<Result<(), Closed>, BackupError> {
-        if self.stmt.is_empty() {
+        if self.scratch.stmt.is_empty() {
             return Ok(Ok(()));
         }
-        self.stmt.extend_from_slice(b";\n");
-        let size = self.stmt.len() as u64;
+        self.scratch.stmt.extend_from_slice(b";\n");
+        let size = self.scratch.stmt.len() as u64;
         if size >= self.limits.max_allowed_packet {
             return Err(BackupError::RowTooLarge {
                 database: self.table.database.clone(),
@@ -216,18 +243,16 @@ impl Chunker<'_> {
                 max: self.limits.max_allowed_packet,
             });
         }
-        let stmt = std::mem::take(&mut self.stmt);
+        let stmt = std::mem::take(&mut self.scratch.stmt);
         let rows = std::mem::take(&mut self.stmt_rows);
         self.member_digest
             .merge(std::mem::take(&mut self.stmt_digest));
-        self.encoder()?
-            .statement(&stmt, rows)
-            .map_err(|e| self.io(e))?;
+        self.encoder()?.statement(&stmt, rows);
         self.counters.rows.fetch_add(rows, Ordering::Relaxed);
         self.counters.sql_bytes.fetch_add(size, Ordering::Relaxed);
         // Reuse the allocation for the next statement.
-        self.stmt = stmt;
-        self.stmt.clear();
+        self.scratch.stmt = stmt;
+        self.scratch.stmt.clear();
         if self
             .encoder
             .as_ref()
@@ -245,7 +270,10 @@ impl Chunker<'_> {
         if enc.rows() == 0 {
             return Ok(Ok(()));
         }
-        let mut member = enc.finish().map_err(|e| self.io(e))?;
+        let (mut member, spare) = enc
+            .finish(&mut self.scratch.encoder)
+            .map_err(|e| self.compress_err(e))?;
+        self.scratch.sql = spare;
         member.digest = std::mem::take(&mut self.member_digest);
         Ok(self.tx.send(Ok(member)).await.map_err(|_| Closed))
     }
@@ -281,6 +309,7 @@ pub async fn dump_unit(
     limits: Limits,
     tx: &mpsc::Sender<Result<EncodedMember, BackupError>>,
     counters: &Counters,
+    scratch: &mut Scratch,
 ) -> Result<(), BackupError> {
     let table = &unit.table;
     if table.columns.is_empty() {
@@ -288,14 +317,16 @@ pub async fn dump_unit(
     }
     let during = || format!("reading `{}`.`{}`", table.database, table.name);
     let classes: Vec<_> = table.columns.iter().map(|c| c.class).collect();
+    // A unit that ended early (the writer went away) may have left a statement.
+    scratch.stmt.clear();
     let mut chunker = Chunker {
         table,
         limits,
         tx,
         counters,
         encoder: None,
+        scratch,
         prefix: insert_prefix(table),
-        stmt: Vec::new(),
         stmt_rows: 0,
         stmt_digest: RowsDigest::default(),
         member_digest: RowsDigest::default(),

@@ -69,13 +69,16 @@ pub enum BackupError {
         size: u64,
         max: u64,
     },
+    /// `--compression-level` is outside the codec's levels.
+    #[error("--compression-level: {0}")]
+    Level(crate::compression::CompressionError),
     /// Compressing a member failed.
     #[error("compressing {member} failed: {source}; the backup was discarded")]
     Compress {
         /// `the header`, `` `db`.`table` ``…
         member: String,
         #[source]
-        source: std::io::Error,
+        source: crate::compression::CompressionError,
     },
     /// A task of the dump (a worker, the lock holder) ended without saying
     /// why: it panicked or was cancelled.

@@ -13,22 +13,31 @@ use super::catalog::{self, Database};
 use super::error::BackupError;
 use super::member::{EncodedMember, encode_text};
 use super::sql;
+use crate::compression::{Codec, Encoder};
 use crate::digest::RowsDigest;
 use crate::manifest::{DatabaseEntry, DefinitionDigest, MemberKind, TableEntry, TableKind};
 use crate::mysql::{self, Server};
 
-/// One catalog member: `text` compressed at `level`.
+/// One catalog member: `text` compressed by `encoder`.
 fn member(
     kind: MemberKind,
     database: Option<&str>,
     text: &str,
-    level: u32,
+    encoder: &mut Encoder,
 ) -> Result<EncodedMember, BackupError> {
-    encode_text(kind, database, text, level).map_err(|source| BackupError::Compress {
+    encode_text(kind, database, text, encoder).map_err(|source| BackupError::Compress {
         member: match database {
             Some(db) => format!("the {} member of `{db}`", kind.name()),
             None => "the header".to_owned(),
         },
+        source,
+    })
+}
+
+/// The encoder of the catalog members.
+fn encoder(codec: Codec) -> Result<Encoder, BackupError> {
+    codec.encoder().map_err(|source| BackupError::Compress {
+        member: "the header".to_owned(),
         source,
     })
 }
@@ -40,8 +49,9 @@ pub fn leading_members(
     server: &Server,
     started_at: &DateTime<Utc>,
     databases: &[Database],
-    level: u32,
+    codec: Codec,
 ) -> Result<Vec<EncodedMember>, BackupError> {
+    let enc = &mut encoder(codec)?;
     let header = format!(
         "-- MySQL Keeper dump {name}\n-- agent {} | server {} | started {}\n{}",
         env!("CARGO_PKG_VERSION"),
@@ -49,7 +59,7 @@ pub fn leading_members(
         started_at.to_rfc3339(),
         sql::preamble(None)
     );
-    let mut members = vec![member(MemberKind::Header, None, &header, level)?];
+    let mut members = vec![member(MemberKind::Header, None, &header, enc)?];
     for kind in [MemberKind::Sequences, MemberKind::Schema] {
         let wanted = if kind == MemberKind::Sequences {
             TableKind::Sequence
@@ -70,7 +80,7 @@ pub fn leading_members(
             for t in objects {
                 text.push_str(&t.create);
             }
-            members.push(member(kind, Some(&db.name), &text, level)?);
+            members.push(member(kind, Some(&db.name), &text, enc)?);
         }
     }
     Ok(members)
@@ -81,20 +91,22 @@ pub fn leading_members(
 /// views), triggers per database, events per database.
 pub fn trailing_members(
     databases: &[Database],
-    level: u32,
+    codec: Codec,
 ) -> Result<Vec<EncodedMember>, BackupError> {
+    let enc = &mut encoder(codec)?;
     let mut members = Vec::new();
-    let per_database = |kind, pick: fn(&Database) -> &Vec<String>, members: &mut Vec<_>| {
-        for db in databases {
-            let blocks = pick(db);
-            if !blocks.is_empty() {
-                let text = format!("{}{}", sql::preamble(Some(&db.name)), blocks.concat());
-                members.push(member(kind, Some(&db.name), &text, level)?);
+    let per_database =
+        |kind, pick: fn(&Database) -> &Vec<String>, members: &mut Vec<_>, enc: &mut Encoder| {
+            for db in databases {
+                let blocks = pick(db);
+                if !blocks.is_empty() {
+                    let text = format!("{}{}", sql::preamble(Some(&db.name)), blocks.concat());
+                    members.push(member(kind, Some(&db.name), &text, enc)?);
+                }
             }
-        }
-        Ok::<(), BackupError>(())
-    };
-    per_database(MemberKind::Routines, |d| &d.routines, &mut members)?;
+            Ok::<(), BackupError>(())
+        };
+    per_database(MemberKind::Routines, |d| &d.routines, &mut members, enc)?;
     let views = catalog::order_views(databases.iter().flat_map(|d| d.views.clone()).collect());
     let mut run_start = 0;
     while run_start < views.len() {
@@ -107,11 +119,11 @@ pub fn trailing_members(
         for v in &views[run_start..run_end] {
             text.push_str(&sql::view(&v.context, &v.create));
         }
-        members.push(member(MemberKind::Views, Some(db), &text, level)?);
+        members.push(member(MemberKind::Views, Some(db), &text, enc)?);
         run_start = run_end;
     }
-    per_database(MemberKind::Triggers, |d| &d.triggers, &mut members)?;
-    per_database(MemberKind::Events, |d| &d.events, &mut members)?;
+    per_database(MemberKind::Triggers, |d| &d.triggers, &mut members, enc)?;
+    per_database(MemberKind::Events, |d| &d.events, &mut members, enc)?;
     Ok(members)
 }
 
@@ -232,7 +244,14 @@ mod tests {
             ),
         ];
         let server = Server::detect("11.4.2-MariaDB", "mariadb.org binary distribution");
-        let members = leading_members("b", &server, &DateTime::UNIX_EPOCH, &databases, 1).unwrap();
+        let members = leading_members(
+            "b",
+            &server,
+            &DateTime::UNIX_EPOCH,
+            &databases,
+            Codec::DEFAULT,
+        )
+        .unwrap();
         assert_eq!(
             order(&members),
             [
@@ -257,7 +276,7 @@ mod tests {
             vec![],
             vec![view("billing", "v_sum", "SELECT 1")],
         );
-        let members = trailing_members(&[shop, billing], 1).unwrap();
+        let members = trailing_members(&[shop, billing], Codec::DEFAULT).unwrap();
         assert_eq!(
             order(&members),
             [

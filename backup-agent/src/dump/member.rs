@@ -1,17 +1,15 @@
-//! One gzip member: compressed on the worker that produced it, with the
-//! sha256 of its compressed bytes, so the writer only appends and records.
-
-use std::io::Write;
+//! One member: its SQL gathered in a buffer on the worker that produced
+//! it, then compressed whole ([`crate::compression`]) with the sha256 of
+//! its compressed bytes, so the writer only appends and records.
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
+use crate::compression::{CompressionError, Encoder};
 use crate::digest::RowsDigest;
 use crate::manifest::MemberKind;
 
-/// A finished member, ready to append to `dump.sql.gz`.
+/// A finished member, ready to append to the dump file.
 #[derive(Debug)]
 pub struct EncodedMember {
     pub kind: MemberKind,
@@ -27,75 +25,79 @@ pub struct EncodedMember {
     pub digest: RowsDigest,
 }
 
-/// Builds one member. Compressed output accumulates in memory: a member is
-/// bounded by the chunk size, never by a table.
+/// Builds one member. Its SQL accumulates in memory until [`finish`]:
+/// a member is bounded by the chunk size, never by a table.
+///
+/// [`finish`]: MemberEncoder::finish
 pub struct MemberEncoder {
     kind: MemberKind,
     database: Option<String>,
     table: Option<String>,
-    gz: GzEncoder<Vec<u8>>,
-    uncompressed: u64,
+    sql: Vec<u8>,
     rows: u64,
     largest_statement: u64,
 }
 
 impl MemberEncoder {
+    /// A member written into `sql` (cleared first): a worker passes the
+    /// buffer of its previous member back in, so the chunk-sized buffer is
+    /// allocated once per worker rather than once per member.
     pub fn new(
         kind: MemberKind,
         database: Option<&str>,
         table: Option<&str>,
-        level: u32,
+        mut sql: Vec<u8>,
     ) -> MemberEncoder {
+        sql.clear();
         MemberEncoder {
             kind,
             database: database.map(str::to_owned),
             table: table.map(str::to_owned),
-            gz: GzEncoder::new(Vec::new(), Compression::new(level)),
-            uncompressed: 0,
+            sql,
             rows: 0,
             largest_statement: 0,
         }
     }
 
-    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.gz.write_all(data)?;
-        self.uncompressed += data.len() as u64;
-        Ok(())
+    pub fn write(&mut self, data: &[u8]) {
+        self.sql.extend_from_slice(data);
     }
 
     /// Writes one statement and notes its size (for `largestStatement`).
-    pub fn statement(&mut self, stmt: &[u8], rows: u64) -> std::io::Result<()> {
-        self.write(stmt)?;
+    pub fn statement(&mut self, stmt: &[u8], rows: u64) {
+        self.write(stmt);
         self.rows += rows;
         self.largest_statement = self.largest_statement.max(stmt.len() as u64);
-        Ok(())
     }
 
     pub fn uncompressed(&self) -> u64 {
-        self.uncompressed
+        self.sql.len() as u64
     }
 
     pub fn rows(&self) -> u64 {
         self.rows
     }
 
-    pub fn finish(self) -> std::io::Result<EncodedMember> {
-        let mut compressed = self.gz.finish()?;
-        // The output grew by doubling; a member may wait for the writer a
-        // while, so do not keep up to twice its size allocated meanwhile.
-        compressed.shrink_to_fit();
+    /// Compresses the member with `encoder`; gives back the SQL buffer for
+    /// the next member.
+    pub fn finish(
+        self,
+        encoder: &mut Encoder,
+    ) -> Result<(EncodedMember, Vec<u8>), CompressionError> {
+        let compressed = encoder.compress(&self.sql)?;
         let sha256 = hex::encode(Sha256::digest(&compressed));
-        Ok(EncodedMember {
+        let member = EncodedMember {
             kind: self.kind,
             database: self.database,
             table: self.table,
             bytes: Bytes::from(compressed),
-            uncompressed_length: self.uncompressed,
+            uncompressed_length: self.sql.len() as u64,
             rows: self.rows,
             sha256,
             largest_statement: self.largest_statement,
             digest: RowsDigest::default(),
-        })
+        };
+        Ok((member, self.sql))
     }
 }
 
@@ -104,14 +106,21 @@ pub fn encode_text(
     kind: MemberKind,
     database: Option<&str>,
     text: &str,
-    level: u32,
-) -> std::io::Result<EncodedMember> {
-    let mut enc = MemberEncoder::new(kind, database, None, level);
-    // The statements are short except CREATE bodies; the whole text bounds them.
-    enc.statement(text.as_bytes(), 0)?;
-    let mut m = enc.finish()?;
-    m.largest_statement = largest_statement_in(text);
-    Ok(m)
+    encoder: &mut Encoder,
+) -> Result<EncodedMember, CompressionError> {
+    let compressed = encoder.compress(text.as_bytes())?;
+    Ok(EncodedMember {
+        kind,
+        database: database.map(str::to_owned),
+        table: None,
+        sha256: hex::encode(Sha256::digest(&compressed)),
+        bytes: Bytes::from(compressed),
+        uncompressed_length: text.len() as u64,
+        rows: 0,
+        // The statements are short except CREATE bodies; the whole text bounds them.
+        largest_statement: largest_statement_in(text),
+        digest: RowsDigest::default(),
+    })
 }
 
 /// A rough upper bound of the longest statement in DDL text: the longest
@@ -131,11 +140,11 @@ mod tests {
 
     #[test]
     fn a_member_is_a_complete_gzip_stream_with_its_checksum() {
-        let mut enc = MemberEncoder::new(MemberKind::Data, Some("d"), Some("t"), 6);
-        enc.statement(b"INSERT INTO `t` VALUES (1);\n", 1).unwrap();
-        enc.statement(b"INSERT INTO `t` VALUES (2),(3);\n", 2)
-            .unwrap();
-        let m = enc.finish().unwrap();
+        let mut enc = MemberEncoder::new(MemberKind::Data, Some("d"), Some("t"), Vec::new());
+        enc.statement(b"INSERT INTO `t` VALUES (1);\n", 1);
+        enc.statement(b"INSERT INTO `t` VALUES (2),(3);\n", 2);
+        let mut gzip = Encoder::new(crate::compression::Compression::Gzip, 6).unwrap();
+        let (m, buffer) = enc.finish(&mut gzip).unwrap();
         assert_eq!(m.rows, 3);
         assert_eq!(m.largest_statement, 32);
         assert_eq!(m.sha256, hex::encode(Sha256::digest(&m.bytes)));
@@ -145,6 +154,10 @@ mod tests {
             .unwrap();
         assert_eq!(m.uncompressed_length, out.len() as u64);
         assert!(out.ends_with("(2),(3);\n"));
+        // The buffer comes back for the next member, and starts empty there.
+        assert_eq!(buffer, out.as_bytes());
+        let next = MemberEncoder::new(MemberKind::Data, Some("d"), Some("t"), buffer);
+        assert_eq!(next.uncompressed(), 0);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! A run: log in on a control connection, read the catalog, open `--parallel`
 //! worker snapshots under a brief global lock ([`snapshot`]), then stream
-//! `dump.sql.gz` into the store while workers turn tables into gzip members
-//! ([`data`]) and one writer appends them in a fixed order ([`writer`]). The
-//! manifest is written only after the upload finished; any failure aborts
-//! the upload and leaves neither `dump.sql.gz` nor `manifest.json`.
+//! the dump file (`dump.sql.gz`, `.zst` or plain `dump.sql`:
+//! [`crate::compression`]) into the store while workers turn tables into
+//! compressed members ([`data`]) and one writer appends them in a fixed
+//! order ([`writer`]). The manifest is written only after the upload
+//! finished; any failure aborts the upload and leaves neither the dump file
+//! nor `manifest.json`.
 //!
 //! Member order (= file order = replay order):
 //! 1. `header`: a comment naming the agent, server and time, and the session
@@ -31,7 +33,7 @@
 //! checks off (foreign keys, unique, and on MariaDB CHECK constraints), the
 //! data `sql_mode` and (except the header) a `USE`, so
 //! members replay alone on separate connections or in sequence through
-//! `gunzip -c | mysql`. Statements end with `;\n`; stored programs are
+//! `gunzip -c | mysql` (`zstd -dc | mysql`). Statements end with `;\n`; stored programs are
 //! wrapped in `DELIMITER ;;` … `;;` / `DELIMITER ;`, each under its own
 //! `sql_mode` and creation context (client character set, connection
 //! collation, database collation; views too: see [`sql::CreationContext`]). In data members each statement is exactly one line. Binary
@@ -71,11 +73,12 @@ use self::member::EncodedMember;
 pub use self::progress::ProgressSink;
 use self::writer::DumpWriter;
 use crate::cli::BackupArgs;
+use crate::compression::{Codec, Compression};
 use crate::context::AgentContext;
 use crate::digest::RowsDigest;
 use crate::manifest::{
-    self, DUMP_FILE, DatabaseEntry, DefinitionDigest, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE,
-    Manifest, ServerInfo, TableKind,
+    self, DatabaseEntry, DefinitionDigest, IN_PROGRESS_FILE, InProgress, MANIFEST_FILE, Manifest,
+    ServerInfo, TableKind,
 };
 use crate::mysql::{self, Server};
 use crate::storage::{Location, S3Settings, StorageError, Store};
@@ -104,8 +107,8 @@ pub struct DumpOptions {
     pub databases: Vec<String>,
     /// Worker connections (`--parallel`).
     pub parallel: usize,
-    /// gzip level of every member.
-    pub compression_level: u32,
+    /// The codec and level of every member.
+    pub codec: Codec,
     /// The location the backup folder goes below (`--to`).
     pub root: Location,
     /// How to reach S3, when the location is there.
@@ -131,7 +134,7 @@ impl std::fmt::Debug for DumpOptions {
             server,
             databases,
             parallel,
-            compression_level,
+            codec,
             root,
             s3,
             name,
@@ -145,7 +148,7 @@ impl std::fmt::Debug for DumpOptions {
             .field("server", &mysql::describe(server))
             .field("databases", databases)
             .field("parallel", parallel)
-            .field("compression_level", compression_level)
+            .field("codec", codec)
             .field("root", root)
             .field("s3", s3)
             .field("name", name)
@@ -171,7 +174,7 @@ pub struct Dumped {
 
 /// Runs `keeper-agent backup`: reads the command line and the environment,
 /// runs the dump engine, then (with `--keep-last`/`--max-age`) retention.
-/// Returns only when `dump.sql.gz` and its manifest are both in storage.
+/// Returns only when the dump file and its manifest are both in storage.
 pub async fn backup(args: BackupArgs, ctx: &AgentContext) -> Result<BackupOutcome, BackupError> {
     backup_with_progress(args, ctx, None).await
 }
@@ -191,6 +194,8 @@ pub async fn backup_with_progress(
     if policy.has_rule() && owner.is_none() {
         return Err(BackupError::RetentionNeedsOwner);
     }
+    crate::compression::check_level(args.compression, args.compression_level)
+        .map_err(BackupError::Level)?;
     let root = Location::parse(&args.to).map_err(|source| BackupError::Storage {
         location: args.to.clone(),
         source,
@@ -199,7 +204,10 @@ pub async fn backup_with_progress(
         server: args.connect.opts(ctx)?,
         databases: args.databases,
         parallel: args.parallel,
-        compression_level: args.compression_level,
+        codec: Codec {
+            compression: args.compression,
+            level: args.compression_level,
+        },
         root,
         s3: S3Settings {
             env: ctx.env.clone(),
@@ -324,11 +332,12 @@ async fn write(
     prepared: Prepared,
     store: &Store,
 ) -> Result<Manifest, Written> {
+    let dump_file = manifest::dump_file(options.codec.compression);
     let upload = store
-        .create_upload(DUMP_FILE)
+        .create_upload(dump_file)
         .await
         .map_err(Written::Storage)?;
-    let mut writer = DumpWriter::new(upload);
+    let mut writer = DumpWriter::new(upload, dump_file);
     let parts = match run(options, cx, prepared, &mut writer).await {
         Ok(parts) => parts,
         Err(e) => {
@@ -339,12 +348,12 @@ async fn write(
         }
     };
     let file = writer.finish().await.map_err(Written::Storage)?;
-    let mut manifest = parts.into_manifest(file, &options.name);
+    let mut manifest = parts.into_manifest(file, &options.name, options.codec.compression);
     manifest.owner = options.owner.clone();
     let json = match manifest.to_json() {
         Ok(j) => j,
         Err(e) => {
-            let _ = store.delete(DUMP_FILE).await;
+            let _ = store.delete(dump_file).await;
             return Err(Written::Backup(BackupError::ManifestJson {
                 location: store.location().to_string(),
                 source: e,
@@ -353,7 +362,7 @@ async fn write(
     };
     if let Err(e) = store.put(MANIFEST_FILE, Bytes::from(json)).await {
         // Without its manifest the dump is not a backup: remove it.
-        let _ = store.delete(DUMP_FILE).await;
+        let _ = store.delete(dump_file).await;
         return Err(Written::Storage(e));
     }
     Ok(manifest)
@@ -498,9 +507,14 @@ struct Parts {
 }
 
 impl Parts {
-    fn into_manifest(self, file: writer::FileSummary, name: &str) -> Manifest {
+    fn into_manifest(
+        self,
+        file: writer::FileSummary,
+        name: &str,
+        compression: Compression,
+    ) -> Manifest {
         Manifest {
-            format_version: Manifest::needed_format_version(&self.members),
+            format_version: Manifest::needed_format_version(&self.members, compression),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             name: name.to_owned(),
             owner: None,
@@ -515,8 +529,9 @@ impl Parts {
             largest_statement: self.largest_statement,
             databases: self.databases,
             members: self.members,
+            compression: Some(compression),
             file: manifest::FileInfo {
-                name: DUMP_FILE.to_owned(),
+                name: manifest::dump_file(compression).to_owned(),
                 size: file.size,
                 sha256: file.sha256,
             },
@@ -563,14 +578,14 @@ async fn run(
         databases,
         definitions,
     } = prepared;
-    let level = options.compression_level;
+    let codec = options.codec;
     let limits = Limits {
         chunk_bytes: data::DEFAULT_CHUNK_BYTES,
         statement_bytes: data::MAX_STATEMENT_BYTES
             .min(max_allowed_packet.saturating_sub(1024))
             .max(4096),
         max_allowed_packet,
-        level,
+        codec,
         digests: options.digests,
     };
     // Key ranges are planned before the snapshot: they are only boundaries
@@ -584,7 +599,7 @@ async fn run(
 
     let mut slots: Vec<Slot> = Vec::new();
     let mut jobs: VecDeque<Job> = VecDeque::new();
-    for member in layout::leading_members(name, &server, started_at, &databases, level)? {
+    for member in layout::leading_members(name, &server, started_at, &databases, codec)? {
         slots.push(Slot::Ready(member));
     }
     let locked_units = units_locked.len();
@@ -600,7 +615,7 @@ async fn run(
             ordinal,
         });
     }
-    for member in layout::trailing_members(&databases, level)? {
+    for member in layout::trailing_members(&databases, codec)? {
         slots.push(Slot::Ready(member));
     }
 
@@ -629,6 +644,10 @@ async fn run(
         let fail_tx = fail_tx.clone();
         let locked_done_tx = locked_done_tx.clone();
         let mut writer_at = writer_at_rx.clone();
+        let mut scratch = data::Scratch::new(&limits).map_err(|source| BackupError::Compress {
+            member: "the data".to_owned(),
+            source,
+        })?;
         tasks.spawn(async move {
             loop {
                 let Some(job) = jobs.lock().await.pop_front() else {
@@ -643,7 +662,17 @@ async fn run(
                     return;
                 }
                 let transactional = job.unit.table.transactional;
-                match data::dump_unit(&mut conn, &cx, &job.unit, limits, &job.tx, &counters).await {
+                let dumped = data::dump_unit(
+                    &mut conn,
+                    &cx,
+                    &job.unit,
+                    limits,
+                    &job.tx,
+                    &counters,
+                    &mut scratch,
+                )
+                .await;
+                match dumped {
                     Ok(()) => {
                         job.done.store(true, Ordering::Release);
                         drop(job.tx);
@@ -975,7 +1004,7 @@ mod tests {
             server: server.into(),
             databases: vec![],
             parallel: 2,
-            compression_level: 3,
+            codec: Codec::DEFAULT,
             root: Location::parse("file:///backups").expect("location"),
             s3: S3Settings::default(),
             name: "b".into(),

@@ -34,11 +34,14 @@ pub struct DumpWriter {
     largest_statement: u64,
     chunks: HashMap<(String, String), u32>,
     progress: Arc<WriterProgress>,
+    /// The dump file's name, for messages.
+    file: &'static str,
 }
 
 impl DumpWriter {
-    pub fn new(upload: Upload) -> DumpWriter {
+    pub fn new(upload: Upload, file: &'static str) -> DumpWriter {
         DumpWriter {
+            file,
             upload: Some(upload),
             offset: 0,
             sha: Sha256::new(),
@@ -56,7 +59,7 @@ impl DumpWriter {
     pub async fn append(&mut self, m: EncodedMember) -> Result<(), StorageError> {
         let Some(upload) = self.upload.as_mut() else {
             return Err(StorageError::Io {
-                path: "dump.sql.gz".into(),
+                path: self.file.into(),
                 source: std::io::Error::other("the upload is already closed"),
             });
         };
@@ -95,18 +98,18 @@ impl DumpWriter {
         Ok(())
     }
 
-    /// Completes the upload: `dump.sql.gz` becomes visible.
+    /// Completes the upload: the dump file becomes visible.
     pub async fn finish(&mut self) -> Result<FileSummary, StorageError> {
         let Some(upload) = self.upload.take() else {
             return Err(StorageError::Io {
-                path: "dump.sql.gz".into(),
+                path: self.file.into(),
                 source: std::io::Error::other("the upload is already closed"),
             });
         };
         let size = upload.finish().await?;
         if size != self.offset {
             return Err(StorageError::Io {
-                path: "dump.sql.gz".into(),
+                path: self.file.into(),
                 source: std::io::Error::other(format!(
                     "stored {size} bytes but wrote {}",
                     self.offset

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::{folder_key, is_live, read_json};
 use crate::manifest::{
-    DUMP_FILE, IN_PROGRESS_FILE, InProgress, KEEP_FILE, MANIFEST_FILE, Manifest, REMOVING_FILE,
-    Removing, VERIFICATION_FILE, VerificationRecord, VerificationResult,
+    IN_PROGRESS_FILE, InProgress, KEEP_FILE, MANIFEST_FILE, Manifest, REMOVING_FILE, Removing,
+    VERIFICATION_FILE, VerificationRecord, VerificationResult,
 };
 use crate::owner::Owner;
 use crate::storage::{StorageError, Store};
@@ -116,10 +116,12 @@ fn is_backup_file(file: &str) -> bool {
         || file == KEEP_FILE
         || file == REMOVING_FILE
         || file == VERIFICATION_FILE
-        || file == DUMP_FILE
-        || file
-            .strip_prefix(DUMP_FILE)
-            .is_some_and(|rest| rest.starts_with('.'))
+        || crate::compression::dump_files().any(|dump| {
+            file == dump
+                || file
+                    .strip_prefix(dump)
+                    .is_some_and(|rest| rest == ".partial")
+        })
 }
 
 /// Every folder directly below `store`'s root, sorted by name (names are
@@ -207,14 +209,19 @@ mod tests {
             "removing.json",
             "dump.sql.gz",
             "dump.sql.gz.partial",
+            "dump.sql.zst",
+            "dump.sql.zst.partial",
+            "dump.sql",
+            "dump.sql.partial",
         ] {
             assert!(is_backup_file(file), "{file}");
         }
         for file in [
             "notes.txt",
-            "dump.sql",
+            "dump.sql.bak",
             "sub/manifest.json",
             "dump.sql.gzip",
+            "dump.sql.gz.old",
         ] {
             assert!(!is_backup_file(file), "{file}");
         }

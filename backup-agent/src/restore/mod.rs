@@ -67,11 +67,12 @@ pub enum RestoreError {
     },
     /// The dump file's size is not the one in the manifest.
     #[error(
-        "{backup}/dump.sql.gz is {} bytes but the manifest says {expected}: the backup is truncated or damaged; nothing was changed",
+        "{backup}/{file} is {} bytes but the manifest says {expected}: the backup is truncated or damaged; nothing was changed",
         found.map_or_else(|| "missing".to_owned(), |f| f.to_string())
     )]
     FileSize {
         backup: String,
+        file: &'static str,
         expected: u64,
         found: Option<u64>,
     },
@@ -698,6 +699,7 @@ mod tests {
             },
             RestoreError::FileSize {
                 backup: "b".into(),
+                file: "dump.sql.gz",
                 expected: 10,
                 found: None,
             },

@@ -2,14 +2,12 @@
 //! fetched with a ranged read and checked against the manifest before anyone
 //! decompresses or executes them.
 
-use std::io::Read;
-
 use bytes::Bytes;
-use flate2::bufread::GzDecoder;
 use sha2::{Digest, Sha256};
 
 use super::RestoreError;
-use crate::manifest::{DUMP_FILE, MANIFEST_FILE, Manifest, Member};
+use crate::compression::Compression;
+use crate::manifest::{MANIFEST_FILE, Manifest, Member};
 use crate::storage::{StorageError, Store};
 
 /// A backup folder and its parsed, self-consistent manifest.
@@ -48,12 +46,12 @@ impl Backup {
         self.store.location().to_string()
     }
 
-    /// Checks that `dump.sql.gz` has exactly the size the manifest says, so a
-    /// truncated or replaced file is caught before anything runs.
+    /// Checks that the dump file has exactly the size the manifest says, so
+    /// a truncated or replaced file is caught before anything runs.
     pub async fn check_size(&self) -> Result<(), RestoreError> {
         let found = self
             .store
-            .size(DUMP_FILE)
+            .size(self.manifest.dump_file())
             .await
             .map_err(|source| RestoreError::Storage {
                 backup: self.describe(),
@@ -62,6 +60,7 @@ impl Backup {
         if found != Some(self.manifest.file.size) {
             return Err(RestoreError::FileSize {
                 backup: self.describe(),
+                file: self.manifest.dump_file(),
                 expected: self.manifest.file.size,
                 found,
             });
@@ -76,7 +75,7 @@ impl Backup {
         let member = &self.manifest.members[index];
         let read = || {
             self.store
-                .get_range(DUMP_FILE, member.offset, member.length)
+                .get_range(self.manifest.dump_file(), member.offset, member.length)
         };
         let bytes = match read().await {
             Ok(b) => b,
@@ -101,6 +100,7 @@ impl Backup {
     pub fn decompress(&self, index: usize, compressed: &[u8]) -> Result<Vec<u8>, RestoreError> {
         decompress_member(
             &self.describe(),
+            self.manifest.compression(),
             index,
             &self.manifest.members[index],
             compressed,
@@ -137,49 +137,23 @@ pub fn check_member(
     Ok(())
 }
 
-/// Decompresses exactly one gzip member and checks its length. Memory is
+/// Decompresses exactly one member and checks its length. Memory is
 /// bounded by the manifest's `uncompressedLength` (plus one byte, to notice
 /// a member that is longer than it claims).
 pub fn decompress_member(
     backup: &str,
+    compression: Compression,
     index: usize,
     member: &Member,
     compressed: &[u8],
 ) -> Result<Vec<u8>, RestoreError> {
-    let corrupt = |problem: String| RestoreError::MemberCorrupt {
-        backup: backup.to_owned(),
-        member: describe_member(index, member),
-        problem,
-    };
-    let limit = member.uncompressed_length.saturating_add(1);
-    let mut out =
-        Vec::with_capacity(usize::try_from(member.uncompressed_length.min(64 << 20)).unwrap_or(0));
-    let mut decoder = GzDecoder::new(compressed);
-    (&mut decoder)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(format!("it does not decompress: {e}")))?;
-    if out.len() as u64 != member.uncompressed_length {
-        return Err(corrupt(format!(
-            "it decompresses to {} bytes, the manifest says {}",
-            if out.len() as u64 > member.uncompressed_length {
-                "more".to_owned()
-            } else {
-                out.len().to_string()
-            },
-            member.uncompressed_length
-        )));
-    }
-    // The bufread decoder stops exactly at the end of one gzip member:
-    // trailing bytes mean the range holds more than the member.
-    let rest = decoder.into_inner();
-    if !rest.is_empty() {
-        return Err(corrupt(format!(
-            "{} bytes follow its gzip stream inside its range",
-            rest.len()
-        )));
-    }
-    Ok(out)
+    crate::compression::decompress(compression, compressed, member.uncompressed_length).map_err(
+        |e| RestoreError::MemberCorrupt {
+            backup: backup.to_owned(),
+            member: describe_member(index, member),
+            problem: e.to_string(),
+        },
+    )
 }
 
 /// `member 12 (data sakila.actor chunk 3)`, for messages and logs.

@@ -7,7 +7,6 @@ use sha2::{Digest, Sha256};
 
 use super::RestoreError;
 use super::source::Backup;
-use crate::manifest::DUMP_FILE;
 use crate::repository::BackupListing;
 use crate::storage::Store;
 
@@ -60,7 +59,7 @@ pub async fn verify_opened(backup: &Backup) -> Result<VerifyReport, RestoreError
     if sha != manifest.file.sha256 {
         return Err(RestoreError::FileCorrupt {
             backup: backup.describe(),
-            file: DUMP_FILE,
+            file: manifest.dump_file(),
         });
     }
     Ok(VerifyReport {

@@ -165,6 +165,31 @@ fn flavor_is_immutable() {
 }
 
 #[test]
+fn gzip_levels_stop_at_9_and_zstd_levels_at_19() {
+    let schema = instance_schema();
+    let with = |backup: Value| {
+        let mut backup = backup;
+        backup["destination"] = json!({"s3": s3()});
+        instance(json!({ "backup": backup }))
+    };
+    for ok in [
+        json!({}),
+        json!({"compressionLevel": 9}),
+        json!({"compression": "gzip", "compressionLevel": 9}),
+        json!({"compression": "zstd", "compressionLevel": 19}),
+        json!({"compression": "none", "compressionLevel": 12}),
+    ] {
+        accepts(&schema, &with(ok));
+    }
+    for bad in [
+        json!({"compressionLevel": 10}),
+        json!({"compression": "gzip", "compressionLevel": 19}),
+    ] {
+        rejects(&schema, &with(bad), "gzip levels are 1 to 9");
+    }
+}
+
+#[test]
 fn backup_on_delete_needs_a_backup_destination() {
     let schema = instance_schema();
     accepts(&schema, &instance(json!({"backupOnDelete": false})));

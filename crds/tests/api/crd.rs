@@ -312,7 +312,12 @@ fn schema_validations_outside_cel() {
     assert_eq!(spec["flavor"]["default"], "mysql");
     assert_eq!(spec["backupOnDelete"]["default"], false);
     assert_eq!(backup["compressionLevel"]["minimum"], 1.0);
-    assert_eq!(backup["compressionLevel"]["maximum"], 9.0);
+    assert_eq!(backup["compressionLevel"]["maximum"], 19.0);
+    assert_eq!(
+        backup["compression"]["enum"],
+        serde_json::json!(["gzip", "zstd", "none"])
+    );
+    assert_eq!(backup["compression"]["default"], "gzip");
     assert_eq!(
         backup["compressionLevel"]["default"],
         keeper_crds::instance::DEFAULT_COMPRESSION_LEVEL

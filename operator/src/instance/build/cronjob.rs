@@ -41,6 +41,7 @@ pub fn build(
             destination: &backup.destination,
             backup_name: None,
             databases: backup.databases.as_deref().unwrap_or_default(),
+            compression: Some(backup.compression),
             compression_level: Some(backup.compression_level),
             retention: backup.retention.as_ref(),
         },
