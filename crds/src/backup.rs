@@ -338,6 +338,34 @@ impl MySQLBackup {
     pub fn phase(&self) -> Option<BackupPhase> {
         self.status.as_ref().and_then(|s| s.phase)
     }
+
+    /// Where its artifact is: the destination the backup recorded
+    /// (`status.destination`) and its folder under it — the rest of
+    /// `status.location` after the destination's base URL when that is one
+    /// segment, else the object's name. `None` without a recorded
+    /// destination (where it was written is unknown). Restores by name and
+    /// verification Jobs read the backup here, whichever layout wrote it.
+    pub fn recorded_folder(&self) -> Option<(BackupDestination, String)> {
+        let status = self.status.as_ref()?;
+        let destination = status.destination.clone()?;
+        let folder = status
+            .location
+            .as_deref()
+            .and_then(|location| folder_in(&destination, location))
+            .or_else(|| self.metadata.name.clone())?;
+        Some((destination, folder))
+    }
+}
+
+/// The backup folder `location` names under `destination`: the rest of the
+/// URL after the destination's base URL, when it is a single segment.
+pub fn folder_in(destination: &BackupDestination, location: &str) -> Option<String> {
+    let base = destination.base_url()?;
+    let rest = location
+        .trim_end_matches('/')
+        .strip_prefix(base.trim_end_matches('/'))?
+        .strip_prefix('/')?;
+    (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_owned())
 }
 
 /// A byte count for people, in binary units with one decimal below 100

@@ -50,7 +50,6 @@ use crate::agent_job::start::{self, StartProblem, StartVerdict};
 use crate::agent_job::{self, AgentCommand, AgentRun};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::instance::restore::source;
 use keeper_crds::agent::FailureCode;
 
 /// Event reason (Warning) of a proof that failed or could not be made.
@@ -365,21 +364,18 @@ async fn start_job(
     namespace: &str,
     job_name: &str,
 ) -> Result<()> {
-    let (destination, folder) = match source::from_backup(name, Some(backup)) {
-        Ok(found) => found,
-        Err(problem) => {
-            let message = format!("cannot verify: {}", problem.message);
-            return record(
-                ctx,
-                backup,
-                name,
-                namespace,
-                VerificationPhase::Failed,
-                &message,
-                Utc::now(),
-            )
-            .await;
-        }
+    let Some((destination, folder)) = backup.recorded_folder() else {
+        let message = "cannot verify: the backup has no status.destination, so where it was written is unknown";
+        return record(
+            ctx,
+            backup,
+            name,
+            namespace,
+            VerificationPhase::Failed,
+            message,
+            Utc::now(),
+        )
+        .await;
     };
     let run = AgentRun {
         name: job_name.to_owned(),

@@ -188,32 +188,15 @@ pub fn from_backup(
             ));
         }
     }
-    let Some(destination) = status.destination else {
-        return Err(SourceProblem::new(
+    backup.recorded_folder().ok_or_else(|| {
+        SourceProblem::new(
             "BackupNotUsable",
             format!(
                 "MySQLBackup {name} has no status.destination, so where it was written is unknown; \
                  restore it with restoreFrom.location instead"
             ),
-        ));
-    };
-    let folder = status
-        .location
-        .as_deref()
-        .and_then(|location| folder_in(&destination, location))
-        .unwrap_or_else(|| name.to_owned());
-    Ok((destination, folder))
-}
-
-/// The backup folder `location` names under `destination`: the rest of the
-/// URL after the destination's base URL, when it is a single segment.
-fn folder_in(destination: &BackupDestination, location: &str) -> Option<String> {
-    let base = destination.base_url()?;
-    let rest = location
-        .trim_end_matches('/')
-        .strip_prefix(base.trim_end_matches('/'))?
-        .strip_prefix('/')?;
-    (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_owned())
+        )
+    })
 }
 
 /// Checks that the Secrets (with their keys) and the claim a Job reading
@@ -294,6 +277,7 @@ fn check_secret(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use keeper_crds::backup::folder_in;
     use keeper_crds::{MySQLBackupStatus, PvcDestination, RestoreLocation, S3Destination};
 
     fn by_name(name: &str, overwrite: bool) -> RestoreSource {
