@@ -8,7 +8,10 @@
 //! on which the operator's account manager ensured the backup user) and the
 //! agent runs them in-process, reporting into the same in-memory API. The
 //! artifact must be in Garage and verify, and the `MySQLBackup` and the
-//! instance's `status.lastBackup` must show the run.
+//! instance's `status.lastBackup` must show the run. The verification Job
+//! of that backup runs the same way, against a scratch MariaDB set up as its
+//! throwaway server would be (root without a password), and its proof must
+//! reach the backup's and the instance's status.
 #![allow(clippy::unwrap_used)]
 
 // The operator tests' fixtures: one place for both crates' tests.
@@ -373,4 +376,142 @@ async fn a_scheduled_run_creates_its_backup_object_and_reports_it() {
             .is_empty(),
         "a backup outlives its Job and the instance"
     );
+}
+
+/// The scratch server as the verification pod's sidecar sets it up: the
+/// image's `*_ALLOW_EMPTY_ROOT_PASSWORD` leaves root without a password.
+fn throwaway_server() -> MariaDb {
+    use mysql_async::prelude::Queryable;
+    let server = MariaDb::start_with(keeper_tests::MariaDbOptions {
+        extra_args: vec!["--skip-log-bin".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let opts = server.opts();
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+                for host in ["localhost", "127.0.0.1", "::1"] {
+                    conn.query_drop(format!("ALTER USER 'root'@'{host}' IDENTIFIED BY ''"))
+                        .await
+                        .unwrap();
+                }
+                conn.disconnect().await.unwrap();
+            })
+    })
+    .join()
+    .unwrap();
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backups_verification_job_proves_it_and_the_instance_reports_the_proof() {
+    let setup = setup().await;
+    let backups = Api::<MySQLBackup>::namespaced(setup.client.clone(), NS);
+    let mut backup = MySQLBackup::for_instance(ON_DEMAND, NS, NAME, None);
+    backup.metadata.uid = Some("uid-backup".into());
+    backups
+        .create(&PostParams::default(), &backup)
+        .await
+        .unwrap();
+    let backup = backups.get(ON_DEMAND).await.unwrap();
+    keeper_operator::backup_controller::reconcile(Arc::new(backup), setup.ctx.clone())
+        .await
+        .unwrap();
+    let job_name = keeper_operator::backup_controller::job_name(ON_DEMAND);
+    let job = Api::<Job>::namespaced(setup.client.clone(), NS)
+        .get(&job_name)
+        .await
+        .unwrap();
+    setup.run_job(&job_name, job.spec.as_ref().unwrap()).await;
+
+    // The user turns verification on: the newest success gets its proof Job.
+    let instances = Api::<MySQLInstance>::namespaced(setup.client.clone(), NS);
+    instances
+        .patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"backup": {"verification": {}}}})),
+        )
+        .await
+        .unwrap();
+    let backup = backups.get(ON_DEMAND).await.unwrap();
+    keeper_operator::backup_controller::reconcile(Arc::new(backup), setup.ctx.clone())
+        .await
+        .unwrap();
+    let verify_job = keeper_operator::backup_controller::verification::job_name(ON_DEMAND);
+    let job = Api::<Job>::namespaced(setup.client.clone(), NS)
+        .get(&verify_job)
+        .await
+        .unwrap();
+
+    // Its pod: the throwaway server beside the agent, which gets the Job's
+    // args and env (no password of the instance: none is in its env).
+    let scratch = throwaway_server();
+    let (args, env) = common::resolve(
+        &setup.client,
+        NS,
+        &verify_job,
+        job.spec.as_ref().unwrap(),
+        "127.0.0.1",
+        &scratch,
+    )
+    .await;
+    assert!(!env.contains_key("MYSQL_PWD"), "{env:?}");
+    assert!(
+        args.iter().all(|a| !a.contains(&setup.backup_password)),
+        "{args:?}"
+    );
+    keeper_agent::run(
+        args,
+        AgentContext {
+            env,
+            kube: Some(setup.fake.agent(NS, NAME)),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the agent of Job {verify_job}: {e}"));
+
+    let proof = backups
+        .get(ON_DEMAND)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .verification
+        .expect("status.verification");
+    assert_eq!(
+        proof.phase,
+        keeper_crds::VerificationPhase::Verified,
+        "{proof:?}"
+    );
+    assert_eq!((proof.tables, proof.rows), (2, ROWS + 2));
+
+    // The instance derives its last verified backup and the condition.
+    let instance = instances.get(NAME).await.unwrap();
+    keeper_operator::reconcile(Arc::new(instance), setup.ctx.clone())
+        .await
+        .unwrap();
+    let status = instances.get(NAME).await.unwrap().status.unwrap();
+    let last = status.last_verified_backup.expect("lastVerifiedBackup");
+    assert_eq!((last.name.as_str(), last.rows), (ON_DEMAND, ROWS + 2));
+    let condition =
+        keeper_crds::condition::find_condition(&status.conditions, "BackupsVerified").unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("True", "Verified")
+    );
+
+    // Proven once: a later look starts nothing.
+    let backup = backups.get(ON_DEMAND).await.unwrap();
+    keeper_operator::backup_controller::reconcile(Arc::new(backup), setup.ctx.clone())
+        .await
+        .unwrap();
+    let jobs = Api::<Job>::namespaced(setup.client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(jobs.items.len(), 2, "the backup's Job and one proof");
 }
