@@ -343,6 +343,35 @@ async fn stuck_pod(cluster: &Cluster, job: &str, reason: &str, message: &str) {
         .unwrap();
 }
 
+/// Job `job` failed, and its pod's agent ended with `line` as its
+/// termination message.
+async fn job_failed_with(cluster: &Cluster, job: &str, line: &str) {
+    cluster
+        .api::<Job>()
+        .patch_status(
+            job,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}]}})),
+        )
+        .await
+        .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("{job}-x1"), "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": job}},
+        "status": {"containerStatuses": [{"name": "agent", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": line}}}]}
+    }))
+    .unwrap();
+    cluster
+        .api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+}
+
 async fn backup_status(cluster: &Cluster, name: &str) -> keeper_crds::MySQLBackupStatus {
     cluster
         .api::<MySQLBackup>()
@@ -414,31 +443,12 @@ async fn an_on_demand_backup_gets_one_job_and_a_failed_job_fails_it() {
         )
         .await
         .unwrap();
-    cluster
-        .api::<Job>()
-        .patch_status(
-            "orders-manual-backup",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": {"conditions": [
-                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                 "message": "Job has reached the specified backoff limit"}]}})),
-        )
-        .await
-        .unwrap();
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "orders-manual-backup-x1", "namespace": NS,
-            "labels": {"batch.kubernetes.io/job-name": "orders-manual-backup"}},
-        "status": {"containerStatuses": [{"name": "agent", "image": "i", "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 1, "reason": "Error",
-                "message": "backup of orders.shop.svc failed: table `shop`.`t` vanished"}}}]}
-    }))
-    .unwrap();
-    cluster
-        .api::<Pod>()
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap();
+    job_failed_with(
+        &cluster,
+        "orders-manual-backup",
+        "backup of orders.shop.svc failed: table `shop`.`t` vanished",
+    )
+    .await;
     cluster.reconcile_backup("orders-manual").await.unwrap();
     let status = cluster
         .api::<MySQLBackup>()
@@ -1222,31 +1232,12 @@ async fn a_verification_job_that_died_is_recorded_and_nothing_runs_without_the_s
     assert_eq!(cluster.jobs().await.len(), 1);
     // The throwaway server was killed for its memory: the agent could not
     // report, the Job failed.
-    cluster
-        .api::<Job>()
-        .patch_status(
-            "orders-1-verify",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": {"conditions": [
-                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                 "message": "Job has reached the specified backoff limit"}]}})),
-        )
-        .await
-        .unwrap();
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "orders-1-verify-x1", "namespace": NS,
-            "labels": {"batch.kubernetes.io/job-name": "orders-1-verify"}},
-        "status": {"containerStatuses": [{"name": "agent", "image": "i", "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 1, "reason": "Error",
-                "message": "[RunFailed] verify --restore of orders-1 failed: the server closed the connection"}}}]}
-    }))
-    .unwrap();
-    cluster
-        .api::<Pod>()
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap();
+    job_failed_with(
+        &cluster,
+        "orders-1-verify",
+        "[RunFailed] verify --restore of orders-1 failed: the server closed the connection",
+    )
+    .await;
     cluster.reconcile_backup("orders-1").await.unwrap();
     let proof = backup_status(&cluster, "orders-1")
         .await

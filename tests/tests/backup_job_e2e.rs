@@ -160,6 +160,27 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    /// A user's `MySQLBackup` [`ON_DEMAND`], reconciled by the backup
+    /// controller until it has its Job, which is returned.
+    async fn create_on_demand_backup(&self) -> Job {
+        let backups = Api::<MySQLBackup>::namespaced(self.client.clone(), NS);
+        let mut backup = MySQLBackup::for_instance(ON_DEMAND, NS, NAME, None);
+        backup.metadata.uid = Some("uid-backup".into());
+        backups
+            .create(&PostParams::default(), &backup)
+            .await
+            .unwrap();
+        let backup = backups.get(ON_DEMAND).await.unwrap();
+        keeper_operator::backup_controller::reconcile(Arc::new(backup), self.ctx.clone())
+            .await
+            .unwrap();
+        let job_name = keeper_operator::backup_controller::job_name(ON_DEMAND);
+        Api::<Job>::namespaced(self.client.clone(), NS)
+            .get(&job_name)
+            .await
+            .unwrap()
+    }
+
     /// Runs the agent as the pod of `job_name` with `spec` would.
     async fn run_job(&self, job_name: &str, spec: &JobSpec) -> HashMap<String, String> {
         let (args, env) = common::resolve(
@@ -301,23 +322,9 @@ impl Setup {
 async fn an_on_demand_backups_job_backs_up_to_s3_and_reports_it() {
     let setup = setup().await;
     let backups = Api::<MySQLBackup>::namespaced(setup.client.clone(), NS);
-    let mut backup = MySQLBackup::for_instance(ON_DEMAND, NS, NAME, None);
-    backup.metadata.uid = Some("uid-backup".into());
-    backups
-        .create(&PostParams::default(), &backup)
-        .await
-        .unwrap();
-
     // The backup controller creates its Job (one, owned by the backup).
-    let backup = backups.get(ON_DEMAND).await.unwrap();
-    keeper_operator::backup_controller::reconcile(Arc::new(backup), setup.ctx.clone())
-        .await
-        .unwrap();
+    let job = setup.create_on_demand_backup().await;
     let job_name = keeper_operator::backup_controller::job_name(ON_DEMAND);
-    let job = Api::<Job>::namespaced(setup.client.clone(), NS)
-        .get(&job_name)
-        .await
-        .unwrap();
     let owner = &job.metadata.owner_references.clone().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str()),
@@ -410,21 +417,8 @@ fn throwaway_server() -> MariaDb {
 async fn a_backups_verification_job_proves_it_and_the_instance_reports_the_proof() {
     let setup = setup().await;
     let backups = Api::<MySQLBackup>::namespaced(setup.client.clone(), NS);
-    let mut backup = MySQLBackup::for_instance(ON_DEMAND, NS, NAME, None);
-    backup.metadata.uid = Some("uid-backup".into());
-    backups
-        .create(&PostParams::default(), &backup)
-        .await
-        .unwrap();
-    let backup = backups.get(ON_DEMAND).await.unwrap();
-    keeper_operator::backup_controller::reconcile(Arc::new(backup), setup.ctx.clone())
-        .await
-        .unwrap();
-    let job_name = keeper_operator::backup_controller::job_name(ON_DEMAND);
-    let job = Api::<Job>::namespaced(setup.client.clone(), NS)
-        .get(&job_name)
-        .await
-        .unwrap();
+    let job = setup.create_on_demand_backup().await;
+    let job_name = job.metadata.name.clone().unwrap();
     setup.run_job(&job_name, job.spec.as_ref().unwrap()).await;
 
     // The user turns verification on: the newest success gets its proof Job.
