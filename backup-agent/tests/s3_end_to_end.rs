@@ -334,7 +334,11 @@ async fn zstd_and_plain_backups_verify_restore_list_and_prune_through_s3() {
     left.sort();
     assert_eq!(
         left,
-        ["codecs/c-none/dump.sql", "codecs/c-none/manifest.json"]
+        [
+            "codecs/c-none/dump.sql",
+            "codecs/c-none/manifest.json",
+            "codecs/c-none/verification.json",
+        ]
     );
 }
 
