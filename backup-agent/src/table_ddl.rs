@@ -226,10 +226,17 @@ fn non_unique_index(element: &[u8]) -> bool {
 
 /// The trailing run of plain keys of `create` that a restore may build
 /// after the data, in their order, each as its clause text. `ordinary`
-/// tells whether a column is an ordinary (stored, not generated) one. The
-/// caller has already checked the table itself (InnoDB, not
-/// system-versioned, in no foreign key).
-pub fn deferrable_indexes(create: &str, ordinary: &dyn Fn(&str) -> bool) -> Vec<String> {
+/// tells whether a column is an ordinary (stored, not generated) one;
+/// `auto_increment` names the table's AUTO_INCREMENT column, whose keys
+/// stay (the server refuses a table whose counter is the first column of
+/// no key, and the key that serves it may be a secondary one). The caller
+/// has already checked the table itself (InnoDB, not system-versioned, in
+/// no foreign key).
+pub fn deferrable_indexes(
+    create: &str,
+    ordinary: &dyn Fn(&str) -> bool,
+    auto_increment: Option<&str>,
+) -> Vec<String> {
     let bytes = create.as_bytes();
     let Some(parsed) = parse_create_table(bytes) else {
         return Vec::new();
@@ -249,7 +256,10 @@ pub fn deferrable_indexes(create: &str, ordinary: &dyn Fn(&str) -> bool) -> Vec<
             continue;
         }
         match plain_key(element) {
-            Some(key) if key.columns.iter().all(|c| ordinary(c)) => {
+            Some(key)
+                if key.columns.iter().all(|c| ordinary(c))
+                    && key.columns.first().map(String::as_str) != auto_increment =>
+            {
                 // Only UTF-8 clauses go into the JSON manifest.
                 let Ok(clause) = std::str::from_utf8(element) else {
                     break;
@@ -325,7 +335,7 @@ mod tests {
 
     #[test]
     fn sysbench_defers_its_one_secondary_key_and_cuts_it_exactly() {
-        let deferred = deferrable_indexes(SBTEST, &all);
+        let deferred = deferrable_indexes(SBTEST, &all, Some("id"));
         assert_eq!(deferred, vec!["KEY `k_1` (`k`)".to_owned()]);
         let cut = without_clauses(SBTEST.as_bytes(), &deferred).unwrap();
         let cut = String::from_utf8(cut).unwrap();
@@ -355,7 +365,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            deferrable_indexes(create, &all),
+            deferrable_indexes(create, &all, None),
             vec!["KEY `k` (`x,y`(3),`z`)".to_owned()]
         );
         assert_eq!(parse_create_table(b"CREATE VIEW `v` AS SELECT 1"), None);
@@ -368,7 +378,7 @@ mod tests {
         let ordinary = |c: &str| c != "g";
         // The FULLTEXT key stays and ends nothing: the server lists it last.
         assert_eq!(
-            deferrable_indexes(create, &ordinary),
+            deferrable_indexes(create, &ordinary, None),
             vec![
                 "KEY `early` (`a`)".to_owned(),
                 "KEY `p` (`b`(5)) USING BTREE COMMENT 'prefix, with a comma'".to_owned(),
@@ -377,7 +387,7 @@ mod tests {
         );
         // A key on a generated column stays, and so does every key before it.
         let on_generated = create.replace("KEY `d` (`a` DESC,`b`(3))", "KEY `d` (`g`)");
-        assert!(deferrable_indexes(&on_generated, &ordinary).is_empty());
+        assert!(deferrable_indexes(&on_generated, &ordinary, None).is_empty());
         for kept in [
             "KEY `i` (`a`) IGNORED",
             "KEY `i` (`a`) /*!80000 INVISIBLE */",
@@ -387,13 +397,25 @@ mod tests {
             "KEY `i` (`a`) KEY_BLOCK_SIZE=8",
         ] {
             let last = create.replace("KEY `d` (`a` DESC,`b`(3))", kept);
-            assert!(deferrable_indexes(&last, &all).is_empty(), "{kept}");
+            assert!(deferrable_indexes(&last, &all, None).is_empty(), "{kept}");
         }
         let with_fk = create.replace(
             "KEY `d` (`a` DESC,`b`(3))",
             "KEY `d` (`a`),\n  CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `p` (`id`)",
         );
-        assert!(deferrable_indexes(&with_fk, &all).is_empty());
+        assert!(deferrable_indexes(&with_fk, &all, None).is_empty());
+    }
+
+    /// `upstream_tables.sql`'s `second_counter`: the counter's only key of
+    /// its own is a secondary one; without it the CREATE is refused.
+    #[test]
+    fn the_key_that_serves_an_auto_increment_column_stays() {
+        let create = "CREATE TABLE `second_counter` (\n  `k` int(11) NOT NULL,\n  `n` bigint(20) NOT NULL AUTO_INCREMENT,\n  `m` int,\n  PRIMARY KEY (`k`,`n`),\n  KEY `n` (`n`),\n  KEY `m` (`m`)\n) ENGINE=InnoDB AUTO_INCREMENT=77";
+        assert_eq!(
+            deferrable_indexes(create, &all, Some("n")),
+            vec!["KEY `m` (`m`)".to_owned()]
+        );
+        assert_eq!(deferrable_indexes(create, &all, None).len(), 2);
     }
 
     #[test]

@@ -240,6 +240,8 @@ impl Catalog<'_> {
 
         let mut differences = Vec::new();
         let mut columns: HashMap<String, Vec<Column>> = HashMap::new();
+        // Each table's AUTO_INCREMENT column, whose key a restore never defers.
+        let mut auto_increment: HashMap<String, String> = HashMap::new();
         // The row start and end columns of system-versioned tables that name them.
         let mut periods: HashMap<String, [Option<String>; 2]> = HashMap::new();
         // System-versioned tables whose period is by transaction id.
@@ -261,6 +263,9 @@ impl Catalog<'_> {
             let generation = text(&r, 3).unwrap_or_default();
             let extra = text(&r, 4).unwrap_or_default().to_ascii_uppercase();
             let charset = text(&r, 5);
+            if extra.contains("AUTO_INCREMENT") {
+                auto_increment.insert(table.clone(), column.clone());
+            }
             // MySQL marks expression defaults DEFAULT_GENERATED: those are
             // ordinary columns; only VIRTUAL/STORED/PERSISTENT ones are computed.
             let generated = !generation.is_empty()
@@ -457,9 +462,11 @@ impl Catalog<'_> {
                 && !in_foreign_keys.contains(&tname)
             {
                 // Generated columns are not among the insertable ones.
-                crate::table_ddl::deferrable_indexes(&create, &|c| {
-                    table_columns.iter().any(|col| col.name == c)
-                })
+                crate::table_ddl::deferrable_indexes(
+                    &create,
+                    &|c| table_columns.iter().any(|col| col.name == c),
+                    auto_increment.get(&tname).map(String::as_str),
+                )
             } else {
                 Vec::new()
             };
