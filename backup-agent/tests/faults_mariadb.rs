@@ -57,6 +57,12 @@ async fn server_killed_mid_dump_to_s3_leaves_no_upload_and_the_good_backup() {
         .await
         .unwrap();
 
+    // Throttled, so the kill lands while the server is still sending: with
+    // whole-member libdeflate the unthrottled dump could read every row
+    // between the first part's upload and the kill, and succeed.
+    let proxy = proxy_to(&server);
+    proxy.throttle(Some(THROTTLE));
+    let port = proxy.port();
     let run = backup(
         &server,
         port,
