@@ -1301,3 +1301,51 @@ async fn cluster_with_invalid_schedule() -> Cluster {
     )
     .await
 }
+
+#[tokio::test]
+async fn the_agents_report_is_never_overwritten_from_a_stale_look() {
+    let cluster = cluster(
+        vec![
+            ready(instance(
+                json!({"backup": {"destination": s3(), "verification": {}}}),
+            )),
+            succeeded("orders-1", 1, None),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    cluster.reconcile_backup("orders-1").await.unwrap();
+    // The controller's cached object, from before the agent reported.
+    let stale = cluster.api::<MySQLBackup>().get("orders-1").await.unwrap();
+    cluster
+        .api::<MySQLBackup>()
+        .patch_status(
+            "orders-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"verification": {"phase": "Verified",
+                "time": "2026-01-01T03:20:00Z", "tables": 3, "rows": 10,
+                "durationSeconds": 60}}})),
+        )
+        .await
+        .unwrap();
+    cluster
+        .api::<Job>()
+        .patch_status(
+            "orders-1-verify",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"conditions": [
+                {"type": "Complete", "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+    // The Job's end arrives with the stale object.
+    keeper_operator::backup_controller::reconcile(Arc::new(stale), cluster.ctx.clone())
+        .await
+        .unwrap();
+    let proof = backup_status(&cluster, "orders-1")
+        .await
+        .verification
+        .unwrap();
+    assert_eq!((proof.tables, proof.rows), (3, 10));
+    assert_eq!(proof.message, None, "the agent's report stands");
+}

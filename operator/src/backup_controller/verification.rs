@@ -344,6 +344,12 @@ pub async fn reconcile(
             },
             _,
         ) => {
+            // The backup came from the controller's cache, which may not
+            // hold the agent's report yet when the Job's end arrives first:
+            // read it fresh, and never write over a report that exists.
+            if reported(ctx, name, namespace).await? {
+                return Ok(Action::await_change());
+            }
             if delete_job {
                 super::delete_job(ctx, namespace, &job_name).await?;
                 ctx.note_start_problem(&format!("{namespace}/{job_name}"), None);
@@ -352,6 +358,20 @@ pub async fn reconcile(
             Ok(Action::await_change())
         }
     }
+}
+
+/// Whether the backup, as the API has it now, holds a proof's result.
+async fn reported(ctx: &Context, name: &str, namespace: &str) -> Result<bool> {
+    let backup = Api::<MySQLBackup>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Kube {
+            what: format!("MySQLBackup {namespace}/{name}"),
+            source: Box::new(source),
+        })?;
+    Ok(backup
+        .and_then(|b| b.status)
+        .is_some_and(|s| s.verification.is_some()))
 }
 
 /// Creates the verification Job of `backup` (a 409 means an earlier
