@@ -172,6 +172,12 @@ pub struct RestoreArgs {
     /// Replace tables that already exist in the target.
     #[arg(long)]
     pub overwrite: bool,
+    /// Send every row as the dump's INSERT statements, never by `LOAD DATA
+    /// LOCAL INFILE` (which the restore otherwise uses where it stores the
+    /// same values, about twice as fast; for comparisons, and for servers
+    /// where loads are unwanted).
+    #[arg(long)]
+    pub insert_only: bool,
     /// Run this restore at most once against the target's data: a request
     /// already recorded in the server's `mysql_keeper.applied_restores` ends
     /// at once ("already restored", exit 0) with nothing read, dropped or

@@ -143,6 +143,7 @@ pub async fn prove(args: &VerifyArgs, ctx: &AgentContext) -> Result<ProofReport,
     let options = RestoreOptions {
         parallel: args.parallel.max(1),
         overwrite: false,
+        load_data: true,
     };
     restore::restore_backup(&store, &opts, options, &|_| {}).await?;
 

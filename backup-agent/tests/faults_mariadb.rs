@@ -237,6 +237,7 @@ async fn connections_dropped_mid_dump_and_mid_restore() {
         RestoreOptions {
             parallel: 2,
             overwrite: false,
+            load_data: true,
         },
         &progress,
     )
@@ -334,6 +335,7 @@ async fn target_killed_mid_restore() {
         RestoreOptions {
             parallel: 2,
             overwrite: false,
+            load_data: true,
         },
         &progress,
     );

@@ -79,7 +79,11 @@ async fn back_up(source: &MariaDb, dir: &Path, compression: &str) -> (PathBuf, M
     (folder, manifest)
 }
 
-async fn restore_with_agent(folder: &Path, target: &MariaDb) {
+/// Restores with the agent's CLI; returns how many `LOAD DATA` statements
+/// the target ran meanwhile (the restore sends rows that way where they
+/// store the same values, so the comparisons cover that path too).
+async fn restore_with_agent(folder: &Path, target: &MariaDb) -> u64 {
+    let before = load_statements(target).await;
     let mut argv = vec!["keeper-agent".to_owned(), "restore".to_owned()];
     argv.extend(connect_args(target));
     argv.extend(
@@ -92,6 +96,18 @@ async fn restore_with_agent(folder: &Path, target: &MariaDb) {
         .map(str::to_owned),
     );
     keeper_agent::run(argv, ctx(target)).await.unwrap();
+    load_statements(target).await - before
+}
+
+/// The server's count of `LOAD DATA` statements so far.
+async fn load_statements(server: &MariaDb) -> u64 {
+    let mut conn = server.connect().await.unwrap();
+    let n: Option<(String, u64)> = conn
+        .query_first("SHOW GLOBAL STATUS LIKE 'Com_load'")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    n.map_or(0, |(_, n)| n)
 }
 
 /// `gunzip -c dump.sql.gz | mariadb --comments` (or `zstd -dc
@@ -415,6 +431,7 @@ async fn round_trip_except(
     if !install.is_empty() {
         target.run_sql(install, None).unwrap();
     }
+    let mut loads = Vec::new();
     for (i, (folder, manifest)) in backups.iter().enumerate() {
         let codec = manifest.compression();
         if i > 0 {
@@ -423,7 +440,7 @@ async fn round_trip_except(
             assert_eq!(manifest.databases, backups[0].1.databases, "{codec}");
             assert_eq!(manifest.differences, backups[0].1.differences, "{codec}");
         }
-        restore_with_agent(folder, &target).await;
+        loads.push(restore_with_agent(folder, &target).await);
         assert_same(
             &format!("the agent's restore ({codec})"),
             &want,
@@ -438,10 +455,13 @@ async fn round_trip_except(
         );
     }
     let manifest = backups.swap_remove(0).1;
+    // Every codec's restore loads the same rows the same way.
+    assert!(loads.windows(2).all(|w| w[0] == w[1]), "{loads:?}");
     RoundTrip {
         manifest,
         source,
         target,
+        loads: loads.first().copied().unwrap_or(0),
         _dir: dir,
     }
 }
@@ -462,6 +482,8 @@ struct RoundTrip {
     manifest: Manifest,
     source: MariaDb,
     target: MariaDb,
+    /// `LOAD DATA` statements of the agent's restore (per codec).
+    loads: u64,
     _dir: tempfile::TempDir,
 }
 
@@ -813,6 +835,8 @@ async fn system_versioned_tables_keep_their_history() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_tables_come_back_exactly() {
     let rt = round_trip("upstream_tables.sql", &["fid_up_tables"]).await;
+    // Some of these tables' rows went by LOAD DATA (and came back the same).
+    assert!(rt.loads > 0, "no table loaded by LOAD DATA");
     let mut conn = rt.target.connect().await.unwrap();
     // Counters go on where the source's would: per group, and above the rows.
     conn.query_drop("INSERT INTO fid_up_tables.per_group (grp) VALUES ('a'), ('b')")
@@ -1253,7 +1277,7 @@ async fn secondary_indexes_built_after_the_data_come_back_in_their_order() {
     assert!(!String::from_utf8_lossy(&json).contains("deferredIndexes"));
     std::fs::write(folder.join("manifest.json"), json).unwrap();
     drop_databases(&rt.target, &databases).await;
-    restore_with_agent(&folder, &rt.target).await;
+    let _ = restore_with_agent(&folder, &rt.target).await;
     let known = |mut print: BTreeMap<String, String>| {
         print.remove(gen_checksum);
         print

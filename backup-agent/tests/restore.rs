@@ -233,6 +233,7 @@ fn opts() -> RestoreOptions {
     RestoreOptions {
         parallel: 3,
         overwrite: false,
+        load_data: true,
     }
 }
 
@@ -463,6 +464,7 @@ async fn a_corrupt_member_is_refused_before_any_of_it_runs() {
         RestoreOptions {
             parallel: 2,
             overwrite: true,
+            load_data: true,
         },
         &|_| {},
     )
@@ -851,4 +853,150 @@ async fn restores_verifies_and_lists_from_s3_with_ranged_reads() {
     args[from] = format!("{root}/b1");
     keeper_agent::run(args, ctx).await.unwrap();
     assert_shop_restored(&server).await;
+}
+
+/// Rows of `ld.plain` as text, every value in hex or as the server prints it.
+async fn plain_rows(server: &MariaDb) -> Vec<String> {
+    let mut conn = server.connect().await.unwrap();
+    let rows = query_strings(
+        &mut conn,
+        "SELECT CONCAT_WS('|', id, IFNULL(HEX(u),'NULL'), IFNULL(HEX(l),'NULL'), IFNULL(d,'NULL'), \
+         IFNULL(ts,'NULL'), IFNULL(n,'NULL'), IFNULL(CAST(f AS CHAR),'NULL'), IFNULL(e,'NULL'), \
+         IFNULL(s,'NULL'), IFNULL(t,'NULL')) FROM ld.plain ORDER BY id",
+    )
+    .await;
+    conn.disconnect().await.unwrap();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_go_by_load_data_where_they_store_the_same_values_as_the_inserts() {
+    let server = MariaDb::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!(
+        "-- schema ld\n{SESSION}CREATE DATABASE IF NOT EXISTS `ld` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;\nUSE `ld`;\n\
+         CREATE TABLE `plain` (`id` int NOT NULL PRIMARY KEY, `u` varchar(100) CHARACTER SET utf8mb4, \
+         `l` varchar(100) CHARACTER SET latin1, `d` datetime(6), `ts` timestamp NULL, `n` decimal(20,6), \
+         `f` double, `e` enum('a','b'), `s` set('x','y'), `t` tinyint) ENGINE=InnoDB;\n\
+         CREATE TABLE `bin` (`id` int NOT NULL PRIMARY KEY, `b` varbinary(10)) ENGINE=InnoDB;\n\
+         CREATE TABLE `mine` (`id` int NOT NULL PRIMARY KEY, `v` varchar(10)) ENGINE=MyISAM;\n"
+    );
+    const COLS: &str = "INSERT INTO `plain` (`id`,`u`,`l`,`d`,`ts`,`n`,`f`,`e`,`s`,`t`) VALUES ";
+    // Two statements: quotes, escapes, a tuple separator and `\N` inside
+    // strings, the string 'NULL' beside NULL, latin1 and 4-byte UTF-8,
+    // invalid dates the data sql_mode allows, exponents, negatives.
+    let chunk0 = format!(
+        "{COLS}(1,'it\\'s','é','2024-02-29 12:34:56.123456','2024-01-01 00:00:00',-123.450000,-1.5e-7,'a','x,y',-128),\
+         (2,'a),(b\\\\N','NULL','0000-00-00 00:00:00',NULL,0.000001,1e300,'b','',127),\
+         (3,NULL,'\\\\','2024-02-30 00:00:00.000000',NULL,NULL,NULL,NULL,NULL,NULL);\n\
+         {COLS}(4,'\\0\\n\\r\\Z','','2024-01-01 00:00:00',NULL,1,0,'a','y',0),(5,'😀 𝄞 日本',' x ','1999-12-31 23:59:59.999999',NULL,-0.5,2.5e-308,'b','x',1);\n"
+    );
+    // A value that is not UTF-8 (written `_binary'…'`) keeps its statement an INSERT.
+    let mut chunk1 = format!(
+        "{COLS}(6,'six','six',NULL,NULL,NULL,NULL,NULL,NULL,NULL);\n{COLS}(7,'seven',_binary'"
+    )
+    .into_bytes();
+    chunk1.extend_from_slice(&[0xff, 0xfe]);
+    chunk1.extend_from_slice(b"',NULL,NULL,NULL,NULL,NULL,NULL,NULL);\n");
+    // Out of range for TINYINT: the load warns and is rolled back; the
+    // INSERT stores what the non-strict data sql_mode stores (127).
+    let chunk2 = format!("{COLS}(8,'eight','eight',NULL,NULL,NULL,NULL,NULL,NULL,300);\n");
+    let parts = vec![
+        Part {
+            kind: MemberKind::Header,
+            db: None,
+            table: None,
+            chunk: None,
+            rows: 0,
+            sql: format!("-- MySQL Keeper dump (test)\n{SESSION}").into_bytes(),
+        },
+        part(MemberKind::Schema, "ld", &schema),
+        data("ld", "plain", 0, 5, chunk0.as_bytes()),
+        data("ld", "plain", 1, 2, &chunk1),
+        data("ld", "plain", 2, 1, chunk2.as_bytes()),
+        data(
+            "ld",
+            "bin",
+            0,
+            1,
+            b"INSERT INTO `bin` (`id`,`b`) VALUES (1,_binary'\\0x');\n",
+        ),
+        data(
+            "ld",
+            "mine",
+            0,
+            1,
+            b"INSERT INTO `mine` (`id`,`v`) VALUES (1,'m');\n",
+        ),
+    ];
+    let folder = write_backup(dir.path(), "ld", &parts, 600);
+
+    let loaded = restore_backup(&file_store(&folder).await, &server.opts(), opts(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (loaded.loads, loaded.loads_rolled_back),
+        (2, 1),
+        "chunk 0 and chunk 1's first statement loaded, chunk 2 rolled back"
+    );
+    let by_load = plain_rows(&server).await;
+
+    let inserted = restore_backup(
+        &file_store(&folder).await,
+        &server.opts(),
+        RestoreOptions {
+            overwrite: true,
+            load_data: false,
+            ..opts()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((inserted.loads, inserted.loads_rolled_back), (0, 0));
+    let by_insert = plain_rows(&server).await;
+    assert_eq!(
+        by_load, by_insert,
+        "LOAD DATA stores what the INSERTs store"
+    );
+
+    assert_eq!(by_load.len(), 8);
+    assert_eq!(
+        by_load[1].split('|').nth(1),
+        Some(hex::encode_upper("a),(b\\N").as_str())
+    );
+    assert_eq!(
+        by_load[1].split('|').nth(2),
+        Some(hex::encode_upper("NULL").as_str())
+    );
+    assert_eq!(by_load[2].split('|').nth(1), Some("NULL"));
+    assert_eq!(by_load[3].split('|').nth(1), Some("000A0D1A"));
+    assert_eq!(by_load[4].split('|').nth(2), Some("207820"), "spaces kept");
+    assert_eq!(by_load[6].split('|').nth(2), Some("FFFE"));
+    assert_eq!(by_load[7].split('|').next_back(), Some("127"));
+    assert_eq!(by_load[0].split('|').nth(2), Some("E9"), "é in latin1");
+    let mut conn = server.connect().await.unwrap();
+    let others: Vec<String> = conn
+        .query("SELECT CONCAT(HEX(b), '/', (SELECT v FROM ld.mine)) FROM ld.bin")
+        .await
+        .unwrap();
+    assert_eq!(others, vec!["0078/m".to_owned()]);
+    conn.disconnect().await.unwrap();
+
+    // A server that refuses local loads (MySQL 8's default) gets INSERTs.
+    let refusing = MariaDb::start_with(keeper_tests::MariaDbOptions {
+        extra_args: vec!["--local-infile=0".into()],
+        ..keeper_tests::MariaDbOptions::default()
+    })
+    .unwrap();
+    let outcome = restore_backup(
+        &file_store(&folder).await,
+        &refusing.opts(),
+        opts(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((outcome.loads, outcome.loads_rolled_back), (0, 0));
+    assert_eq!(plain_rows(&refusing).await, by_insert);
 }

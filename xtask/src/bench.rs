@@ -218,6 +218,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     dir.display()
                 ),
             ),
+            // The same backup, every row as the dump's INSERTs (the agent
+            // before LOAD DATA; issue 24's "before", in the same run).
+            (
+                "keeper-agent restore (file, --insert-only)",
+                format!(
+                    "{agent} restore {tconn} --parallel {t} --insert-only --from file://{}/keeper/bench",
+                    dir.display()
+                ),
+            ),
             // The same backup as an agent before deferredIndexes wrote it:
             // every index built with its table, row by row (issue 24's
             // "before", measured in the same run).
@@ -539,6 +548,12 @@ fn print_ratios(results: &[Measurement]) {
         restore,
         "keeper-agent restore (file, indexes in CREATE)",
         "restore speed, indexes after the data vs in the CREATE",
+        &speed,
+    );
+    ratio(
+        restore,
+        "keeper-agent restore (file, --insert-only)",
+        "restore speed, rows by LOAD DATA vs by INSERT",
         &speed,
     );
     ratio(

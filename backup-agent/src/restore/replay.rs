@@ -15,6 +15,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::indexes::{Deferral, PendingTable};
+use super::load_data::{self, Batch, Loaded, Loading};
 use super::source::{Backup, describe_member};
 use super::statements::{self, preview};
 use super::{RestoreError, RestoreProgress};
@@ -39,6 +40,8 @@ pub struct Tracker<'a> {
     pub warnings: Mutex<Vec<String>>,
     /// Indexes the schema leaves out and [`build_indexes`] adds after the data.
     pub deferral: Deferral,
+    /// Tables whose rows go by `LOAD DATA`, set once the schema exists.
+    pub loading: std::sync::OnceLock<Loading>,
 }
 
 impl<'a> Tracker<'a> {
@@ -57,6 +60,7 @@ impl<'a> Tracker<'a> {
             progress,
             warnings: Mutex::new(Vec::new()),
             deferral: Deferral::none(),
+            loading: std::sync::OnceLock::new(),
         }
     }
 
@@ -167,27 +171,51 @@ async fn replay_member(
         MemberKind::Routines | MemberKind::Views | MemberKind::Triggers | MemberKind::Events
     );
     let schema = member.kind == MemberKind::Schema;
-    for statement in statements::split(&text) {
+    let loadable = member.kind == MemberKind::Data
+        && tracker
+            .loading
+            .get()
+            .is_some_and(|l| l.allows(member.database.as_deref(), member.table.as_deref()));
+    let table_name = member.table.as_deref().map(crate::mysql::ident);
+    let text = bytes::Bytes::from(text);
+    let mut batch: Option<Batch<'_>> = None;
+    let mut statements = statements::split(&text);
+    while let Some(statement) = statements.next() {
         let statement = statement.map_err(|e| RestoreError::MemberCorrupt {
             backup: backup.describe(),
             member: describe_member(index, member),
             problem: format!("its SQL cannot be split into statements: {e}"),
         })?;
-        let text = if schema {
+        if loadable && statements.backslash_escapes() {
+            let rows = load_data::parse_insert(statement.text).and_then(|insert| {
+                let values = &statement.text[insert.values_at..];
+                load_data::count_rows(values, insert.column_count).map(|rows| (insert, rows))
+            });
+            if let Some((insert, rows)) = rows
+                && Some(insert.table) == table_name.as_deref().map(str::as_bytes)
+            {
+                if batch.as_ref().is_some_and(|b| !b.takes(&insert)) {
+                    flush(conn, tracker, batch.take(), index, member).await?;
+                }
+                let start = statement.offset + insert.values_at;
+                let end = statement.offset + statement.text.len();
+                batch.get_or_insert_with(|| Batch::new(&insert)).push(
+                    statement.text,
+                    text.slice(start..end),
+                    rows,
+                );
+                continue;
+            }
+        }
+        flush(conn, tracker, batch.take(), index, member).await?;
+        let sql = if schema {
             tracker
                 .deferral
                 .rewrite(member.database.as_deref(), statement.text)
         } else {
             std::borrow::Cow::Borrowed(statement.text)
         };
-        if let Err(e) = conn.query_drop(&*text).await {
-            return Err(statement_error(
-                describe_member(index, member),
-                statement.text,
-                e,
-            ));
-        }
-        tracker.statements.fetch_add(1, Ordering::Relaxed);
+        run_statement(conn, tracker, statement.text, &sql, index, member).await?;
         if code && conn.get_warnings() > 0 {
             report_warnings(
                 conn,
@@ -198,7 +226,73 @@ async fn replay_member(
             .await;
         }
     }
+    flush(conn, tracker, batch, index, member).await?;
     tracker.member_done(compressed_len);
+    Ok(())
+}
+
+/// Runs `sql` (the member's `statement`, or its rewrite) on `conn`.
+async fn run_statement(
+    conn: &mut Conn,
+    tracker: &Tracker<'_>,
+    statement: &[u8],
+    sql: &[u8],
+    index: usize,
+    member: &crate::manifest::Member,
+) -> Result<(), RestoreError> {
+    if let Err(e) = conn.query_drop(sql).await {
+        return Err(statement_error(
+            describe_member(index, member),
+            statement,
+            e,
+        ));
+    }
+    tracker.statements.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Stores a batch of a member's rows: by `LOAD DATA`, or, when the server
+/// refuses or warns about the load (rolled back), by the member's INSERTs
+/// as they are.
+async fn flush(
+    conn: &mut Conn,
+    tracker: &Tracker<'_>,
+    batch: Option<Batch<'_>>,
+    index: usize,
+    member: &crate::manifest::Member,
+) -> Result<(), RestoreError> {
+    let Some(batch) = batch else {
+        return Ok(());
+    };
+    let Some(loading) = tracker.loading.get() else {
+        return Ok(());
+    };
+    let loaded =
+        load_data::load(conn, loading, &batch)
+            .await
+            .map_err(|e| RestoreError::Statement {
+                member: describe_member(index, member),
+                statement: preview(batch.statement().as_bytes(), PREVIEW_CHARS),
+                reason: Failure::of(&e),
+            })?;
+    match loaded {
+        Loaded::Rows(_) => {
+            loading.loaded.fetch_add(1, Ordering::Relaxed);
+            tracker
+                .statements
+                .fetch_add(batch.statements.len() as u64, Ordering::Relaxed);
+        }
+        Loaded::Refused(why) => {
+            loading.fell_back.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                member = %describe_member(index, member),
+                "LOAD DATA was rolled back ({why}); running the member's INSERT statements instead"
+            );
+            for statement in &batch.statements {
+                run_statement(conn, tracker, statement, statement, index, member).await?;
+            }
+        }
+    }
     Ok(())
 }
 

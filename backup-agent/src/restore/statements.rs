@@ -95,6 +95,14 @@ impl<'a> Iterator for Statements<'a> {
     }
 }
 
+impl Statements<'_> {
+    /// Whether a backslash escapes in the strings of the statement just
+    /// returned: its `sql_mode` holds no `NO_BACKSLASH_ESCAPES`.
+    pub fn backslash_escapes(&self) -> bool {
+        !self.no_backslash_escapes
+    }
+}
+
 impl<'a> Statements<'a> {
     fn next_statement(&mut self) -> Result<Option<Statement<'a>>, SplitError> {
         loop {
