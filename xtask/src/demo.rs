@@ -303,8 +303,23 @@ fn restore(demo: &mut Demo) -> anyhow::Result<()> {
         ],
         Some(target),
     )?;
-    demo.proved
-        .push("the backup restores into an empty server, members replayed in parallel".to_owned());
+    // The agent sends rows by LOAD DATA where that stores what the dump's
+    // INSERTs store; the server counts those statements.
+    let loads: u64 = demo.runtime.block_on(async {
+        use mysql_async::prelude::Queryable;
+        let mut conn = target.connect().await?;
+        let row: Option<(String, u64)> = conn
+            .query_first("SHOW GLOBAL STATUS LIKE 'Com_load'")
+            .await?;
+        conn.disconnect().await?;
+        Ok::<u64, anyhow::Error>(row.map_or(0, |(_, n)| n))
+    })?;
+    println!(
+        "{loads} data members went by LOAD DATA (the server stores a field's text without parsing an INSERT: about twice as fast); the rest as the dump's INSERTs"
+    );
+    demo.proved.push(format!(
+        "the backup restores into an empty server, members replayed in parallel, {loads} of them by LOAD DATA"
+    ));
     Ok(())
 }
 
