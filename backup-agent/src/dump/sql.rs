@@ -51,7 +51,7 @@ fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     // Copy runs that need no escape in one go: most values have no special
     // byte at all, and a per-byte push was 6% of a sysbench dump's CPU.
     let mut rest = bytes;
-    while let Some(at) = rest.iter().position(|&b| escape(b).is_some()) {
+    while let Some(at) = first_to_escape(rest) {
         out.extend_from_slice(&rest[..at]);
         if let Some(escaped) = escape(rest[at]) {
             out.extend_from_slice(escaped);
@@ -60,6 +60,30 @@ fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     }
     out.extend_from_slice(rest);
     out.push(b'\'');
+}
+
+/// The position of the first byte of `bytes` that [`escape`] escapes.
+/// Looks at eight bytes at a time: a word with no byte below 0x20 (where
+/// `\0`, `\n`, `\r` and `\x1a` are), no quote and no backslash holds none,
+/// and most words of most values are such words. Checking byte by byte
+/// was 7% of a sysbench dump's CPU without compression.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Non-zero if a byte of `w` is below `n` (n <= 0x80), exact for "any".
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+    let (words, tail) = bytes.as_chunks::<8>();
+    for (i, word) in words.iter().enumerate() {
+        let w = u64::from_le_bytes(*word);
+        if below(w, 0x20) | below(w ^ (ONES * 0x27), 1) | below(w ^ (ONES * 0x5c), 1) != 0
+            && let Some(at) = word.iter().position(|&b| escape(b).is_some())
+        {
+            return Some(i * 8 + at);
+        }
+    }
+    tail.iter()
+        .position(|&b| escape(b).is_some())
+        .map(|at| words.len() * 8 + at)
 }
 
 /// The backslash escape of a byte that cannot appear raw in a literal.
@@ -626,6 +650,28 @@ mod tests {
         let mut out = Vec::new();
         push_value(&mut out, class, v);
         out
+    }
+
+    #[test]
+    fn the_word_scan_finds_the_same_byte_as_a_byte_scan() {
+        let naive = |b: &[u8]| b.iter().position(|&c| escape(c).is_some());
+        // Every byte value at every position of values around a word's size,
+        // after plain text and after bytes that look special to the word test
+        // (tab, other control bytes, high bytes) but are not escaped.
+        for len in 0..20 {
+            for at in 0..len {
+                for fill in [b'a', b'\t', 0x1f, 0x80, 0xff, b'&', b'['] {
+                    for b in 0..=255u8 {
+                        let mut v = vec![fill; len];
+                        v[at] = b;
+                        assert_eq!(first_to_escape(&v), naive(&v), "{v:?}");
+                    }
+                }
+            }
+        }
+        let mut long = vec![b'x'; 1000];
+        long[997] = b'\'';
+        assert_eq!(first_to_escape(&long), Some(997));
     }
 
     #[test]
