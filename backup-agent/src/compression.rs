@@ -155,6 +155,12 @@ impl Encoder {
         Ok(Encoder { inner })
     }
 
+    /// Whether members are written as they are (`none`): a caller that owns
+    /// the text can then hand it over instead of having it copied.
+    pub fn is_identity(&self) -> bool {
+        matches!(self.inner, Inner::None)
+    }
+
     /// One complete member (a gzip member, a zstd frame, or the text as it
     /// is) of exactly `data`, allocated to its size.
     pub fn compress(&mut self, data: &[u8]) -> Result<Vec<u8>, CompressionError> {

@@ -141,9 +141,15 @@ struct Chunker<'a> {
     counters: &'a Counters,
     encoder: Option<MemberEncoder>,
     scratch: &'a mut Scratch,
-    prefix: Vec<u8>,
+    classes: &'a [ColumnClass],
+    /// `INSERT INTO … VALUES `, which starts every statement.
+    prefix: &'a [u8],
+    /// Where the open statement starts in the member's SQL (`None`: no
+    /// statement is open). Statements are built in place in the member's
+    /// buffer, each row encoded straight into it: no copy per row.
+    stmt_start: Option<usize>,
     stmt_rows: u64,
-    /// The rows of `stmt`, then of the member being built.
+    /// The rows of the open statement, then of the member being built.
     stmt_digest: RowsDigest,
     member_digest: RowsDigest,
 }
@@ -157,8 +163,8 @@ pub struct Scratch {
     encoder: Encoder,
     /// The SQL of the member being built; handed to the member and back.
     sql: Vec<u8>,
-    /// The statement being built.
-    stmt: Vec<u8>,
+    /// A row that did not fit its statement, on its way to the next one.
+    row: Vec<u8>,
 }
 
 impl Scratch {
@@ -167,17 +173,40 @@ impl Scratch {
             encoder: limits.codec.encoder()?,
             // A chunk, the statement that crosses it and the preamble, so
             // the buffer never doubles past the chunk.
-            sql: Vec::with_capacity(
-                usize::try_from(limits.chunk_bytes + limits.statement_bytes + 4096)
-                    .unwrap_or(usize::MAX),
-            ),
-            stmt: Vec::new(),
+            sql: Vec::with_capacity(Self::sql_capacity(limits)),
+            row: Vec::new(),
         })
+    }
+
+    fn sql_capacity(limits: &Limits) -> usize {
+        usize::try_from(limits.chunk_bytes + limits.statement_bytes + 4096).unwrap_or(usize::MAX)
     }
 }
 
 /// The writer has gone (it failed or was cancelled): stop quietly.
 struct Closed;
+
+/// The member being built, started (with its preamble, in the worker's
+/// SQL buffer `sql`) if there is none.
+fn open_member<'e>(
+    encoder: &'e mut Option<MemberEncoder>,
+    table: &Table,
+    sql: &mut Vec<u8>,
+) -> &'e mut MemberEncoder {
+    encoder.get_or_insert_with(|| {
+        let mut enc = MemberEncoder::new(
+            MemberKind::Data,
+            Some(&table.database),
+            Some(&table.name),
+            std::mem::take(sql),
+        );
+        enc.write(sql::preamble(Some(&table.database)).as_bytes());
+        if table.history {
+            enc.write(sql::INSERT_HISTORY.as_bytes());
+        }
+        enc
+    })
+}
 
 impl Chunker<'_> {
     fn compress_err(&self, e: crate::compression::CompressionError) -> BackupError {
@@ -187,54 +216,72 @@ impl Chunker<'_> {
         }
     }
 
-    fn encoder(&mut self) -> Result<&mut MemberEncoder, BackupError> {
-        let enc = match self.encoder.take() {
-            Some(enc) => enc,
-            None => {
-                let mut enc = MemberEncoder::new(
-                    MemberKind::Data,
-                    Some(&self.table.database),
-                    Some(&self.table.name),
-                    std::mem::take(&mut self.scratch.sql),
-                );
-                enc.write(sql::preamble(Some(&self.table.database)).as_bytes());
-                if self.table.history {
-                    enc.write(sql::INSERT_HISTORY.as_bytes());
-                }
-                enc
-            }
+    /// Adds one row: encoded as its tuple at the end of the open statement,
+    /// or of a new one when the open one would grow past `statement_bytes`.
+    async fn row(&mut self, row: &Row) -> Result<Result<(), Closed>, BackupError> {
+        let statement_bytes = self.limits.statement_bytes;
+        let stmt_start = self.stmt_start;
+        let (classes, prefix) = (self.classes, self.prefix);
+        let buf = open_member(&mut self.encoder, self.table, &mut self.scratch.sql).sql_mut();
+        let before = buf.len();
+        match stmt_start {
+            Some(_) => buf.push(b','),
+            None => buf.extend_from_slice(prefix),
+        }
+        let at = buf.len();
+        encode_row_into(row, classes, buf);
+        let len = buf.len() - at;
+        let Some(start) = stmt_start else {
+            self.stmt_start = Some(before);
+            self.add_to_statement(at);
+            return Ok(Ok(()));
         };
-        Ok(self.encoder.insert(enc))
-    }
-
-    async fn row(&mut self, row: &[u8]) -> Result<Result<(), Closed>, BackupError> {
-        if !self.scratch.stmt.is_empty()
-            && (self.scratch.stmt.len() + 1 + row.len() + 2) as u64 > self.limits.statement_bytes
-            && let Err(c) = self.flush_statement().await?
-        {
+        if ((before - start) + 1 + len + 2) as u64 <= statement_bytes {
+            self.add_to_statement(at);
+            return Ok(Ok(()));
+        }
+        // The open statement is full without this row: close it (which may
+        // send the member) and start the next statement with the row.
+        self.scratch.row.clear();
+        self.scratch.row.extend_from_slice(&buf[at..]);
+        buf.truncate(before);
+        if let Err(c) = self.flush_statement().await? {
             return Ok(Err(c));
         }
-        if self.scratch.stmt.is_empty() {
-            self.scratch.stmt.extend_from_slice(&self.prefix);
-        } else {
-            self.scratch.stmt.push(b',');
-        }
-        self.scratch.stmt.extend_from_slice(row);
-        self.stmt_rows += 1;
-        if self.limits.digests {
-            self.stmt_digest.add_row(row);
-        } else {
-            self.stmt_digest.count_row();
-        }
+        let row_bytes = std::mem::take(&mut self.scratch.row);
+        let buf = open_member(&mut self.encoder, self.table, &mut self.scratch.sql).sql_mut();
+        let start = buf.len();
+        buf.extend_from_slice(prefix);
+        let at = buf.len();
+        buf.extend_from_slice(&row_bytes);
+        self.scratch.row = row_bytes;
+        self.stmt_start = Some(start);
+        self.add_to_statement(at);
         Ok(Ok(()))
     }
 
-    async fn flush_statement(&mut self) -> Result<Result<(), Closed>, BackupError> {
-        if self.scratch.stmt.is_empty() {
-            return Ok(Ok(()));
+    /// Counts (and hashes) the row just written at `at`, the end of the
+    /// member's SQL, as part of the open statement.
+    fn add_to_statement(&mut self, at: usize) {
+        self.stmt_rows += 1;
+        if self.limits.digests {
+            if let Some(enc) = &self.encoder {
+                self.stmt_digest.add_row(&enc.sql()[at..]);
+            }
+        } else {
+            self.stmt_digest.count_row();
         }
-        self.scratch.stmt.extend_from_slice(b";\n");
-        let size = self.scratch.stmt.len() as u64;
+    }
+
+    async fn flush_statement(&mut self) -> Result<Result<(), Closed>, BackupError> {
+        let Some(start) = self.stmt_start.take() else {
+            return Ok(Ok(()));
+        };
+        let Some(enc) = self.encoder.as_mut() else {
+            return Ok(Ok(()));
+        };
+        enc.write(b";\n");
+        let size = enc.uncompressed() - start as u64;
         if size >= self.limits.max_allowed_packet {
             return Err(BackupError::RowTooLarge {
                 database: self.table.database.clone(),
@@ -243,21 +290,13 @@ impl Chunker<'_> {
                 max: self.limits.max_allowed_packet,
             });
         }
-        let stmt = std::mem::take(&mut self.scratch.stmt);
         let rows = std::mem::take(&mut self.stmt_rows);
+        enc.statement_written(size, rows);
         self.member_digest
             .merge(std::mem::take(&mut self.stmt_digest));
-        self.encoder()?.statement(&stmt, rows);
         self.counters.rows.fetch_add(rows, Ordering::Relaxed);
         self.counters.sql_bytes.fetch_add(size, Ordering::Relaxed);
-        // Reuse the allocation for the next statement.
-        self.scratch.stmt = stmt;
-        self.scratch.stmt.clear();
-        if self
-            .encoder
-            .as_ref()
-            .is_some_and(|e| e.uncompressed() >= self.limits.chunk_bytes)
-        {
+        if enc.uncompressed() >= self.limits.chunk_bytes {
             return self.send().await;
         }
         Ok(Ok(()))
@@ -270,8 +309,9 @@ impl Chunker<'_> {
         if enc.rows() == 0 {
             return Ok(Ok(()));
         }
+        let capacity = Scratch::sql_capacity(&self.limits);
         let (mut member, spare) = enc
-            .finish(&mut self.scratch.encoder)
+            .finish(&mut self.scratch.encoder, capacity)
             .map_err(|e| self.compress_err(e))?;
         self.scratch.sql = spare;
         member.digest = std::mem::take(&mut self.member_digest);
@@ -284,6 +324,11 @@ impl Chunker<'_> {
 /// same tuple, at backup time and when a restore is verified.
 pub fn encode_row(row: &Row, classes: &[ColumnClass], buf: &mut Vec<u8>) {
     buf.clear();
+    encode_row_into(row, classes, buf);
+}
+
+/// [`encode_row`], appended to what `buf` holds.
+fn encode_row_into(row: &Row, classes: &[ColumnClass], buf: &mut Vec<u8>) {
     buf.push(b'(');
     for (i, class) in classes.iter().enumerate() {
         if i > 0 {
@@ -317,8 +362,7 @@ pub async fn dump_unit(
     }
     let during = || format!("reading `{}`.`{}`", table.database, table.name);
     let classes: Vec<_> = table.columns.iter().map(|c| c.class).collect();
-    // A unit that ended early (the writer went away) may have left a statement.
-    scratch.stmt.clear();
+    let prefix = insert_prefix(table);
     let mut chunker = Chunker {
         table,
         limits,
@@ -326,7 +370,9 @@ pub async fn dump_unit(
         counters,
         encoder: None,
         scratch,
-        prefix: insert_prefix(table),
+        classes: &classes,
+        prefix: &prefix,
+        stmt_start: None,
         stmt_rows: 0,
         stmt_digest: RowsDigest::default(),
         member_digest: RowsDigest::default(),
@@ -335,15 +381,13 @@ pub async fn dump_unit(
         .query_iter(select_sql(unit))
         .await
         .map_err(|e| cx.err(during(), e))?;
-    let mut row_buf: Vec<u8> = Vec::new();
     loop {
         let row = match result.next().await {
             Ok(Some(row)) => row,
             Ok(None) => break,
             Err(e) => return Err(cx.err(during(), e)),
         };
-        encode_row(&row, &classes, &mut row_buf);
-        if chunker.row(&row_buf).await?.is_err() {
+        if chunker.row(&row).await?.is_err() {
             return Ok(());
         }
     }

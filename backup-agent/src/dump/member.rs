@@ -63,11 +63,23 @@ impl MemberEncoder {
         self.sql.extend_from_slice(data);
     }
 
-    /// Writes one statement and notes its size (for `largestStatement`).
-    pub fn statement(&mut self, stmt: &[u8], rows: u64) {
-        self.write(stmt);
+    /// The SQL written so far, for a caller that builds a statement in place
+    /// ([`sql_mut`](Self::sql_mut)).
+    pub fn sql(&self) -> &[u8] {
+        &self.sql
+    }
+
+    /// The SQL buffer itself: a data member's statements are built in it,
+    /// row by row, and then noted with [`statement_written`](Self::statement_written).
+    pub fn sql_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.sql
+    }
+
+    /// Notes a statement of `len` bytes and `rows` rows that ends the SQL
+    /// (built in place), for the member's row count and `largestStatement`.
+    pub fn statement_written(&mut self, len: u64, rows: u64) {
         self.rows += rows;
-        self.largest_statement = self.largest_statement.max(stmt.len() as u64);
+        self.largest_statement = self.largest_statement.max(len);
     }
 
     pub fn uncompressed(&self) -> u64 {
@@ -78,26 +90,34 @@ impl MemberEncoder {
         self.rows
     }
 
-    /// Compresses the member with `encoder`; gives back the SQL buffer for
-    /// the next member.
+    /// Compresses the member with `encoder`; gives back a SQL buffer for
+    /// the next member: this one's, or when the codec keeps the text as it
+    /// is (`none`) and the buffer becomes the member's bytes, a new one of
+    /// `capacity`.
     pub fn finish(
         self,
         encoder: &mut Encoder,
+        capacity: usize,
     ) -> Result<(EncodedMember, Vec<u8>), CompressionError> {
-        let compressed = encoder.compress(&self.sql)?;
+        let uncompressed_length = self.sql.len() as u64;
+        let (compressed, spare) = if encoder.is_identity() {
+            (self.sql, Vec::with_capacity(capacity))
+        } else {
+            (encoder.compress(&self.sql)?, self.sql)
+        };
         let sha256 = hex::encode(Sha256::digest(&compressed));
         let member = EncodedMember {
             kind: self.kind,
             database: self.database,
             table: self.table,
             bytes: Bytes::from(compressed),
-            uncompressed_length: self.sql.len() as u64,
+            uncompressed_length,
             rows: self.rows,
             sha256,
             largest_statement: self.largest_statement,
             digest: RowsDigest::default(),
         };
-        Ok((member, self.sql))
+        Ok((member, spare))
     }
 }
 
@@ -141,10 +161,15 @@ mod tests {
     #[test]
     fn a_member_is_a_complete_gzip_stream_with_its_checksum() {
         let mut enc = MemberEncoder::new(MemberKind::Data, Some("d"), Some("t"), Vec::new());
-        enc.statement(b"INSERT INTO `t` VALUES (1);\n", 1);
-        enc.statement(b"INSERT INTO `t` VALUES (2),(3);\n", 2);
+        for (stmt, rows) in [
+            (&b"INSERT INTO `t` VALUES (1);\n"[..], 1),
+            (&b"INSERT INTO `t` VALUES (2),(3);\n"[..], 2),
+        ] {
+            enc.sql_mut().extend_from_slice(stmt);
+            enc.statement_written(stmt.len() as u64, rows);
+        }
         let mut gzip = Encoder::new(crate::compression::Compression::Gzip, 6).unwrap();
-        let (m, buffer) = enc.finish(&mut gzip).unwrap();
+        let (m, buffer) = enc.finish(&mut gzip, 0).unwrap();
         assert_eq!(m.rows, 3);
         assert_eq!(m.largest_statement, 32);
         assert_eq!(m.sha256, hex::encode(Sha256::digest(&m.bytes)));
