@@ -879,6 +879,7 @@ async fn rows_go_by_load_data_where_they_store_the_same_values_as_the_inserts() 
          `l` varchar(100) CHARACTER SET latin1, `d` datetime(6), `ts` timestamp NULL, `n` decimal(20,6), \
          `f` double, `e` enum('a','b'), `s` set('x','y'), `t` tinyint) ENGINE=InnoDB;\n\
          CREATE TABLE `bin` (`id` int NOT NULL PRIMARY KEY, `b` varbinary(10)) ENGINE=InnoDB;\n\
+         CREATE TABLE `latin` (`id` int NOT NULL PRIMARY KEY, `v` varchar(10) CHARACTER SET latin1) ENGINE=InnoDB;\n\
          CREATE TABLE `mine` (`id` int NOT NULL PRIMARY KEY, `v` varchar(10)) ENGINE=MyISAM;\n"
     );
     const COLS: &str = "INSERT INTO `plain` (`id`,`u`,`l`,`d`,`ts`,`n`,`f`,`e`,`s`,`t`) VALUES ";
@@ -921,6 +922,22 @@ async fn rows_go_by_load_data_where_they_store_the_same_values_as_the_inserts() 
             1,
             b"INSERT INTO `bin` (`id`,`b`) VALUES (1,_binary'\\0x');\n",
         ),
+        // A latin1 table: all-ASCII rows are declared latin1 (no conversion
+        // on the server), others the member's utf8mb4; both store the same.
+        data(
+            "ld",
+            "latin",
+            0,
+            2,
+            b"INSERT INTO `latin` (`id`,`v`) VALUES (1,'plain'),(2,'\\\\');\n",
+        ),
+        data(
+            "ld",
+            "latin",
+            1,
+            1,
+            "INSERT INTO `latin` (`id`,`v`) VALUES (3,'café');\n".as_bytes(),
+        ),
         data(
             "ld",
             "mine",
@@ -936,10 +953,15 @@ async fn rows_go_by_load_data_where_they_store_the_same_values_as_the_inserts() 
         .unwrap();
     assert_eq!(
         (loaded.loads, loaded.loads_rolled_back),
-        (2, 1),
-        "chunk 0 and chunk 1's first statement loaded, chunk 2 rolled back"
+        (4, 1),
+        "plain's chunk 0 and chunk 1's first statement and both of latin's loaded, plain's chunk 2 rolled back"
     );
     let by_load = plain_rows(&server).await;
+    let latin = "SELECT GROUP_CONCAT(HEX(v) ORDER BY id) FROM ld.latin";
+    let mut conn = server.connect().await.unwrap();
+    let latin_by_load: Vec<String> = conn.query(latin).await.unwrap();
+    assert_eq!(latin_by_load, vec!["706C61696E,5C,636166E9".to_owned()]);
+    conn.disconnect().await.unwrap();
 
     let inserted = restore_backup(
         &file_store(&folder).await,
@@ -959,6 +981,10 @@ async fn rows_go_by_load_data_where_they_store_the_same_values_as_the_inserts() 
         by_load, by_insert,
         "LOAD DATA stores what the INSERTs store"
     );
+    let mut conn = server.connect().await.unwrap();
+    let latin_by_insert: Vec<String> = conn.query(latin).await.unwrap();
+    assert_eq!(latin_by_load, latin_by_insert);
+    conn.disconnect().await.unwrap();
 
     assert_eq!(by_load.len(), 8);
     assert_eq!(

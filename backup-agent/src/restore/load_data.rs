@@ -39,7 +39,7 @@
 //!   is running (a one-shot handler); a request at any other time finds
 //!   no handler and fails, so a server can never read a local file.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -54,8 +54,10 @@ use crate::mysql::Failure;
 /// Which tables a restore loads with `LOAD DATA`, and what it did.
 #[derive(Debug, Default)]
 pub struct Loading {
-    /// `(database, table)` of the tables whose rows may be loaded.
-    tables: HashSet<(String, String)>,
+    /// `(database, table)` of the tables whose rows may be loaded, with
+    /// the one character set of all their text columns when it is not
+    /// utf8mb4 (see [`Batch::statement`]).
+    tables: HashMap<(String, String), Option<&'static str>>,
     /// The server refused `LOAD DATA LOCAL` once: the rest go by INSERT.
     refused: AtomicBool,
     /// Members loaded, and members that fell back to their INSERTs.
@@ -122,15 +124,21 @@ impl Loading {
         })
     }
 
-    /// Whether the rows of `database`.`table` may go by `LOAD DATA`.
-    pub fn allows(&self, database: Option<&str>, table: Option<&str>) -> bool {
-        match (database, table) {
-            (Some(d), Some(t)) => {
-                !self.refused.load(Ordering::Relaxed)
-                    && self.tables.contains(&(d.to_owned(), t.to_owned()))
-            }
-            _ => false,
+    /// Whether the rows of `database`.`table` may go by `LOAD DATA`:
+    /// `Some` with the table's one text character set other than utf8mb4,
+    /// if it has one.
+    pub fn allows(
+        &self,
+        database: Option<&str>,
+        table: Option<&str>,
+    ) -> Option<Option<&'static str>> {
+        let (Some(d), Some(t)) = (database, table) else {
+            return None;
+        };
+        if self.refused.load(Ordering::Relaxed) {
+            return None;
         }
+        self.tables.get(&(d.to_owned(), t.to_owned())).copied()
     }
 }
 
@@ -145,25 +153,40 @@ type ColumnRow = (
     Option<String>,
 );
 
-fn loadable_tables(rows: &[ColumnRow]) -> HashSet<(String, String)> {
-    let mut ok = HashSet::new();
-    let mut not = HashSet::new();
+fn loadable_tables(rows: &[ColumnRow]) -> HashMap<(String, String), Option<&'static str>> {
+    // Per table: loadable so far, and the character sets of its text columns.
+    let mut tables: HashMap<(String, String), (bool, HashSet<String>)> = HashMap::new();
     for (schema, table, engine, table_type, data_type, column_type, charset) in rows {
-        let key = (schema.clone(), table.clone());
-        let fits = engine
+        let entry = tables
+            .entry((schema.clone(), table.clone()))
+            .or_insert_with(|| (true, HashSet::new()));
+        entry.0 &= engine
             .as_deref()
             .is_some_and(|e| e.eq_ignore_ascii_case("InnoDB"))
             && table_type == "BASE TABLE"
             && loadable_column(data_type, column_type, charset.as_deref());
-        if fits {
-            ok.insert(key);
-        } else {
-            not.insert(key);
+        if let Some(charset) = charset {
+            entry.1.insert(charset.to_ascii_lowercase());
         }
     }
-    ok.retain(|k| !not.contains(k));
-    ok
+    tables
+        .into_iter()
+        .filter(|(_, (loadable, _))| *loadable)
+        .map(|(key, (_, charsets))| {
+            let one = match charsets.iter().collect::<Vec<_>>().as_slice() {
+                [only] => ASCII_SETS.iter().copied().find(|s| s == only),
+                _ => None,
+            };
+            (key, one)
+        })
+        .collect()
 }
+
+/// Sets a load may be declared in instead of utf8mb4 when every byte sent
+/// is ASCII, which each of them reads as the same characters: the server
+/// then stores the field without converting it (a latin1 sysbench table
+/// loaded 4.7 s against 5.5-6.4 s declared utf8mb4, MariaDB 10.11).
+const ASCII_SETS: &[&str] = &["latin1", "utf8mb3", "utf8"];
 
 /// Whether a column's `LOAD DATA` field and the dump's `INSERT` literal
 /// store the same value (`information_schema.COLUMNS`' `DATA_TYPE`,
@@ -348,6 +371,8 @@ fn number_len(text: &[u8]) -> Option<usize> {
 
 /// The rows of consecutive INSERTs into one table with one column list.
 pub struct Batch<'a> {
+    /// The table's one text character set other than utf8mb4, if any.
+    ascii_set: Option<&'static str>,
     table: &'a [u8],
     columns: &'a [u8],
     /// The statements, to run as they are if the load is refused.
@@ -358,8 +383,9 @@ pub struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    pub fn new(insert: &Insert<'a>) -> Batch<'a> {
+    pub fn new(insert: &Insert<'a>, ascii_set: Option<&'static str>) -> Batch<'a> {
         Batch {
+            ascii_set,
             table: insert.table,
             columns: insert.columns,
             statements: Vec::new(),
@@ -380,10 +406,18 @@ impl<'a> Batch<'a> {
         self.rows += rows;
     }
 
-    /// The `LOAD DATA` statement for this batch.
+    /// The `LOAD DATA` statement for this batch. The member's text is
+    /// utf8mb4 (its `SET NAMES`); when every byte is ASCII and the table's
+    /// text is all in one other ASCII-compatible set, the load is declared
+    /// in that set, which reads the same bytes as the same characters and
+    /// spares the server a conversion per field.
     pub fn statement(&self) -> String {
+        let charset = match self.ascii_set {
+            Some(set) if self.pieces.iter().all(|p| p.is_ascii()) => set,
+            _ => "utf8mb4",
+        };
         format!(
-            "LOAD DATA LOCAL INFILE 'keeper-member' INTO TABLE {} CHARACTER SET utf8mb4 \
+            "LOAD DATA LOCAL INFILE 'keeper-member' INTO TABLE {} CHARACTER SET {charset} \
              FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\\'' ESCAPED BY '\\\\' \
              LINES STARTING BY '(' TERMINATED BY '),' {}",
             String::from_utf8_lossy(self.table),
@@ -574,7 +608,33 @@ mod tests {
         let tables = loadable_tables(&rows);
         assert_eq!(
             tables,
-            HashSet::from([("db".to_owned(), "plain".to_owned())])
+            HashMap::from([(("db".to_owned(), "plain".to_owned()), None)])
+        );
+        let text = |t: &str, charset: &str| -> ColumnRow {
+            (
+                "db".into(),
+                t.into(),
+                Some("InnoDB".into()),
+                "BASE TABLE".into(),
+                "varchar".into(),
+                "varchar(9)".into(),
+                Some(charset.into()),
+            )
+        };
+        let rows = vec![
+            text("latin", "latin1"),
+            col("latin", "InnoDB", "BASE TABLE", "int"),
+            text("both", "latin1"),
+            text("both", "utf8mb4"),
+            text("wide", "utf8mb4"),
+        ];
+        assert_eq!(
+            loadable_tables(&rows),
+            HashMap::from([
+                (("db".to_owned(), "latin".to_owned()), Some("latin1")),
+                (("db".to_owned(), "both".to_owned()), None),
+                (("db".to_owned(), "wide".to_owned()), None),
+            ])
         );
     }
 
@@ -582,12 +642,20 @@ mod tests {
     fn the_load_names_the_inserts_table_and_columns() {
         let s = b"INSERT INTO `t` (`a`,`b`) VALUES (1,2)";
         let insert = parse_insert(s).unwrap();
-        let batch = Batch::new(&insert);
+        let mut batch = Batch::new(&insert, Some("latin1"));
+        batch.push(s, Bytes::from_static(b"(1,'\xc3\xa9')"), 1);
         assert_eq!(
             batch.statement(),
             "LOAD DATA LOCAL INFILE 'keeper-member' INTO TABLE `t` CHARACTER SET utf8mb4 \
              FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\\'' ESCAPED BY '\\\\' \
-             LINES STARTING BY '(' TERMINATED BY '),' (`a`,`b`)"
+             LINES STARTING BY '(' TERMINATED BY '),' (`a`,`b`)",
+            "é is not ASCII: the member's own utf8mb4"
         );
+        let mut ascii = Batch::new(&insert, Some("latin1"));
+        ascii.push(s, Bytes::from_static(b"(1,'e')"), 1);
+        assert!(ascii.statement().contains(" CHARACTER SET latin1 "));
+        let mut unknown = Batch::new(&insert, None);
+        unknown.push(s, Bytes::from_static(b"(1,'e')"), 1);
+        assert!(unknown.statement().contains(" CHARACTER SET utf8mb4 "));
     }
 }

@@ -171,11 +171,15 @@ async fn replay_member(
         MemberKind::Routines | MemberKind::Views | MemberKind::Triggers | MemberKind::Events
     );
     let schema = member.kind == MemberKind::Schema;
-    let loadable = member.kind == MemberKind::Data
-        && tracker
+    // `Some` when this member's rows may go by LOAD DATA (with the table's
+    // one text set other than utf8mb4, if any).
+    let loadable = match member.kind {
+        MemberKind::Data => tracker
             .loading
             .get()
-            .is_some_and(|l| l.allows(member.database.as_deref(), member.table.as_deref()));
+            .and_then(|l| l.allows(member.database.as_deref(), member.table.as_deref())),
+        _ => None,
+    };
     let table_name = member.table.as_deref().map(crate::mysql::ident);
     let text = bytes::Bytes::from(text);
     let mut batch: Option<Batch<'_>> = None;
@@ -186,7 +190,9 @@ async fn replay_member(
             member: describe_member(index, member),
             problem: format!("its SQL cannot be split into statements: {e}"),
         })?;
-        if loadable && statements.backslash_escapes() {
+        if let Some(ascii_set) = loadable
+            && statements.backslash_escapes()
+        {
             let rows = load_data::parse_insert(statement.text).and_then(|insert| {
                 let values = &statement.text[insert.values_at..];
                 load_data::count_rows(values, insert.column_count).map(|rows| (insert, rows))
@@ -199,11 +205,9 @@ async fn replay_member(
                 }
                 let start = statement.offset + insert.values_at;
                 let end = statement.offset + statement.text.len();
-                batch.get_or_insert_with(|| Batch::new(&insert)).push(
-                    statement.text,
-                    text.slice(start..end),
-                    rows,
-                );
+                batch
+                    .get_or_insert_with(|| Batch::new(&insert, ascii_set))
+                    .push(statement.text, text.slice(start..end), rows);
                 continue;
             }
         }
