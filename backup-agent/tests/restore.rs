@@ -49,6 +49,18 @@ fn part(kind: MemberKind, db: &'static str, sql: &str) -> Part {
     }
 }
 
+/// The header member every dump starts with.
+fn header() -> Part {
+    Part {
+        kind: MemberKind::Header,
+        db: None,
+        table: None,
+        chunk: None,
+        rows: 0,
+        sql: format!("-- MySQL Keeper dump (test)\n{SESSION}").into_bytes(),
+    }
+}
+
 fn data(db: &'static str, table: &'static str, chunk: u32, rows: u64, body: &[u8]) -> Part {
     let mut sql =
         format!("-- data {db}.{table} chunk {chunk}\n{SESSION}{DATA_SESSION}USE `{db}`;\n")
@@ -203,14 +215,7 @@ fn shop_parts() -> Vec<Part> {
          DELIMITER ;\n"
     );
     vec![
-        Part {
-            kind: MemberKind::Header,
-            db: None,
-            table: None,
-            chunk: None,
-            rows: 0,
-            sql: format!("-- MySQL Keeper dump (test)\n{SESSION}").into_bytes(),
-        },
+        header(),
         part(MemberKind::Schema, "shop", &schema),
         data("shop", "items", 0, 3, &items0),
         data("shop", "items", 1, 2, &items1),
@@ -903,14 +908,7 @@ async fn rows_go_by_load_data_where_they_store_the_same_values_as_the_inserts() 
     // INSERT stores what the non-strict data sql_mode stores (127).
     let chunk2 = format!("{COLS}(8,'eight','eight',NULL,NULL,NULL,NULL,NULL,NULL,300);\n");
     let parts = vec![
-        Part {
-            kind: MemberKind::Header,
-            db: None,
-            table: None,
-            chunk: None,
-            rows: 0,
-            sql: format!("-- MySQL Keeper dump (test)\n{SESSION}").into_bytes(),
-        },
+        header(),
         part(MemberKind::Schema, "ld", &schema),
         data("ld", "plain", 0, 5, chunk0.as_bytes()),
         data("ld", "plain", 1, 2, &chunk1),
