@@ -585,7 +585,12 @@ mod tests {
 
     #[test]
     fn a_table_is_loadable_only_when_every_column_is_and_it_is_innodb() {
-        let col = |t: &str, engine: &str, kind: &str, data_type: &str| -> ColumnRow {
+        let column = |t: &str,
+                      engine: &str,
+                      kind: &str,
+                      data_type: &str,
+                      charset: Option<&str>|
+         -> ColumnRow {
             (
                 "db".into(),
                 t.into(),
@@ -593,8 +598,11 @@ mod tests {
                 kind.into(),
                 data_type.into(),
                 data_type.into(),
-                None,
+                charset.map(Into::into),
             )
+        };
+        let col = |t: &str, engine: &str, kind: &str, data_type: &str| {
+            column(t, engine, kind, data_type, None)
         };
         let rows = vec![
             col("plain", "InnoDB", "BASE TABLE", "int"),
@@ -610,17 +618,8 @@ mod tests {
             tables,
             HashMap::from([(("db".to_owned(), "plain".to_owned()), None)])
         );
-        let text = |t: &str, charset: &str| -> ColumnRow {
-            (
-                "db".into(),
-                t.into(),
-                Some("InnoDB".into()),
-                "BASE TABLE".into(),
-                "varchar".into(),
-                "varchar(9)".into(),
-                Some(charset.into()),
-            )
-        };
+        let text =
+            |t: &str, charset: &str| column(t, "InnoDB", "BASE TABLE", "varchar", Some(charset));
         let rows = vec![
             text("latin", "latin1"),
             col("latin", "InnoDB", "BASE TABLE", "int"),

@@ -269,7 +269,9 @@ async fn flush(
         return Ok(());
     };
     let Some(loading) = tracker.loading.get() else {
-        return Ok(());
+        // Batches are only gathered under a load plan; without one the rows
+        // still go, as INSERTs, never dropped.
+        return run_inserts(conn, tracker, &batch, index, member).await;
     };
     let loaded =
         load_data::load(conn, loading, &batch)
@@ -292,10 +294,22 @@ async fn flush(
                 member = %describe_member(index, member),
                 "LOAD DATA was rolled back ({why}); running the member's INSERT statements instead"
             );
-            for statement in &batch.statements {
-                run_statement(conn, tracker, statement, statement, index, member).await?;
-            }
+            run_inserts(conn, tracker, &batch, index, member).await?;
         }
+    }
+    Ok(())
+}
+
+/// Runs a batch's INSERT statements as the member wrote them.
+async fn run_inserts(
+    conn: &mut Conn,
+    tracker: &Tracker<'_>,
+    batch: &Batch<'_>,
+    index: usize,
+    member: &crate::manifest::Member,
+) -> Result<(), RestoreError> {
+    for statement in &batch.statements {
+        run_statement(conn, tracker, statement, statement, index, member).await?;
     }
     Ok(())
 }
